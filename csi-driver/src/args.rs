@@ -1,0 +1,157 @@
+//! Command-line flags of `berth-csi` (every flag has an environment fallback).
+//! The library never reads the environment itself: `Args` is turned into typed config here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Default CSI driver name; must match the CSIDriver object and the StorageClass provisioner.
+pub const DEFAULT_DRIVER_NAME: &str = "rbd.csi.berth.dev";
+
+/// Which CSI services this process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Identity + Controller (the Deployment with the provisioner/resizer/snapshotter sidecars).
+    Controller,
+    /// Identity + Node (the DaemonSet on every node).
+    Node,
+    /// All three services in one process (local demo, conformance runs).
+    All,
+}
+
+impl Mode {
+    pub fn controller(self) -> bool {
+        matches!(self, Mode::Controller | Mode::All)
+    }
+    pub fn node(self) -> bool {
+        matches!(self, Mode::Node | Mode::All)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "berth-csi", version, about = "CSI v1.12.0 driver for Ceph RBD")]
+pub struct Args {
+    /// gRPC endpoint, as kubelet and the sidecars pass it: unix:///path/to/csi.sock
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: String,
+
+    /// Services to serve.
+    #[arg(long, env = "BERTH_CSI_MODE", value_enum, default_value_t = Mode::All)]
+    pub mode: Mode,
+
+    /// CSI driver name reported by GetPluginInfo.
+    #[arg(long, env = "BERTH_CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+
+    /// This node's id (NodeGetInfo); defaults to the host name.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Topology segments of this node, key=value (repeatable).
+    #[arg(long = "topology", env = "BERTH_CSI_TOPOLOGY", value_delimiter = ',')]
+    pub topology: Vec<String>,
+
+    /// JSON file mapping clusterID to monitors: [{"clusterID": "...", "monitors": ["host:port"]}]
+    #[arg(
+        long,
+        env = "BERTH_CSI_CLUSTER_CONFIG",
+        default_value = "/etc/ceph-csi-config/config.json"
+    )]
+    pub cluster_config: PathBuf,
+
+    /// Node-local state: staging stash, private key files, fuse mount points.
+    #[arg(
+        long,
+        env = "BERTH_CSI_STATE_DIR",
+        default_value = "/var/lib/berth-csi"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Address for /metrics and /healthz (e.g. 127.0.0.1:9810); off when empty.
+    #[arg(long, env = "BERTH_CSI_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "BERTH_CSI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Turn `unix:///path` (or `unix:/path`, or a bare path) into the socket path.
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+    let path = if let Some(rest) = endpoint.strip_prefix("unix://") {
+        rest
+    } else if let Some(rest) = endpoint.strip_prefix("unix:") {
+        rest
+    } else if endpoint.starts_with('/') {
+        endpoint
+    } else {
+        return Err(format!(
+            "endpoint {endpoint:?} is not a unix socket (expected unix:///path/csi.sock)"
+        ));
+    };
+    if !path.starts_with('/') {
+        return Err(format!(
+            "endpoint {endpoint:?}: socket path must be absolute"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_forms() {
+        let ok = [
+            ("unix:///csi/csi.sock", "/csi/csi.sock"),
+            ("unix:/tmp/a.sock", "/tmp/a.sock"),
+            ("/var/run/x.sock", "/var/run/x.sock"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(socket_path(input).unwrap(), PathBuf::from(want), "{input}");
+        }
+        for bad in [
+            "tcp://127.0.0.1:10000",
+            "unix://relative.sock",
+            "csi.sock",
+            "",
+        ] {
+            assert!(socket_path(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn mode_selects_services() {
+        assert!(Mode::All.controller() && Mode::All.node());
+        assert!(Mode::Controller.controller() && !Mode::Controller.node());
+        assert!(!Mode::Node.controller() && Mode::Node.node());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "berth-csi",
+            "--endpoint",
+            "unix:///tmp/x.sock",
+            "--mode",
+            "node",
+            "--log-format",
+            "json",
+            "--topology",
+            "zone=a,rack=1",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Mode::Node);
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.driver_name, DEFAULT_DRIVER_NAME);
+        assert_eq!(a.topology, vec!["zone=a", "rack=1"]);
+    }
+}

@@ -1,0 +1,21 @@
+//! berth-csi: a CSI v1.12.0 driver for Ceph RBD.
+//!
+//! ```text
+//!  kubelet / sidecars ──gRPC over unix socket──▶ server ─▶ identity
+//!                                                    ├──▶ controller ─▶ ceph (librbd FFI, journal)
+//!                                                    └──▶ node ─▶ attach (krbd|nbd|fuse) ─▶ mount
+//! ```
+//!
+//! Module map:
+//! - [`args`]: flags (with env fallbacks) -> typed config; the only place that reads the environment.
+//! - [`csi`]: generated wire types from `proto/csi.proto`.
+//! - [`error`]: the error enum and its one mapping to gRPC status codes.
+//! - [`identity`]: the Identity service.
+//! - [`server`]: socket binding, serving, graceful shutdown.
+
+pub mod args;
+pub mod csi;
+pub mod error;
+pub mod identity;
+pub mod logging;
+pub mod server;

@@ -1,0 +1,103 @@
+//! gRPC over a Unix socket: bind (removing a stale socket), serve the selected CSI services,
+//! shut down gracefully on a signal or an injected future.
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+
+use crate::args::{Args, socket_path};
+use crate::csi::identity_server::IdentityServer;
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+
+/// Tokio worker threads: CSI traffic is a handful of RPCs at a time and blocking Ceph calls go
+/// to the blocking pool, so two workers keep RSS small without queueing RPCs.
+pub const WORKER_THREADS: usize = 2;
+
+/// Bind the CSI socket. A leftover socket file from a previous run is removed, but only when
+/// nothing answers on it (two live drivers must not steal each other's socket).
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create socket dir {}", dir.display()), e))?;
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(Error::FailedPrecondition(format!(
+                "another process is serving on {}",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(_) => {
+            tracing::info!(socket = %path.display(), "removing stale socket");
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e))?;
+        }
+    }
+    UnixListener::bind(path).map_err(|e| Error::io(format!("bind {}", path.display()), e))
+}
+
+/// What one process serves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub driver_name: String,
+    pub controller: bool,
+    pub node: bool,
+}
+
+/// Serve until `shutdown` completes, then finish in-flight RPCs and return.
+pub async fn serve(
+    listener: UnixListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let identity = Identity::new(config.driver_name.clone(), config.controller);
+    tracing::info!(
+        driver = %config.driver_name,
+        controller = config.controller,
+        node = config.node,
+        version = env!("CARGO_PKG_VERSION"),
+        "serving CSI"
+    );
+    Server::builder()
+        .add_service(IdentityServer::new(identity))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// The binary's whole life: typed config from flags, bind, serve, clean up the socket.
+pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
+    let path: PathBuf = socket_path(&args.endpoint).map_err(anyhow::Error::msg)?;
+    let listener = bind(&path)?;
+    let config = Config {
+        driver_name: args.driver_name.clone(),
+        controller: args.mode.controller(),
+        node: args.mode.node(),
+    };
+    let result = serve(listener, config, shutdown_signal()).await;
+    let _ = std::fs::remove_file(&path);
+    tracing::info!("stopped");
+    Ok(result?)
+}

@@ -1,0 +1,119 @@
+//! `testenv`: the test environment for humans, the demo and external conformance tools.
+//!
+//! ```text
+//! testenv up     start a local Ceph cluster that outlives this command; write its env file,
+//!                the berth-csi cluster config and csi-sanity parameter/secret YAML files
+//! testenv env    print the env file of the running environment
+//! testenv down   stop it and remove every trace (mounts, loop devices, daemons, files)
+//! testenv sweep  remove leftovers of crashed test runs
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use berth_tests::ceph::{Cluster, Lifetime, write_private};
+use clap::{Parser, Subcommand};
+
+/// The clusterID the generated files use.
+const CLUSTER_ID: &str = "berth-local";
+
+#[derive(Parser)]
+#[command(name = "testenv", about = "berth's local test environment")]
+struct Cli {
+    /// Where the environment lives.
+    #[arg(
+        long,
+        env = "BERTH_TESTENV_DIR",
+        default_value = "/tmp/berth-test/testenv"
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Up,
+    Env,
+    Down,
+    Sweep,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let ceph_dir = cli.dir.join("ceph");
+    match cli.cmd {
+        Cmd::Up => {
+            std::fs::create_dir_all(&cli.dir)?;
+            let cluster = Cluster::start_in(ceph_dir, Lifetime::Detached)?;
+            write_files(&cli.dir, &cluster)?;
+            eprintln!("ceph up in {:.2?}", cluster.started_in);
+            print!("{}", std::fs::read_to_string(cli.dir.join("env"))?);
+        }
+        Cmd::Env => {
+            let env = std::fs::read_to_string(cli.dir.join("env"))
+                .context("no environment is up (run `testenv up`)")?;
+            print!("{env}");
+        }
+        Cmd::Down => {
+            berth_tests::sweep::directory(&cli.dir);
+            eprintln!("environment in {} removed", cli.dir.display());
+        }
+        Cmd::Sweep => berth_tests::sweep::leftovers(),
+    }
+    Ok(())
+}
+
+/// The files tools need to use the cluster: env, cluster config, csi-sanity YAMLs.
+fn write_files(dir: &std::path::Path, c: &Cluster) -> Result<()> {
+    let cfg = dir.join("cluster-config.json");
+    std::fs::write(&cfg, c.csi_cluster_config(CLUSTER_ID))?;
+    let params = dir.join("csi-sanity-params.yaml");
+    std::fs::write(
+        &params,
+        format!(
+            "clusterID: {CLUSTER_ID}\npool: {}\nmounter: fuse\nimageFeatures: layering\n\
+             csi.storage.k8s.io/fstype: ext4\n",
+            c.pool
+        ),
+    )?;
+    let secrets = dir.join("csi-sanity-secrets.yaml");
+    let mut s = String::new();
+    for key in [
+        "CreateVolumeSecret",
+        "DeleteVolumeSecret",
+        "ControllerPublishVolumeSecret",
+        "ControllerUnpublishVolumeSecret",
+        "ControllerValidateVolumeCapabilitiesSecret",
+        "NodeStageVolumeSecret",
+        "NodePublishVolumeSecret",
+        "CreateSnapshotSecret",
+        "DeleteSnapshotSecret",
+        "ControllerExpandVolumeSecret",
+        "NodeExpandVolumeSecret",
+        "ListSnapshotsSecret",
+    ] {
+        s.push_str(&format!(
+            "{key}:\n  userID: {}\n  userKey: {}\n",
+            c.client_id, c.client_key
+        ));
+    }
+    write_private(&secrets, &s)?;
+    let env = format!(
+        "export CEPH_CONF={conf}\nexport BERTH_CEPH_DIR={d}\nexport BERTH_MON_ADDR={mon}\n\
+         export BERTH_POOL={pool}\nexport BERTH_CLIENT_ID={id}\n\
+         export BERTH_CLIENT_KEYRING={d}/ceph.client.{id}.keyring\n\
+         export BERTH_CLUSTER_CONFIG={cfg}\nexport BERTH_CSI_SANITY_PARAMS={params}\n\
+         export BERTH_CSI_SANITY_SECRETS={secrets}\n",
+        conf = c.conf.display(),
+        d = c.dir.display(),
+        mon = c.mon_addr,
+        pool = c.pool,
+        id = c.client_id,
+        cfg = cfg.display(),
+        params = params.display(),
+        secrets = secrets.display(),
+    );
+    std::fs::write(dir.join("env"), env)?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! berth-tests: the real surroundings of berth as code, shared by every integration test,
+//! end-to-end test and benchmark.
+//!
+//! - [`ceph`]: a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) in its own dir/ports.
+//! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
+//! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
+//! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
+//! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
+//! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
+//!
+//! Everything a test creates lives under [`state_root`]`/<kind>-<pid>-<n>`; a guard's Drop
+//! removes it, and [`sweep::leftovers`] removes what a crashed earlier run left behind.
+
+pub mod ceph;
+pub mod csi_client;
+pub mod driver;
+pub mod fuse;
+pub mod nginx;
+pub mod proc;
+pub mod sweep;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Where all test state lives. One directory per guard, named `<kind>-<owner pid>-<n>`.
+pub fn state_root() -> PathBuf {
+    PathBuf::from("/tmp/berth-test")
+}
+
+/// A fresh, unique directory for one guard of this process (leftovers swept first).
+pub fn new_state_dir(kind: &str) -> anyhow::Result<PathBuf> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    sweep::leftovers();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = state_root().join(format!("{kind}-{}-{n}", std::process::id()));
+    if dir.exists() {
+        sweep::directory(&dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

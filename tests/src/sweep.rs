@@ -1,0 +1,235 @@
+//! Cleanup of everything a test may leave on the host: mounts, loop devices, processes and
+//! files under one state directory. Used by guards' Drop and for leftovers of crashed runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::proc::run_with_timeout;
+use crate::state_root;
+
+/// One line of /proc/self/mountinfo, the fields the harness needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub target: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// Undo the kernel's octal escapes (`\040` for a space) in mountinfo paths.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let oct = &field[i + 1..i + 4];
+            if let Ok(v) = u8::from_str_radix(oct, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse mountinfo text.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let target = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?;
+            let source = r.next()?;
+            Some(Mount {
+                target: PathBuf::from(unescape(target)),
+                fstype: fstype.to_string(),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+pub fn mounts() -> Vec<Mount> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
+}
+
+/// Loop devices and their backing files, from sysfs.
+pub fn loop_devices() -> Vec<(PathBuf, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            out.push((
+                PathBuf::from(format!("/dev/{name}")),
+                PathBuf::from(back.trim_end()),
+            ));
+        }
+    }
+    out
+}
+
+/// Processes whose command line mentions `dir` (ceph daemons, rbd-fuse, nginx, berth-csi).
+pub fn processes_using(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    c.split(|b| *b == 0)
+                        .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn umount(target: &Path, lazy: bool) -> bool {
+    let mut cmd = Command::new("umount");
+    if lazy {
+        cmd.arg("-l");
+    }
+    cmd.arg(target);
+    run_with_timeout(&mut cmd, Duration::from_secs(30)).is_ok()
+}
+
+fn kill_all(pids: &[i32]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for &pid in pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    for &pid in pids {
+        for _ in 0..100 {
+            let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.split(' ').nth(2) == Some("Z"))
+                .unwrap_or(true);
+            if gone {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Remove every trace of `dir`: filesystems on loop devices backed by files under it, those
+/// loop devices, mounts under it (deepest first), processes naming it, then the files.
+///
+/// With the owner alive the cluster still answers, so filesystems are unmounted cleanly first.
+/// Leftovers of a dead owner may sit on a dead cluster: processes are killed first there (a
+/// killed rbd-fuse makes I/O fail fast instead of hanging) and unmounts are lazy.
+pub fn directory_with(dir: &Path, owner_alive: bool) {
+    if !owner_alive {
+        kill_all(&processes_using(dir));
+    }
+    let all = mounts();
+    for (dev, back) in loop_devices() {
+        if !back.starts_with(dir) {
+            continue;
+        }
+        let dev_s = dev.to_string_lossy();
+        for m in all.iter().filter(|m| m.source == dev_s) {
+            if !umount(&m.target, false) {
+                umount(&m.target, true);
+            }
+        }
+        let _ = run_with_timeout(
+            Command::new("losetup").arg("-d").arg(&dev),
+            Duration::from_secs(30),
+        );
+    }
+    let mut under: Vec<_> = mounts()
+        .into_iter()
+        .filter(|m| m.target.starts_with(dir))
+        .collect();
+    under.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
+    for m in under {
+        if owner_alive && umount(&m.target, false) {
+            continue;
+        }
+        umount(&m.target, true);
+    }
+    kill_all(&processes_using(dir));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Clean `dir` for a live owner (a guard's Drop).
+pub fn directory(dir: &Path) {
+    directory_with(dir, true)
+}
+
+/// Sweep state directories whose owning process is gone (a crashed or killed earlier run).
+pub fn leftovers() {
+    let Ok(entries) = std::fs::read_dir(state_root()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!(
+                "berth-tests: sweeping leftovers of dead run {}",
+                e.path().display()
+            );
+            directory_with(&e.path(), false);
+        }
+    }
+}
+
+/// `<kind>-<pid>-<n>` -> pid.
+fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(3, '-');
+    let _n: u32 = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mountinfo_with_escapes() {
+        let text = "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+                    40 35 0:51 / /tmp/berth-test/ceph-1-0/fuse/rbd rw shared:9 - fuse.rbd-fuse rbd-fuse rw,user_id=0\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].target, PathBuf::from("/mnt with space"));
+        assert_eq!(m[0].fstype, "ext3");
+        assert_eq!(m[0].source, "/dev/root");
+        assert_eq!(m[1].fstype, "fuse.rbd-fuse");
+    }
+
+    #[test]
+    fn owner_pid_from_dir_name() {
+        assert_eq!(owner_pid("ceph-1234-0"), Some(1234));
+        assert_eq!(owner_pid("nginx-77-12"), Some(77));
+        assert_eq!(owner_pid("testenv"), None);
+        assert_eq!(owner_pid("ceph-x-1"), None);
+    }
+
+    #[test]
+    fn reads_this_hosts_mounts() {
+        assert!(mounts().iter().any(|m| m.target == Path::new("/")));
+    }
+}

@@ -1,0 +1,201 @@
+//! The real test environment works: Ceph (as the restricted client), rbd-fuse + loop + ext4,
+//! nginx, the berth-csi binary over its socket, and the leftover sweep.
+//! One cluster is shared by the cases of this binary and removed before it exits.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use berth_tests::ceph::Cluster;
+use berth_tests::driver::Driver;
+use berth_tests::fuse::{Attachment, MountGuard};
+use berth_tests::nginx::{Nginx, http_get};
+use berth_tests::proc::run;
+use berth_tests::sweep;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let cluster = match Cluster::start() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!(
+        "ceph cluster up in {:.2?} ({})",
+        cluster.started_in, cluster.mon_addr
+    );
+    let with = |name: &str, f: fn(&Cluster) -> Result<()>| {
+        let c = cluster.clone();
+        Trial::test(name, move || {
+            f(&c).map_err(|e| Failed::from(format!("{e:#}")))
+        })
+    };
+    let trials = vec![
+        with(
+            "ceph_image_lifecycle_as_restricted_client",
+            ceph_image_lifecycle,
+        ),
+        with("fuse_loop_ext4_data_survives_reattach", fuse_reattach),
+        Trial::test("nginx_serves_reloads_serves", || plain(nginx_reload)),
+        Trial::test("berth_csi_binary_answers_identity", || plain(csi_identity)),
+        Trial::test("sweep_removes_leftovers_of_dead_runs", || {
+            plain(sweep_leftovers)
+        }),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    let leftover = sweep::mounts()
+        .into_iter()
+        .filter(|m| m.target.starts_with(berth_tests::state_root()))
+        .count();
+    if leftover > 0 {
+        eprintln!("{leftover} mounts left under the state root");
+        std::process::exit(1);
+    }
+    conclusion.exit();
+}
+
+fn plain(f: fn() -> Result<()>) -> Result<(), Failed> {
+    f().map_err(|e| Failed::from(format!("{e:#}")))
+}
+
+fn ceph_image_lifecycle(c: &Cluster) -> Result<()> {
+    let name = "env-lifecycle";
+    c.rbd(&["create", "--size", "64M", &format!("{}/{name}", c.pool)])?;
+    ensure!(c.images()?.contains(&name.to_string()), "image not listed");
+    let info: serde_json::Value = serde_json::from_str(&c.rbd(&[
+        "info",
+        "--format",
+        "json",
+        &format!("{}/{name}", c.pool),
+    ])?)?;
+    ensure!(info["size"] == 64 << 20, "size {}", info["size"]);
+    c.rbd(&["rm", "--no-progress", &format!("{}/{name}", c.pool)])?;
+    ensure!(
+        !c.images()?.contains(&name.to_string()),
+        "image still listed"
+    );
+    // The restricted client cannot do admin things.
+    ensure!(
+        run(Command::new("ceph").arg("-c").arg(&c.conf).args([
+            "--id",
+            &c.client_id,
+            "osd",
+            "pool",
+            "create",
+            "forbidden",
+            "8"
+        ]))
+        .is_err(),
+        "client.csi must not create pools"
+    );
+    Ok(())
+}
+
+fn fuse_reattach(c: &Cluster) -> Result<()> {
+    let image = "env-fuse";
+    c.rbd(&["create", "--size", "256M", &format!("{}/{image}", c.pool)])?;
+    let mnt = c.dir.join("mnt-env-fuse");
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    {
+        let att = Attachment::attach(c, image)?;
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-E", "nodiscard"])
+            .arg(&att.device))?;
+        let m = MountGuard::mount(&att.device, &mnt)?;
+        std::fs::write(m.target.join("data.bin"), &payload)?;
+        drop(m);
+        att.detach()?;
+    }
+    ensure!(
+        !sweep::mounts().iter().any(|m| m.target == mnt),
+        "still mounted after detach"
+    );
+    {
+        let att = Attachment::attach(c, image)?;
+        let m = MountGuard::mount(&att.device, &mnt)?;
+        let back = std::fs::read(m.target.join("data.bin")).context("read back")?;
+        ensure!(back == payload, "data differs after re-attach");
+    }
+    ensure!(
+        !sweep::loop_devices()
+            .iter()
+            .any(|(_, back)| back.starts_with(&c.dir)),
+        "loop device left attached"
+    );
+    c.rbd(&["rm", "--no-progress", &format!("{}/{image}", c.pool)])?;
+    Ok(())
+}
+
+fn nginx_reload() -> Result<()> {
+    let nginx = Nginx::start_default()?;
+    let r = http_get(&nginx.addr(), "example.test", "/")?;
+    ensure!(r.status == 200 && r.body == "ok\n", "first GET: {r:?}");
+    let conf = std::fs::read_to_string(&nginx.conf)?.replace("\"ok\\n\"", "\"reloaded\\n\"");
+    std::fs::write(&nginx.conf, conf)?;
+    nginx.reload()?;
+    berth_tests::proc::wait_until(
+        "the reloaded config",
+        std::time::Duration::from_secs(10),
+        || http_get(&nginx.addr(), "example.test", "/").is_ok_and(|r| r.body == "reloaded\n"),
+    )?;
+    let r = http_get(&nginx.addr(), "example.test", "/")?;
+    ensure!(r.status == 200, "after reload: {r:?}");
+    Ok(())
+}
+
+fn csi_identity() -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut driver = Driver::start(&["--driver-name=env.csi.berth.dev"], None).await?;
+        let mut c = driver.client().await?;
+        let info = c
+            .identity
+            .get_plugin_info(berth_csi::csi::GetPluginInfoRequest {})
+            .await?
+            .into_inner();
+        ensure!(info.name == "env.csi.berth.dev", "name {}", info.name);
+        ensure!(!info.vendor_version.is_empty(), "no version");
+        let probe = c
+            .identity
+            .probe(berth_csi::csi::ProbeRequest {})
+            .await?
+            .into_inner();
+        ensure!(probe.ready == Some(true), "probe {probe:?}");
+        ensure!(driver.terminate()?, "berth-csi did not exit 0 on SIGTERM");
+        ensure!(!driver.socket.exists(), "socket not removed on shutdown");
+        Ok(())
+    })
+}
+
+/// A "crashed run": a directory named after a dead pid, with a mount and a process in it.
+fn sweep_leftovers() -> Result<()> {
+    // A pid that is certainly dead: a child that has exited and been reaped.
+    let dead = Command::new("true").spawn()?;
+    let pid = dead.id();
+    let mut dead = dead;
+    dead.wait()?;
+    let dir = berth_tests::state_root().join(format!("crashed-{pid}-0"));
+    std::fs::create_dir_all(dir.join("mnt"))?;
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(dir.join("mnt")))?;
+    // A process whose command line names the directory, like a leftover daemon.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("sleep 300; : \"$0\"")
+        .arg(&dir)
+        .spawn()?;
+    sweep::leftovers();
+    ensure!(!dir.exists(), "leftover dir still there");
+    ensure!(
+        !sweep::mounts().iter().any(|m| m.target.starts_with(&dir)),
+        "leftover mount still there"
+    );
+    let status = holder.wait()?;
+    ensure!(!status.success(), "leftover process was not killed");
+    Ok(())
+}
