@@ -1,0 +1,278 @@
+//! The routing model: what nginx should serve, independent of where it came from.
+//!
+//! Translation (`translate/`) builds a [`Model`] from a snapshot of Kubernetes objects; rendering
+//! (`render.rs`) turns it into nginx.conf text. Every string in here has already passed
+//! `validate.rs`, so the renderer may write it verbatim. Each location remembers the object it
+//! came from ([`ObjectRef`]) so a config nginx rejects can be re-rendered without that object.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Which kind of Kubernetes object (or manifest file) a route or report refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Service,
+    Ingress,
+    IngressClass,
+    EndpointSlice,
+    Secret,
+    /// A manifest file of the files source that could not be parsed.
+    File,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+            Kind::File => "File",
+        }
+    }
+}
+
+/// `kind/namespace/name` of the object a route or a report belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind.as_str(), self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+        }
+    }
+}
+
+/// Which requests a server block answers, by `Host` header.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Host {
+    /// `foo.example.com`
+    Exact(String),
+    /// `*.example.com`, stored without the `*.`; matches exactly one extra label.
+    Wildcard(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Exact(h) => f.write_str(h),
+            Host::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// How a location's path is matched (Ingress v1 `pathType`; ImplementationSpecific is Prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathKind {
+    /// The whole path, case-sensitive.
+    Exact,
+    /// Element-wise on `/`: `/foo` matches `/foo`, `/foo/`, `/foo/bar`, not `/foobar`.
+    Prefix,
+}
+
+/// One route inside a server: a path and the upstream it proxies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Starts with `/`; for Prefix, normalised without a trailing slash (except `/` itself).
+    pub path: String,
+    pub kind: PathKind,
+    /// Name of an [`Upstream`] in the same model.
+    pub upstream: String,
+    pub origin: ObjectRef,
+}
+
+/// A virtual server: one host (or the catch-all, `host == None`) and its locations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub host: Option<Host>,
+    /// Sorted by (path, kind); unique per (path, kind).
+    pub locations: Vec<Location>,
+}
+
+/// One backend address: an IP (ClusterIP or pod IP) or, for ExternalName Services, a DNS name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Address {
+    Ip(IpAddr),
+    Dns(String),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Address::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Address::Dns(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A named group of backend endpoints. No endpoints means requests get 503.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `namespace_service_port`: only DNS-label characters, `_` and digits.
+    pub name: String,
+    /// Sorted and deduplicated.
+    pub endpoints: Vec<(Address, u16)>,
+}
+
+/// Why an object (or one of its routes) did not go live as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    InvalidHost,
+    InvalidPath,
+    InvalidPort,
+    InvalidName,
+    InvalidAnnotation,
+    InvalidSelector,
+    MissingAnnotation,
+    UnsupportedBackend,
+    /// Another, older object already serves this host + path.
+    Conflict,
+    /// The backend Service or its port does not exist (the route answers 503).
+    BackendNotFound,
+    /// nginx -t refused a config that contained this object; it was dropped.
+    NginxRejected,
+    /// A manifest file could not be parsed.
+    Unparseable,
+}
+
+impl Reason {
+    /// Stable snake_case label (metrics, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidHost => "invalid_host",
+            Reason::InvalidPath => "invalid_path",
+            Reason::InvalidPort => "invalid_port",
+            Reason::InvalidName => "invalid_name",
+            Reason::InvalidAnnotation => "invalid_annotation",
+            Reason::InvalidSelector => "invalid_selector",
+            Reason::MissingAnnotation => "missing_annotation",
+            Reason::UnsupportedBackend => "unsupported_backend",
+            Reason::Conflict => "conflict",
+            Reason::BackendNotFound => "backend_not_found",
+            Reason::NginxRejected => "nginx_rejected",
+            Reason::Unparseable => "unparseable",
+        }
+    }
+}
+
+/// A named complaint about one object: which field, why, and what happened to it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Report {
+    pub object: ObjectRef,
+    /// JSON-path-like field name, e.g. `spec.rules[0].host`.
+    pub field: String,
+    pub reason: Reason,
+    /// Human explanation. Never contains the offending value verbatim beyond a short,
+    /// escaped excerpt (hostile values stay out of logs too).
+    pub detail: String,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} ({})",
+            self.object,
+            self.field,
+            self.detail,
+            self.reason.as_str()
+        )
+    }
+}
+
+/// Everything nginx should serve, plus what was left out and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    /// Servers sorted by host; the catch-all (`host: None`, host-less routes) sorts first and
+    /// may be absent (render then writes an empty one).
+    pub servers: Vec<Server>,
+    /// Sorted by name, unique; only upstreams some location or the default backend uses.
+    pub upstreams: Vec<Upstream>,
+    /// Upstream for requests no rule matches; `None` means 404.
+    pub default_backend: Option<DefaultBackend>,
+    /// Sorted.
+    pub reports: Vec<Report>,
+}
+
+/// The catch-all backend and the object (or flag) that set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultBackend {
+    pub upstream: String,
+    pub origin: ObjectRef,
+}
+
+impl Model {
+    /// Every object that contributes something to the config, sorted.
+    pub fn origins(&self) -> BTreeSet<ObjectRef> {
+        let mut set: BTreeSet<ObjectRef> = self
+            .servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|l| l.origin.clone()))
+            .collect();
+        if let Some(d) = &self.default_backend {
+            set.insert(d.origin.clone());
+        }
+        set
+    }
+
+    /// The same model without anything `excluded` objects contributed (used to isolate an object
+    /// nginx refuses). Unused upstreams and empty servers disappear too.
+    pub fn without(&self, excluded: &BTreeSet<ObjectRef>) -> Model {
+        let mut servers = Vec::with_capacity(self.servers.len());
+        for s in &self.servers {
+            let locations: Vec<Location> = s
+                .locations
+                .iter()
+                .filter(|l| !excluded.contains(&l.origin))
+                .cloned()
+                .collect();
+            if !locations.is_empty() {
+                servers.push(Server {
+                    host: s.host.clone(),
+                    locations,
+                });
+            }
+        }
+        let default_backend = self
+            .default_backend
+            .clone()
+            .filter(|d| !excluded.contains(&d.origin));
+        let used: BTreeSet<&str> = servers
+            .iter()
+            .flat_map(|s| s.locations.iter().map(|l| l.upstream.as_str()))
+            .chain(default_backend.as_ref().map(|d| d.upstream.as_str()))
+            .collect();
+        let upstreams = self
+            .upstreams
+            .iter()
+            .filter(|u| used.contains(u.name.as_str()))
+            .cloned()
+            .collect();
+        Model {
+            servers,
+            upstreams,
+            default_backend,
+            reports: self.reports.clone(),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The in-memory set of Kubernetes objects both sources (kube, files) produce.
+//!
+//! A snapshot is cheap to clone (objects are `Arc`s shared with the kube reflector stores) and
+//! is the only input of translation. Its `Debug` prints counts only: Secrets are never printed.
+
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+use crate::model::Report;
+
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    /// All Services in scope (the selector is applied in translation).
+    pub services: Vec<Arc<Service>>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Only `kubernetes.io/tls` Secrets (TLS, issue 7).
+    pub secrets: Vec<Arc<Secret>>,
+    /// Problems the source itself found (e.g. a manifest file that does not parse).
+    pub reports: Vec<Report>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("services", &self.services.len())
+            .field("ingresses", &self.ingresses.len())
+            .field("ingress_classes", &self.ingress_classes.len())
+            .field("endpoint_slices", &self.endpoint_slices.len())
+            .field("secrets", &self.secrets.len())
+            .field("reports", &self.reports.len())
+            .finish()
+    }
+}
+
+/// One decoded object of a kind the controller understands (shared, so cached manifests and
+/// snapshots hold the same allocation).
+#[derive(Clone)]
+pub enum Object {
+    Service(Arc<Service>),
+    Ingress(Arc<Ingress>),
+    IngressClass(Arc<IngressClass>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
+}
+
+impl Snapshot {
+    /// Add one object. Secrets other than `kubernetes.io/tls` are not kept.
+    pub fn push(&mut self, object: Object) {
+        match object {
+            Object::Service(o) => self.services.push(o),
+            Object::Ingress(o) => self.ingresses.push(o),
+            Object::IngressClass(o) => self.ingress_classes.push(o),
+            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
+            Object::Secret(o) if o.type_.as_deref() == Some("kubernetes.io/tls") => {
+                self.secrets.push(o)
+            }
+            Object::Secret(_) => {}
+        }
+    }
+}

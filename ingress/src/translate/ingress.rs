@@ -1,0 +1,285 @@
+//! Ingress v1 objects of our class -> route candidates (per SPEC-FACTS "Ingress v1 semantics").
+//!
+//! Ownership: `spec.ingressClassName` (or the legacy `kubernetes.io/ingress.class` annotation)
+//! names an IngressClass whose `spec.controller` is ours, or, when no IngressClass of that name
+//! exists, equals `--ingress-class`. An Ingress without a class is ours when one of our
+//! IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
+//!
+//! Paths: Exact, Prefix, ImplementationSpecific (= Prefix). Hosts: exact or one `*.` label; no
+//! host means every host. Backends: Service by port number or name; `resource` backends are
+//! refused. Any invalid value rejects the whole Ingress (one report naming the field); a
+//! missing Service keeps the route, answering 503, and is reported.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+
+use super::backend::Backends;
+use super::{Age, Candidate, DefaultCandidate, TranslateConfig, Translated, origin, report};
+use crate::model::{Kind, ObjectRef, PathKind, Reason, Report, Upstream};
+use crate::snapshot::Snapshot;
+use crate::validate::{self, PortRef};
+
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// `berth.dev/` annotations Ingresses may carry (issue 7 adds to this list).
+const KNOWN_ANNOTATIONS: &[&str] = &[];
+
+/// Which class names are ours, decided once per snapshot.
+struct Classes {
+    ours: BTreeSet<String>,
+    foreign: BTreeSet<String>,
+    flag: String,
+    claim_classless: bool,
+}
+
+impl Classes {
+    fn new(snapshot: &Snapshot, config: &TranslateConfig) -> Self {
+        let mut c = Classes {
+            ours: BTreeSet::new(),
+            foreign: BTreeSet::new(),
+            flag: config.ingress_class.clone(),
+            claim_classless: false,
+        };
+        for class in &snapshot.ingress_classes {
+            let Some(name) = class.metadata.name.clone() else {
+                continue;
+            };
+            let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
+            if controller == Some(config.controller_name.as_str()) {
+                let default = class
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true");
+                c.claim_classless |= default;
+                c.ours.insert(name);
+            } else {
+                c.foreign.insert(name);
+            }
+        }
+        c
+    }
+
+    fn owns(&self, ingress: &Ingress) -> bool {
+        let class = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+            .or_else(|| {
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(LEGACY_CLASS_ANNOTATION)
+                    .map(|s| s.as_str())
+            });
+        match class {
+            None => self.claim_classless,
+            Some(name) if self.ours.contains(name) => true,
+            Some(name) if self.foreign.contains(name) => false,
+            Some(name) => name == self.flag,
+        }
+    }
+}
+
+pub fn translate(
+    snapshot: &Snapshot,
+    config: &TranslateConfig,
+    backends: &Backends<'_>,
+    out: &mut Translated,
+) {
+    let classes = Classes::new(snapshot, config);
+    for ing in &snapshot.ingresses {
+        if !classes.owns(ing) {
+            continue;
+        }
+        match one(ing, backends) {
+            Ok(t) => {
+                out.routes.extend(t.routes);
+                out.defaults.extend(t.defaults);
+                out.reports.extend(t.reports);
+            }
+            Err(r) => out.reports.push(r),
+        }
+    }
+}
+
+/// A validated Service backend reference.
+struct BackendRef {
+    service: String,
+    port: PortRef,
+}
+
+fn backend_ref(origin: &ObjectRef, field: &str, b: &IngressBackend) -> Result<BackendRef, Report> {
+    if b.resource.is_some() {
+        return Err(report(
+            origin,
+            format!("{field}.resource"),
+            Reason::UnsupportedBackend,
+            "resource backends are not supported; use a Service",
+        ));
+    }
+    let Some(svc) = &b.service else {
+        return Err(report(
+            origin,
+            format!("{field}.service"),
+            Reason::UnsupportedBackend,
+            "no service",
+        ));
+    };
+    let service = validate::dns_label(&svc.name)
+        .map_err(|e| {
+            report(
+                origin,
+                format!("{field}.service.name"),
+                Reason::InvalidName,
+                e.to_string(),
+            )
+        })?
+        .to_owned();
+    let port_field = format!("{field}.service.port");
+    let port = match svc.port.as_ref().map(|p| (p.number, p.name.as_deref())) {
+        Some((Some(n), None)) => PortRef::Number(
+            validate::port(i64::from(n))
+                .map_err(|e| report(origin, &port_field, Reason::InvalidPort, e.to_string()))?,
+        ),
+        Some((None, Some(name))) => PortRef::Name(
+            validate::port_name(name)
+                .map_err(|e| report(origin, &port_field, Reason::InvalidPort, e.to_string()))?
+                .to_owned(),
+        ),
+        _ => {
+            return Err(report(
+                origin,
+                port_field,
+                Reason::InvalidPort,
+                "exactly one of port.number and port.name is required",
+            ));
+        }
+    };
+    Ok(BackendRef { service, port })
+}
+
+fn resolve(
+    origin: &ObjectRef,
+    field: &str,
+    ns: &str,
+    b: &BackendRef,
+    backends: &Backends<'_>,
+    reports: &mut Vec<Report>,
+) -> Upstream {
+    match backends.resolve(ns, &b.service, &b.port) {
+        Ok(u) => u,
+        Err(u) => {
+            reports.push(report(origin, field, u.reason, u.detail));
+            u.upstream
+        }
+    }
+}
+
+/// Translate one Ingress: all its routes, or one report saying why none.
+fn one(ing: &Ingress, backends: &Backends<'_>) -> Result<Translated, Report> {
+    // Ingress names are DNS subdomains; the namespace a label.
+    let origin = origin(Kind::Ingress, &ing.metadata, false)?;
+    let ns = origin.namespace.clone();
+    for key in ing.metadata.annotations.iter().flat_map(|a| a.keys()) {
+        if key.starts_with("berth.dev/") && !KNOWN_ANNOTATIONS.contains(&key.as_str()) {
+            return Err(report(
+                &origin,
+                format!("metadata.annotations[{}]", validate::excerpt(key)),
+                Reason::InvalidAnnotation,
+                "unknown berth.dev annotation",
+            ));
+        }
+    }
+    let age = Age::of(&ing.metadata, &origin);
+    let mut out = Translated::default();
+    let Some(spec) = &ing.spec else {
+        return Ok(out);
+    };
+
+    // Validate everything first: any invalid value rejects the whole object.
+    let default = match &spec.default_backend {
+        Some(b) => Some(backend_ref(&origin, "spec.defaultBackend", b)?),
+        None => None,
+    };
+    let mut routes = Vec::new();
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        let host = match rule.host.as_deref() {
+            None | Some("") => None,
+            Some(h) => Some(validate::host(h).map_err(|e| {
+                report(
+                    &origin,
+                    format!("spec.rules[{i}].host"),
+                    Reason::InvalidHost,
+                    e.to_string(),
+                )
+            })?),
+        };
+        let Some(http) = &rule.http else { continue };
+        for (j, p) in http.paths.iter().enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let kind = match p.path_type.as_str() {
+                "Exact" => PathKind::Exact,
+                "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+                other => {
+                    return Err(report(
+                        &origin,
+                        format!("{field}.pathType"),
+                        Reason::InvalidPath,
+                        format!("unknown pathType '{}'", validate::excerpt(other)),
+                    ));
+                }
+            };
+            let raw = p.path.as_deref().unwrap_or("/");
+            let path = validate::path(raw, kind).map_err(|e| {
+                report(
+                    &origin,
+                    format!("{field}.path"),
+                    Reason::InvalidPath,
+                    e.to_string(),
+                )
+            })?;
+            let backend = backend_ref(&origin, &format!("{field}.backend"), &p.backend)?;
+            routes.push((host.clone(), path, kind, backend, field));
+        }
+    }
+
+    // Then resolve backends and emit.
+    if let Some(b) = default {
+        let upstream = resolve(
+            &origin,
+            "spec.defaultBackend",
+            &ns,
+            &b,
+            backends,
+            &mut out.reports,
+        );
+        out.defaults.push(DefaultCandidate {
+            upstream,
+            origin: origin.clone(),
+            age: age.clone(),
+        });
+    }
+    for (host, path, kind, b, field) in routes {
+        let upstream = resolve(
+            &origin,
+            &format!("{field}.backend"),
+            &ns,
+            &b,
+            backends,
+            &mut out.reports,
+        );
+        out.routes.push(Candidate {
+            host,
+            path,
+            kind,
+            upstream,
+            origin: origin.clone(),
+            age: age.clone(),
+        });
+    }
+    Ok(out)
+}
