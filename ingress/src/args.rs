@@ -1,0 +1,225 @@
+//! Command line: one clap `Args` with subcommands; every flag has an env fallback.
+//!
+//! `berth-ingress [run]` runs the controller (default), `render --from DIR` prints the config
+//! for a directory of manifests, `init --from DIR --out FILE` writes the first config (the
+//! original design's init container). Flags are global: they go before or after the command.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth-ingress",
+    version,
+    about = "Services and Ingresses -> a validated, atomically swapped nginx config"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub opts: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (the default): watch, render, swap, reload; supervise nginx.
+    Run,
+    /// Print the nginx config for a directory of manifests (dry run) and its reports on stderr.
+    Render {
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Write the first config for a directory of manifests (tested with nginx -t when present).
+    Init {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    Kube,
+    Files,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamArg {
+    Clusterip,
+    Endpoints,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "ms"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 100ms or 1s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(format!("'{s}': unit must be ms or s")),
+    }
+}
+
+fn namespaced(s: &str) -> Result<(String, String), String> {
+    let (ns, name) = s.split_once('/').ok_or("expected namespace/name")?;
+    crate::validate::dns_label(ns).map_err(|e| e.to_string())?;
+    crate::validate::dns_label(name).map_err(|e| e.to_string())?;
+    Ok((ns.to_owned(), name.to_owned()))
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Options {
+    /// nginx executable.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_NGINX_BINARY",
+        default_value = "/usr/sbin/nginx"
+    )]
+    pub nginx_binary: PathBuf,
+    /// The live nginx config file berth writes (atomically).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_NGINX_CONF",
+        default_value = "/etc/nginx/nginx.conf"
+    )]
+    pub nginx_conf: PathBuf,
+    /// nginx prefix (-p): pid file and temp directories.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_NGINX_PREFIX",
+        default_value = "/var/lib/berth-ingress"
+    )]
+    pub nginx_prefix: PathBuf,
+    /// Do not start nginx; reload the one whose pid is in PREFIX/nginx.pid.
+    #[arg(long, global = true, env = "BERTH_EXTERNAL_NGINX")]
+    pub external_nginx: bool,
+    /// Label selector for Services routed by berth.dev/host and berth.dev/path annotations.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SERVICE_SELECTOR",
+        default_value = "app.kubernetes.io/expose=true"
+    )]
+    pub service_selector: String,
+    /// Watch only this namespace (default: all).
+    #[arg(long, global = true, env = "BERTH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// IngressClass name we answer to.
+    #[arg(long, global = true, env = "BERTH_INGRESS_CLASS", default_value = crate::translate::DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
+    /// IngressClass spec.controller value that marks a class as ours.
+    #[arg(long, global = true, env = "BERTH_CONTROLLER_NAME", default_value = crate::translate::DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Upstream addresses: the Service ClusterIP, or the ready EndpointSlice addresses.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_UPSTREAM",
+        value_enum,
+        default_value = "clusterip"
+    )]
+    pub upstream: UpstreamArg,
+    #[arg(long, global = true, env = "BERTH_HTTP_PORT", default_value_t = 80)]
+    pub http_port: u16,
+    #[arg(long, global = true, env = "BERTH_HTTPS_PORT", default_value_t = 443)]
+    pub https_port: u16,
+    /// Address nginx listens on (default: all IPv4 addresses).
+    #[arg(long, global = true, env = "BERTH_LISTEN_ADDRESS")]
+    pub listen_address: Option<IpAddr>,
+    /// nginx worker_processes (default: auto).
+    #[arg(long, global = true, env = "BERTH_WORKER_PROCESSES")]
+    pub worker_processes: Option<u16>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_METRICS_ADDRESS",
+        default_value = "0.0.0.0:10254"
+    )]
+    pub metrics_address: SocketAddr,
+    /// Where objects come from.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SOURCE",
+        value_enum,
+        default_value = "kube"
+    )]
+    pub source: SourceKind,
+    /// Manifests directory for --source files.
+    #[arg(long, global = true, env = "BERTH_MANIFESTS_DIR")]
+    pub manifests_dir: Option<PathBuf>,
+    /// Quiet time that ends a burst of changes (e.g. 100ms).
+    #[arg(long, global = true, env = "BERTH_DEBOUNCE_MIN", default_value = "100ms", value_parser = duration)]
+    pub debounce_min: Duration,
+    /// Longest wait under a continuous stream of changes (e.g. 1s).
+    #[arg(long, global = true, env = "BERTH_DEBOUNCE_MAX", default_value = "1s", value_parser = duration)]
+    pub debounce_max: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Catch-all backend (namespace/name, first port) when no Ingress sets spec.defaultBackend.
+    #[arg(long, global = true, env = "BERTH_DEFAULT_BACKEND_SERVICE", value_parser = namespaced)]
+    pub default_backend_service: Option<(String, String)>,
+    /// nginx access log to stderr.
+    #[arg(long, global = true, env = "BERTH_ACCESS_LOG")]
+    pub access_log: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_subcommands() {
+        let a = Args::try_parse_from(["berth-ingress"]).unwrap();
+        assert!(a.command.is_none());
+        assert_eq!(a.opts.ingress_class, "berth");
+        assert_eq!(a.opts.debounce_min, Duration::from_millis(100));
+        let a = Args::try_parse_from([
+            "berth-ingress",
+            "render",
+            "--from",
+            "/m",
+            "--upstream",
+            "endpoints",
+            "--debounce-max",
+            "2s",
+            "--default-backend-service",
+            "ns/web",
+        ])
+        .unwrap();
+        assert!(matches!(a.command, Some(Command::Render { .. })));
+        assert_eq!(a.opts.upstream, UpstreamArg::Endpoints);
+        assert_eq!(a.opts.debounce_max, Duration::from_secs(2));
+        assert_eq!(
+            a.opts.default_backend_service,
+            Some(("ns".into(), "web".into()))
+        );
+        assert!(
+            Args::try_parse_from(["berth-ingress", "--default-backend-service", "x;y/z"]).is_err()
+        );
+        assert!(Args::try_parse_from(["berth-ingress", "--debounce-min", "1h"]).is_err());
+    }
+}

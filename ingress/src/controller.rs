@@ -1,0 +1,207 @@
+//! Wiring for the three commands: `run` (source + sync loop + nginx + metrics), `render`, `init`.
+//!
+//! Start-up order of `run` (the original design's "nginx never starts without a config"):
+//! source ready (files read / every kube list received) -> first render -> `nginx -t` +
+//! atomic install -> start nginx as a child (unless `--external-nginx`) -> sync loop. SIGTERM
+//! or SIGINT stop the loop and send nginx SIGQUIT (graceful drain, bounded by [`QUIT_GRACE`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::args::{Options, SourceKind, UpstreamArg};
+use crate::metrics::{self, Metrics};
+use crate::model::Report;
+use crate::nginx::{self, Nginx, NginxError, NginxPaths};
+use crate::render::{RenderConfig, UnsafePrefix, render};
+use crate::source::Source;
+use crate::source::files::FilesSource;
+use crate::source::kube::{KubeConfig, KubeSource};
+use crate::sync::{Outcome, SyncConfig, Syncer};
+use crate::translate::{
+    self, LabelSelector, TranslateConfig, UpstreamMode, selector::SelectorError,
+};
+
+/// How long nginx may take to finish in-flight requests at shutdown.
+pub const QUIT_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error(transparent)]
+    Prefix(#[from] UnsafePrefix),
+    #[error("--source files needs --manifests-dir")]
+    NoManifestsDir,
+    #[error("watching the manifests directory: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("connecting to the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    #[error("the first config could not be applied; not starting nginx")]
+    FirstSync,
+    #[error("binding {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nginx exited unexpectedly ({0})")]
+    NginxExited(String),
+}
+
+pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
+    Ok(TranslateConfig {
+        service_selector: LabelSelector::parse(&opts.service_selector)?,
+        ingress_class: opts.ingress_class.clone(),
+        controller_name: opts.controller_name.clone(),
+        upstream_mode: match opts.upstream {
+            UpstreamArg::Clusterip => UpstreamMode::ClusterIp,
+            UpstreamArg::Endpoints => UpstreamMode::Endpoints,
+        },
+        default_backend_service: opts.default_backend_service.clone(),
+    })
+}
+
+pub fn render_config(opts: &Options) -> Result<RenderConfig, Error> {
+    let mut rc = RenderConfig::new(&opts.nginx_prefix, opts.http_port, opts.https_port)?;
+    rc.listen_address = opts.listen_address;
+    rc.worker_processes = opts.worker_processes;
+    rc.access_log = opts.access_log;
+    Ok(rc)
+}
+
+/// `render --from DIR`: the config text and the reports.
+pub fn render_dir(opts: &Options, dir: &std::path::Path) -> Result<(String, Vec<Report>), Error> {
+    let snapshot = FilesSource::new(dir).snapshot();
+    let model = translate::build(&snapshot, &translate_config(opts)?);
+    Ok((render(&model, &render_config(opts)?), model.reports))
+}
+
+/// `init --from DIR --out FILE`: test with nginx (when the binary exists) and install.
+pub async fn init(
+    opts: &Options,
+    dir: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<Vec<Report>, Error> {
+    let (text, reports) = render_dir(opts, dir)?;
+    let nginx = Nginx::new(
+        NginxPaths {
+            binary: opts.nginx_binary.clone(),
+            conf: out.to_owned(),
+            prefix: opts.nginx_prefix.clone(),
+        },
+        false,
+    );
+    nginx.prepare_dirs()?;
+    nginx.install(&text).await?;
+    Ok(reports)
+}
+
+/// Wait for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// The controller. Returns when `shutdown` resolves (Ok) or nginx dies (Err).
+pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    let listener = TcpListener::bind(opts.metrics_address)
+        .await
+        .map_err(|source| Error::Bind {
+            address: opts.metrics_address,
+            source,
+        })?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stop_metrics = stop_rx.clone();
+    tokio::spawn(metrics::serve(listener, metrics.clone(), async move {
+        _ = stop_metrics.wait_for(|s| *s).await;
+    }));
+
+    let (changes_tx, mut changes) = watch::channel(0u64);
+    let mut _watcher = None;
+    let source: Arc<dyn Source> = match opts.source {
+        SourceKind::Files => {
+            let dir = opts.manifests_dir.clone().ok_or(Error::NoManifestsDir)?;
+            let files = FilesSource::new(dir);
+            _watcher = Some(files.watch(changes_tx.clone())?);
+            changes_tx.send_modify(|n| *n += 1);
+            Arc::new(files)
+        }
+        SourceKind::Kube => {
+            let client = kube::Client::try_default().await?;
+            let config = KubeConfig {
+                namespace: opts.namespace.clone(),
+                endpoint_slices: opts.upstream == UpstreamArg::Endpoints,
+            };
+            let (kube_source, driver) = KubeSource::start(client, &config, changes_tx.clone());
+            tokio::spawn(driver);
+            Arc::new(kube_source)
+        }
+    };
+
+    let sync_config = SyncConfig {
+        translate: translate_config(&opts)?,
+        render: render_config(&opts)?,
+        debounce_min: opts.debounce_min,
+        debounce_max: opts.debounce_max,
+    };
+    let paths = NginxPaths {
+        binary: opts.nginx_binary.clone(),
+        conf: opts.nginx_conf.clone(),
+        prefix: opts.nginx_prefix.clone(),
+    };
+    let nginx = Nginx::new(paths, !opts.external_nginx);
+    nginx.prepare_dirs()?;
+    let mut syncer = Syncer::new(nginx, sync_config.clone(), metrics.clone());
+
+    tokio::pin!(shutdown);
+    // First config before nginx serves.
+    tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        _ = changes.changed() => {}
+    }
+    changes.borrow_and_update();
+    let src = source.clone();
+    let tc = sync_config.translate.clone();
+    let model = tokio::task::spawn_blocking(move || translate::build(&src.snapshot(), &tc))
+        .await
+        .expect("translation does not panic");
+    if syncer.sync_model(model).await == Outcome::Failed {
+        return Err(Error::FirstSync);
+    }
+    let mut child = if opts.external_nginx {
+        None
+    } else {
+        Some(syncer.nginx().spawn()?)
+    };
+
+    let exited = async {
+        match &mut child {
+            Some(c) => c
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string()),
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        _ = syncer.run(source, changes, &mut shutdown) => Ok(()),
+        status = exited => Err(Error::NginxExited(status)),
+    };
+    if let Some(c) = &mut child {
+        nginx::quit(c, QUIT_GRACE).await;
+    }
+    _ = stop_tx.send(true);
+    result
+}

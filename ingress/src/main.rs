@@ -1,0 +1,45 @@
+//! berth-ingress binary: parse args, set up logging, run the chosen command.
+
+use anyhow::Context as _;
+use berth_ingress::args::{Args, Command, LogFormat};
+use berth_ingress::controller;
+use clap::Parser as _;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_reports(reports: &[berth_ingress::model::Report]) {
+    for r in reports {
+        eprintln!("rejected: {r}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.opts.log_format);
+    match args.command.unwrap_or(Command::Run) {
+        Command::Run => controller::run(args.opts, controller::shutdown_signal()).await?,
+        Command::Render { from } => {
+            let (text, reports) = controller::render_dir(&args.opts, &from)?;
+            print!("{text}");
+            print_reports(&reports);
+        }
+        Command::Init { from, out } => {
+            let reports = controller::init(&args.opts, &from, &out)
+                .await
+                .with_context(|| format!("writing the first config to {}", out.display()))?;
+            print_reports(&reports);
+        }
+    }
+    Ok(())
+}

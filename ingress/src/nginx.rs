@@ -1,0 +1,271 @@
+//! nginx process control: test a candidate, swap it in atomically, reload, supervise.
+//!
+//! Contract: the candidate is written to a temp file in the live config's directory, checked
+//! with `nginx -t -q -e stderr -p PREFIX -c CANDIDATE`, then renamed over the live file (same
+//! filesystem, so the swap is atomic) and the master gets SIGHUP, nginx's graceful reload. If
+//! `nginx -t` refuses the candidate, the live file and the running nginx are untouched.
+//!
+//! Two ways to run nginx: supervised (`berth-ingress run` starts `nginx -g 'daemon off;'` as
+//! its child after writing the first config, and signals the child), or external (`init` writes
+//! the first config, nginx runs elsewhere, reloads signal the pid in `PREFIX/nginx.pid`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// Where nginx and its files are.
+#[derive(Clone, Debug)]
+pub struct NginxPaths {
+    pub binary: PathBuf,
+    /// The live config file.
+    pub conf: PathBuf,
+    /// nginx's `-p` prefix: pid file and temp dirs (must match the rendered config).
+    pub prefix: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NginxError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("running {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nginx -t` refused the candidate; the message is nginx's (first lines, escaped).
+    #[error("nginx -t rejected the candidate: {0}")]
+    Rejected(String),
+    #[error("reading nginx pid file {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signalling nginx (pid {pid}): {source}")]
+    Signal {
+        pid: i32,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// What the sync loop needs from nginx; [`Nginx`] is the real one, tests use fakes.
+pub trait Apply: Send {
+    /// Would nginx accept this config? (`Err` carries nginx's message.)
+    fn check(&mut self, text: &str) -> impl Future<Output = Result<(), NginxError>> + Send;
+    /// Check, swap in and reload. On `Err(Rejected)` nothing changed.
+    fn apply(&mut self, text: &str) -> impl Future<Output = Result<(), NginxError>> + Send;
+}
+
+/// The real nginx.
+#[derive(Debug)]
+pub struct Nginx {
+    paths: NginxPaths,
+    /// Supervised mode: the child's pid once started; before that, reloads are no-ops (the
+    /// installed config is what the child will load).
+    supervised: bool,
+    child_pid: Option<i32>,
+}
+
+/// Keep nginx's message short in logs and errors (validated values only reach it anyway).
+fn summarise(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect();
+    lines
+        .join(" | ")
+        .chars()
+        .take(600)
+        .flat_map(char::escape_default)
+        .collect()
+}
+
+impl Nginx {
+    /// `supervised`: we start nginx ourselves ([`Nginx::spawn`]); otherwise reloads signal the
+    /// pid in `PREFIX/nginx.pid`.
+    pub fn new(paths: NginxPaths, supervised: bool) -> Self {
+        Self {
+            paths,
+            supervised,
+            child_pid: None,
+        }
+    }
+
+    pub fn paths(&self) -> &NginxPaths {
+        &self.paths
+    }
+
+    fn conf_dir(&self) -> &Path {
+        self.paths
+            .conf
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// Create the prefix and config directories.
+    pub fn prepare_dirs(&self) -> Result<(), NginxError> {
+        for dir in [self.paths.prefix.as_path(), self.conf_dir()] {
+            std::fs::create_dir_all(dir).map_err(|source| NginxError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn write_candidate(&self, text: &str) -> Result<tempfile::NamedTempFile, NginxError> {
+        let dir = self.conf_dir();
+        let err = |source| NginxError::Write {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix(".berth-candidate-")
+            .suffix(".conf")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        file.write_all(text.as_bytes()).map_err(err)?;
+        file.as_file().sync_all().map_err(err)?;
+        Ok(file)
+    }
+
+    async fn test_file(&self, path: &Path) -> Result<(), NginxError> {
+        let out = Command::new(&self.paths.binary)
+            .args(["-t", "-q", "-e", "stderr", "-p"])
+            .arg(&self.paths.prefix)
+            .arg("-c")
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| NginxError::Spawn {
+                binary: self.paths.binary.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NginxError::Rejected(summarise(&out.stderr)))
+        }
+    }
+
+    /// Test and atomically install a config, without reloading (the `init` step).
+    pub async fn install(&self, text: &str) -> Result<(), NginxError> {
+        let candidate = self.write_candidate(text)?;
+        self.test_file(candidate.path()).await?;
+        candidate
+            .persist(&self.paths.conf)
+            .map_err(|e| NginxError::Write {
+                path: self.paths.conf.clone(),
+                source: e.error,
+            })?;
+        Ok(())
+    }
+
+    /// Start nginx in the foreground as our child, on the installed config. The caller owns
+    /// the child (waits for it, stops it with [`quit`]).
+    pub fn spawn(&mut self) -> Result<Child, NginxError> {
+        let child = Command::new(&self.paths.binary)
+            .args(["-g", "daemon off;", "-e", "stderr", "-p"])
+            .arg(&self.paths.prefix)
+            .arg("-c")
+            .arg(&self.paths.conf)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| NginxError::Spawn {
+                binary: self.paths.binary.clone(),
+                source,
+            })?;
+        tracing::info!(pid = child.id(), "nginx started");
+        self.child_pid = child.id().and_then(|p| i32::try_from(p).ok());
+        Ok(child)
+    }
+
+    fn master_pid(&self) -> Result<i32, NginxError> {
+        if let Some(pid) = self.child_pid {
+            return Ok(pid);
+        }
+        let path = self.paths.prefix.join("nginx.pid");
+        let text = std::fs::read_to_string(&path).map_err(|source| NginxError::PidFile {
+            path: path.clone(),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| NginxError::PidFile {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a pid"),
+        })
+    }
+
+    /// Ask the master to reload (SIGHUP): new workers get the new config, old ones drain.
+    pub fn reload(&self) -> Result<(), NginxError> {
+        if self.supervised && self.child_pid.is_none() {
+            return Ok(());
+        }
+        let pid = self.master_pid()?;
+        kill(Pid::from_raw(pid), Signal::SIGHUP)
+            .map_err(|source| NginxError::Signal { pid, source })
+    }
+}
+
+impl Apply for Nginx {
+    async fn check(&mut self, text: &str) -> Result<(), NginxError> {
+        let candidate = self.write_candidate(text)?;
+        self.test_file(candidate.path()).await
+    }
+
+    async fn apply(&mut self, text: &str) -> Result<(), NginxError> {
+        self.install(text).await?;
+        self.reload()
+    }
+}
+
+/// Graceful stop of a supervised nginx: SIGQUIT lets workers finish in-flight requests; after
+/// `grace` the child is killed.
+pub async fn quit(child: &mut Child, grace: std::time::Duration) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!("nginx did not quit in time; killing it");
+        _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_short_and_escaped() {
+        let s = summarise(b"nginx: [emerg] bad \"x\"\n\nline2\nline3\nline4\n");
+        assert_eq!(s, "nginx: [emerg] bad \\\"x\\\" | line2 | line3");
+    }
+
+    #[tokio::test]
+    async fn missing_binary_is_a_spawn_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = NginxPaths {
+            binary: dir.path().join("no-such-nginx"),
+            conf: dir.path().join("nginx.conf"),
+            prefix: dir.path().to_owned(),
+        };
+        let mut n = Nginx::new(paths, true);
+        let err = n.check("events {}").await.unwrap_err();
+        assert!(matches!(err, NginxError::Spawn { .. }), "{err}");
+        assert!(!dir.path().join("nginx.conf").exists());
+    }
+}

@@ -1,0 +1,182 @@
+//! The kube source: kube-runtime reflectors for Service, Ingress, IngressClass, EndpointSlice
+//! (only with `--upstream=endpoints`) and `kubernetes.io/tls` Secrets, in one namespace or all.
+//!
+//! All Services in scope are watched and `--service-selector` is applied in translation: an
+//! Ingress may point at any Service, and a Service whose labels stop matching then simply
+//! drops out of the annotation routes on the next MODIFIED event. This module stays thin: it
+//! only keeps stores current and bumps the change counter once every store has its initial
+//! list, so the first rendered config is never a partial one.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::Source;
+use crate::snapshot::Snapshot;
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct KubeConfig {
+    /// `None` = all namespaces.
+    pub namespace: Option<String>,
+    /// Watch EndpointSlices (`--upstream=endpoints`).
+    pub endpoint_slices: bool,
+}
+
+/// Reflector stores; `snapshot()` reads them.
+#[derive(Clone)]
+pub struct KubeSource {
+    services: Store<Service>,
+    ingresses: Store<Ingress>,
+    classes: Store<IngressClass>,
+    slices: Option<Store<EndpointSlice>>,
+    secrets: Store<Secret>,
+}
+
+impl Source for KubeSource {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            services: self.services.state(),
+            ingresses: self.ingresses.state(),
+            ingress_classes: self.classes.state(),
+            endpoint_slices: self.slices.as_ref().map(Store::state).unwrap_or_default(),
+            secrets: self.secrets.state(),
+            reports: Vec::new(),
+        }
+    }
+}
+
+type Driver = future::BoxFuture<'static, ()>;
+
+/// One reflector: keeps `writer`'s store current and bumps `changes` on every event once
+/// `ready` is set.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+    ready: Arc<AtomicBool>,
+) -> (Store<K>, Driver)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(|o: &mut K| {
+            // managedFields are large and useless here: drop them to keep RSS low.
+            o.managed_fields_mut().clear();
+        }),
+    );
+    let driver = stream
+        .map_err(move |e| tracing::warn!(kind = %kind, error = %e, "watch error; retrying"))
+        .for_each(move |event| {
+            let relevant = matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            );
+            if relevant && ready.load(Ordering::Acquire) {
+                changes.send_modify(|n| *n += 1);
+            }
+            future::ready(())
+        });
+    (reader, Box::pin(driver))
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+impl KubeSource {
+    /// Build the stores and the future that drives every watch (spawn it; it runs forever).
+    /// `changes` is bumped first when all stores hold their initial list, then on every event.
+    pub fn start(
+        client: Client,
+        config: &KubeConfig,
+        changes: watch::Sender<u64>,
+    ) -> (Self, Driver) {
+        let ns = config.namespace.as_deref();
+        let ready = Arc::new(AtomicBool::new(false));
+        let wc = watcher::Config::default;
+        let r = |c: &watch::Sender<u64>| (c.clone(), ready.clone());
+        let (c, rd) = r(&changes);
+        let (services, d1) = reflect(api::<Service>(&client, ns), wc(), c, rd);
+        let (c, rd) = r(&changes);
+        let (ingresses, d2) = reflect(api::<Ingress>(&client, ns), wc(), c, rd);
+        let (c, rd) = r(&changes);
+        let (classes, d3) = reflect(Api::<IngressClass>::all(client.clone()), wc(), c, rd);
+        let (c, rd) = r(&changes);
+        let tls_only = wc().fields("type=kubernetes.io/tls");
+        let (secrets, d4) = reflect(api::<Secret>(&client, ns), tls_only, c, rd);
+        let mut drivers = vec![d1, d2, d3, d4];
+        let slices = config.endpoint_slices.then(|| {
+            let (c, rd) = r(&changes);
+            let (store, d) = reflect(api::<EndpointSlice>(&client, ns), wc(), c, rd);
+            drivers.push(d);
+            store
+        });
+        let source = KubeSource {
+            services,
+            ingresses,
+            classes,
+            slices,
+            secrets,
+        };
+        let waiting = source.clone();
+        let announce = async move {
+            waiting.wait_ready().await;
+            ready.store(true, Ordering::Release);
+            tracing::info!("initial lists received from the API server");
+            changes.send_modify(|n| *n += 1);
+            future::pending::<()>().await;
+        };
+        drivers.push(Box::pin(announce));
+        let all = future::join_all(drivers).map(|_| ());
+        (source, Box::pin(all))
+    }
+
+    /// Resolves when every store has received its initial list.
+    pub async fn wait_ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.ingresses.wait_until_ready().await;
+        let _ = self.classes.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+        if let Some(s) = &self.slices {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+}
+
+/// Names of the Services the store holds (test helper and debugging aid).
+pub fn service_names(source: &KubeSource) -> Vec<String> {
+    let mut v: Vec<String> = source
+        .services
+        .state()
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+#[path = "kube_tests.rs"]
+mod tests;

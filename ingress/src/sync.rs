@@ -1,0 +1,287 @@
+//! The sync loop: change -> (coalesce) -> snapshot -> model -> render -> nginx.
+//!
+//! Bursts are coalesced: after the first change we wait until the source has been quiet for
+//! `debounce_min` (default 100 ms) or `debounce_max` (default 1 s) has passed since that first
+//! change, whichever is sooner, so 100 changes within a second cost at most two reloads. One
+//! iteration runs at a time, so at most one reload is in flight. A render identical to the live
+//! config (by SHA-256) causes no reload. If nginx refuses the candidate the live config keeps
+//! serving, the refusing objects are isolated (`quarantine.rs`), reported by name and counted,
+//! and the config without them goes live.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+use crate::metrics::Metrics;
+use crate::model::{Model, Reason, Report};
+use crate::nginx::{Apply, NginxError};
+use crate::quarantine::{self, Culprit};
+use crate::render::{RenderConfig, render};
+use crate::source::Source;
+use crate::translate::{self, TranslateConfig};
+
+/// Quiet time that ends a burst: long enough to gather a `kubectl apply -f dir/`, short
+/// enough for the change -> served goal (p50 ≤ 250 ms).
+pub const DEFAULT_DEBOUNCE_MIN: Duration = Duration::from_millis(100);
+/// Longest a change waits under a continuous stream of changes (p99 ≤ 1 s goal).
+pub const DEFAULT_DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub translate: TranslateConfig,
+    pub render: RenderConfig,
+    pub debounce_min: Duration,
+    pub debounce_max: Duration,
+}
+
+/// Wait until `changes` has been quiet for `min`, or `max` has passed since `start`.
+/// Returns false when the sender is gone.
+pub async fn settle(
+    changes: &mut watch::Receiver<u64>,
+    start: Instant,
+    min: Duration,
+    max: Duration,
+) -> bool {
+    let deadline = start + max;
+    loop {
+        let quiet_until = (Instant::now() + min).min(deadline);
+        tokio::select! {
+            _ = sleep_until(quiet_until) => return true,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                if Instant::now() >= deadline {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// State carried between iterations.
+pub struct Syncer<A: Apply> {
+    nginx: A,
+    config: SyncConfig,
+    metrics: Arc<Metrics>,
+    live_hash: Option<[u8; 32]>,
+    /// Hash of the last full candidate nginx refused, and what isolation found for it.
+    refused: Option<([u8; 32], Vec<Culprit>)>,
+    last_reports: Vec<Report>,
+}
+
+fn hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// What one iteration did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Reloaded,
+    Unchanged,
+    /// The candidate (or its isolated remainder) was not applied; the last good config serves.
+    Failed,
+}
+
+impl<A: Apply> Syncer<A> {
+    pub fn new(nginx: A, config: SyncConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            nginx,
+            config,
+            metrics,
+            live_hash: None,
+            refused: None,
+            last_reports: Vec::new(),
+        }
+    }
+
+    pub fn nginx(&mut self) -> &mut A {
+        &mut self.nginx
+    }
+
+    /// Mark `text` as what nginx is already serving (after `init` + start).
+    pub fn assume_live(&mut self, text: &str) {
+        self.live_hash = Some(hash(text));
+    }
+
+    /// One pass over a snapshot's worth of objects.
+    pub async fn sync_model(&mut self, mut model: Model) -> Outcome {
+        let text = render(&model, &self.config.render);
+        let full_hash = hash(&text);
+        let mut final_text = text;
+        let known: Vec<Culprit> = self
+            .refused
+            .as_ref()
+            .filter(|(h, _)| *h == full_hash)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
+        if !known.is_empty() {
+            Self::drop_culprits(&mut model, &known);
+            final_text = render(&model, &self.config.render);
+        }
+        let outcome = self.apply(&mut model, final_text, full_hash, known).await;
+        self.publish_reports(&model);
+        outcome
+    }
+
+    fn drop_culprits(model: &mut Model, culprits: &[Culprit]) {
+        let excluded = culprits.iter().map(|c| c.object.clone()).collect();
+        let mut reduced = model.without(&excluded);
+        for c in culprits {
+            reduced.reports.push(Report {
+                object: c.object.clone(),
+                field: "nginx".into(),
+                reason: Reason::NginxRejected,
+                detail: format!("nginx -t refused a config containing it: {}", c.message),
+            });
+        }
+        reduced.reports.sort();
+        *model = reduced;
+    }
+
+    async fn apply(
+        &mut self,
+        model: &mut Model,
+        text: String,
+        full_hash: [u8; 32],
+        known: Vec<Culprit>,
+    ) -> Outcome {
+        let h = hash(&text);
+        if self.live_hash == Some(h) {
+            self.metrics
+                .unchanged_renders
+                .fetch_add(1, Ordering::Relaxed);
+            return Outcome::Unchanged;
+        }
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        match self.nginx.apply(&text).await {
+            Ok(()) => {
+                self.live_hash = Some(h);
+                self.metrics.set_ready();
+                tracing::info!(
+                    bytes = text.len(),
+                    servers = model.servers.len(),
+                    "nginx reloaded"
+                );
+                Outcome::Reloaded
+            }
+            Err(NginxError::Rejected(msg)) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(nginx = %msg, "nginx refused the candidate; the last good config keeps serving; isolating the objects");
+                let hint = self.refused.take().map(|(_, c)| c).unwrap_or_default();
+                match quarantine::isolate(&mut self.nginx, model, &self.config.render, &hint).await
+                {
+                    Ok(culprits) if !culprits.is_empty() => {
+                        for c in &culprits {
+                            tracing::error!(object = %c.object, nginx = %c.message, "nginx refuses this object; dropped from the config");
+                        }
+                        self.metrics
+                            .nginx_rejected_objects
+                            .fetch_add(culprits.len() as u64, Ordering::Relaxed);
+                        Self::drop_culprits(model, &culprits);
+                        let mut all = known;
+                        all.extend(culprits);
+                        self.refused = Some((full_hash, all));
+                        let reduced = render(model, &self.config.render);
+                        self.apply_reduced(reduced).await
+                    }
+                    Ok(_) => Outcome::Failed, // passes now: nginx state changed under us; retry next round
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not isolate the refused objects; keeping the last good config");
+                        Outcome::Failed
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "applying the config failed; keeping the last good config");
+                Outcome::Failed
+            }
+        }
+    }
+
+    async fn apply_reduced(&mut self, text: String) -> Outcome {
+        let h = hash(&text);
+        if self.live_hash == Some(h) {
+            self.metrics
+                .unchanged_renders
+                .fetch_add(1, Ordering::Relaxed);
+            return Outcome::Unchanged;
+        }
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        match self.nginx.apply(&text).await {
+            Ok(()) => {
+                self.live_hash = Some(h);
+                self.metrics.set_ready();
+                tracing::info!(
+                    bytes = text.len(),
+                    "nginx reloaded without the refused objects"
+                );
+                Outcome::Reloaded
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "even the reduced config failed; keeping the last good config");
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// Log reports that are new since the last pass (no log spam per pass) and set the gauges.
+    fn publish_reports(&mut self, model: &Model) {
+        for r in &model.reports {
+            if self.last_reports.binary_search(r).is_err() {
+                tracing::warn!(object = %r.object, field = %r.field, reason = r.reason.as_str(), detail = %r.detail, "object not served as written");
+            }
+        }
+        self.metrics.set_reports(&model.reports);
+        self.last_reports = model.reports.clone();
+    }
+
+    /// Run until `changes` closes or `shutdown` resolves. Each burst of changes becomes one
+    /// snapshot, one render and at most one reload (plus isolation if nginx refuses it).
+    pub async fn run<S: Source + ?Sized>(
+        &mut self,
+        source: Arc<S>,
+        mut changes: watch::Receiver<u64>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            let start = Instant::now();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                open = settle(&mut changes, start, self.config.debounce_min, self.config.debounce_max) => if !open { return },
+            }
+            changes.borrow_and_update();
+            let src = source.clone();
+            let translate = self.config.translate.clone();
+            let built =
+                tokio::task::spawn_blocking(move || translate::build(&src.snapshot(), &translate))
+                    .await;
+            match built {
+                Ok(model) => {
+                    let outcome = self.sync_model(model).await;
+                    tracing::debug!(
+                        ?outcome,
+                        waited_ms = start.elapsed().as_millis() as u64,
+                        "sync pass"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "translation task failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;
