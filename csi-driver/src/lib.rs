@@ -12,10 +12,18 @@
 //! - [`error`]: the error enum and its one mapping to gRPC status codes.
 //! - [`identity`]: the Identity service.
 //! - [`server`]: socket binding, serving, graceful shutdown.
+//! - [`volume_id`]: the self-describing volume ID layout (pure).
+//! - [`credentials`]: cephx user/key from request secrets, redacted everywhere (pure).
+//! - [`cluster_config`]: clusterID -> monitors, from the `--cluster-config` JSON (pure).
+//! - [`locks`]: per-volume / per-name try-locks (ABORTED on collision).
 
 pub mod args;
+pub mod cluster_config;
+pub mod credentials;
 pub mod csi;
 pub mod error;
 pub mod identity;
+pub mod locks;
 pub mod logging;
 pub mod server;
+pub mod volume_id;

@@ -1,0 +1,126 @@
+//! The cluster config file (`--cluster-config`), as ceph-csi users know it: a JSON list
+//! mapping a `clusterID` (named by the StorageClass) to the cluster's monitors.
+//!
+//! ```json
+//! [{"clusterID": "ceph1", "monitors": ["10.0.0.1:6789", "10.0.0.2:6789"]}]
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    #[serde(rename = "clusterID")]
+    cluster_id: String,
+    monitors: Vec<String>,
+    /// ceph-csi has per-cluster sub-configs (cephFS, rbd namespaces…); accepted, unused.
+    #[serde(default, rename = "rbd")]
+    _rbd: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    monitors: HashMap<String, Vec<String>>,
+}
+
+impl ClusterConfig {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut monitors = HashMap::new();
+        for e in entries {
+            if e.cluster_id.is_empty() {
+                return Err("an entry has an empty clusterID".into());
+            }
+            if e.monitors.is_empty() {
+                return Err(format!("clusterID {:?} lists no monitors", e.cluster_id));
+            }
+            if let Some(bad) = e.monitors.iter().find(|m| !valid_monitor(m)) {
+                return Err(format!("clusterID {:?}: bad monitor {bad:?}", e.cluster_id));
+            }
+            if monitors.insert(e.cluster_id.clone(), e.monitors).is_some() {
+                return Err(format!("clusterID {:?} is listed twice", e.cluster_id));
+            }
+        }
+        Ok(ClusterConfig { monitors })
+    }
+
+    /// Read the file; a missing file is an empty config (a node-only or identity-only process
+    /// may run without one; calls that need a cluster then fail with a clear message).
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|e| {
+                Error::InvalidArgument(format!("cluster config {}: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(Error::io(
+                format!("read cluster config {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Monitors of `cluster_id`, or INVALID_ARGUMENT naming the unknown clusterID.
+    pub fn monitors(&self, cluster_id: &str) -> Result<&[String], Error> {
+        self.monitors
+            .get(cluster_id)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "clusterID {cluster_id:?} is not in the cluster config"
+                ))
+            })
+    }
+
+    /// Monitors as one `mon_host` value for librados / ceph.conf.
+    pub fn mon_host(&self, cluster_id: &str) -> Result<String, Error> {
+        Ok(self.monitors(cluster_id)?.join(","))
+    }
+}
+
+/// host:port, [v2:host:port,...] forms; no whitespace, quotes or config syntax.
+fn valid_monitor(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 256
+        && m.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']' | b',' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ceph_csi_format() {
+        let c = ClusterConfig::parse(
+            r#"[{"clusterID":"a","monitors":["10.0.0.1:6789","10.0.0.2:6789"]},
+                {"clusterID":"b","monitors":["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]"],"rbd":{}}]"#,
+        )
+        .unwrap();
+        assert_eq!(c.mon_host("a").unwrap(), "10.0.0.1:6789,10.0.0.2:6789");
+        assert_eq!(c.monitors("b").unwrap().len(), 1);
+        assert_eq!(
+            c.monitors("zzz").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        for bad in [
+            "{}",
+            r#"[{"clusterID":"","monitors":["a:1"]}]"#,
+            r#"[{"clusterID":"a","monitors":[]}]"#,
+            r#"[{"clusterID":"a","monitors":["a:1\nkey = x"]}]"#,
+            r#"[{"clusterID":"a","monitors":["a:1"]},{"clusterID":"a","monitors":["b:1"]}]"#,
+            r#"[{"clusterID":"a","monitors":["a:1"],"typo":1}]"#,
+        ] {
+            assert!(ClusterConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Volume IDs: versioned and self-describing, so every later call (DeleteVolume, NodeStage,
+//! expand, snapshot) finds the image without a lookup.
+//!
+//! Layout (all ASCII, at most 128 bytes, the CSI limit):
+//!
+//! ```text
+//! 0001-<LLLL>-<clusterID>-<PPPP>-<pool>-<image>
+//!  │     │                  │            └ RBD image name (rest of the string)
+//!  │     │                  └ pool name length, 4 lowercase hex digits
+//!  │     └ clusterID length, 4 lowercase hex digits
+//!  └ layout version
+//! ```
+//!
+//! Length prefixes make the encoding unambiguous whatever characters the clusterID or pool
+//! contain. Anything that does not decode is an ID we could not have issued: callers answer
+//! NOT_FOUND (or OK for deletes).
+
+use std::fmt;
+
+/// The current layout version.
+const VERSION: &str = "0001";
+/// CSI's limit on ID length.
+pub const MAX_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeId {
+    pub cluster_id: String,
+    pub pool: String,
+    pub image: String,
+}
+
+/// Why a string is not one of our IDs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a volume id issued by this driver")]
+pub struct NotOurs(pub String);
+
+impl VolumeId {
+    pub fn new(cluster_id: &str, pool: &str, image: &str) -> Self {
+        VolumeId {
+            cluster_id: cluster_id.into(),
+            pool: pool.into(),
+            image: image.into(),
+        }
+    }
+
+    /// Encode; `None` when the result would exceed the CSI limit or a part is empty.
+    pub fn encode(&self) -> Option<String> {
+        let parts = [&self.cluster_id, &self.pool, &self.image];
+        if parts.iter().any(|p| p.is_empty() || !p.is_ascii()) {
+            return None;
+        }
+        if self.cluster_id.len() > 0xffff || self.pool.len() > 0xffff {
+            return None;
+        }
+        let s = format!(
+            "{VERSION}-{:04x}-{}-{:04x}-{}-{}",
+            self.cluster_id.len(),
+            self.cluster_id,
+            self.pool.len(),
+            self.pool,
+            self.image
+        );
+        (s.len() <= MAX_ID_LEN).then_some(s)
+    }
+
+    pub fn decode(id: &str) -> Result<Self, NotOurs> {
+        let bad = || NotOurs(id.to_string());
+        if id.len() > MAX_ID_LEN || !id.is_ascii() {
+            return Err(bad());
+        }
+        let rest = id.strip_prefix(VERSION).and_then(|r| r.strip_prefix('-'));
+        let rest = rest.ok_or_else(bad)?;
+        let (cluster_id, rest) = take_field(rest).ok_or_else(bad)?;
+        let (pool, image) = take_field(rest).ok_or_else(bad)?;
+        if image.is_empty() {
+            return Err(bad());
+        }
+        Ok(VolumeId::new(cluster_id, pool, image))
+    }
+}
+
+/// `LLLL-<value>-<rest>` -> (value, rest).
+fn take_field(s: &str) -> Option<(&str, &str)> {
+    let (len_hex, rest) = s.split_at_checked(4)?;
+    if !len_hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let len = usize::from_str_radix(len_hex, 16).ok()?;
+    let rest = rest.strip_prefix('-')?;
+    let (value, rest) = rest.split_at_checked(len)?;
+    if value.is_empty() {
+        return None;
+    }
+    Some((value, rest.strip_prefix('-')?))
+}
+
+impl fmt::Display for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.pool, self.image, self.cluster_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let cases = [
+            ("c1", "rbd", "csi-vol-0b1c"),
+            ("berth-local", "my-pool.x", "img"),
+            ("a-b-c", "p-0001-x", "name-with-0003-dashes"),
+        ];
+        for (c, p, i) in cases {
+            let id = VolumeId::new(c, p, i);
+            let s = id.encode().unwrap();
+            assert!(s.starts_with("0001-"), "{s}");
+            assert_eq!(VolumeId::decode(&s).unwrap(), id, "{s}");
+        }
+    }
+
+    #[test]
+    fn layout_is_stable() {
+        let s = VolumeId::new("ceph1", "rbd", "csi-vol-x").encode().unwrap();
+        assert_eq!(s, "0001-0005-ceph1-0003-rbd-csi-vol-x");
+    }
+
+    #[test]
+    fn foreign_ids_are_rejected() {
+        for bad in [
+            "",
+            "fake-vol-id-1234",
+            "0001",
+            "0001-",
+            "0002-0005-ceph1-0003-rbd-x",
+            "0001-0005-ceph1-0003-rbd-",
+            "0001-0005-ceph1-0003-rb",
+            "0001-00zz-ceph1-0003-rbd-x",
+            "0001-0000--0003-rbd-x",
+            "0001-0009-ceph1-0003-rbd-x",
+            "0001-0005-cephé-0003-rbd-x",
+        ] {
+            assert!(VolumeId::decode(bad).is_err(), "{bad:?} decoded");
+        }
+        let long = format!("0001-0005-ceph1-0003-rbd-{}", "x".repeat(200));
+        assert!(VolumeId::decode(&long).is_err());
+    }
+
+    #[test]
+    fn too_long_ids_are_not_issued() {
+        assert!(VolumeId::new("c", "p", &"x".repeat(120)).encode().is_none());
+        assert!(VolumeId::new("", "p", "i").encode().is_none());
+    }
+}
