@@ -115,8 +115,18 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM first: the master takes its workers down (SIGKILL would orphan them).
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let exited = wait_until("nginx to stop", Duration::from_secs(5), || {
+                child.try_wait().is_ok_and(|s| s.is_some())
+            });
+            if exited.is_err() {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
         crate::sweep::directory(&self.prefix);

@@ -81,25 +81,34 @@ pub fn loop_devices() -> Vec<(PathBuf, PathBuf)> {
     out
 }
 
-/// Processes whose command line mentions `dir` (ceph daemons, rbd-fuse, nginx, berth-csi).
+/// Processes that name `dir` on their command line (ceph daemons, rbd-fuse, nginx master,
+/// berth-csi) or hold a file under it open (nginx workers rewrite their command line).
 pub fn processes_using(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let names_dir = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
+            })
+            .unwrap_or(false)
+    };
+    let holds_file = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(dir)))
+            })
+            .unwrap_or(false)
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    c.split(|b| *b == 0)
-                        .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
-                })
-                .unwrap_or(false)
-        })
+        .filter(|&pid| pid != me && (names_dir(pid) || holds_file(pid)))
         .collect()
 }
 
@@ -195,6 +204,34 @@ pub fn leftovers() {
             directory_with(&e.path(), false);
         }
     }
+}
+
+/// What this process's state directories still hold on the host: mounts, loop devices and
+/// processes. Test binaries assert it is empty before they exit.
+pub fn own_leftovers() -> Vec<String> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir(state_root()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let dirs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| owner_pid(&e.file_name().to_string_lossy()) == Some(me))
+        .map(|e| e.path())
+        .collect();
+    for dir in &dirs {
+        found.push(format!("state dir {}", dir.display()));
+        for m in mounts().into_iter().filter(|m| m.target.starts_with(dir)) {
+            found.push(format!("mount {}", m.target.display()));
+        }
+        for (dev, back) in loop_devices().into_iter().filter(|(_, b)| b.starts_with(dir)) {
+            found.push(format!("loop {} -> {}", dev.display(), back.display()));
+        }
+        for pid in processes_using(dir) {
+            found.push(format!("process {pid}"));
+        }
+    }
+    found
 }
 
 /// `<kind>-<pid>-<n>` -> pid.

@@ -47,12 +47,9 @@ fn main() {
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     drop(cluster);
-    let leftover = sweep::mounts()
-        .into_iter()
-        .filter(|m| m.target.starts_with(berth_tests::state_root()))
-        .count();
-    if leftover > 0 {
-        eprintln!("{leftover} mounts left under the state root");
+    let leftovers = sweep::own_leftovers();
+    if !leftovers.is_empty() {
+        eprintln!("left behind on the host: {leftovers:#?}");
         std::process::exit(1);
     }
     conclusion.exit();

@@ -1,0 +1,29 @@
+# berth: the two commands of the README, and the pieces they are made of.
+#   make demo   the main job, locally, no Kubernetes cluster needed
+#   make test   everything CI checks: fmt, clippy, unit + integration + end-to-end tests
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: deps build lint test demo bench clean-env
+
+deps:
+	bash tests/scripts/install-deps.sh
+
+build: deps
+	cargo build --workspace --bins
+
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: lint build
+	bash tests/scripts/test.sh
+
+demo:
+	bash tests/scripts/demo.sh
+
+bench: deps
+	cargo run --release -p berth-tests --bin bench -- all
+
+clean-env:
+	cargo run -q -p berth-tests --bin testenv -- sweep

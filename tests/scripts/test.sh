@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run every test of the workspace (unit, integration with real Ceph/nginx/mounts, end-to-end)
+# and print one closing tally over all test binaries. Binaries must be built first (make build):
+# the harness starts the real berth-csi and berth-ingress executables.
+set -uo pipefail
+log=$(mktemp /tmp/berth-test-log.XXXXXX)
+trap 'rm -f "$log"' EXIT
+start=$(date +%s)
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# Leftovers of a crashed binary (mounts, loop devices, daemons) must not outlive the run.
+cargo run -q -p berth-tests --bin testenv -- sweep || true
+awk '/^test result:/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1);
+         if ($(i) ~ /^ignored;?$/) s += $(i-1)
+       }
+     }
+     END { printf "\nall test binaries, %d s:\n%d passed, %d failed, %d skipped\n", '"$(( $(date +%s) - start ))"', p, f, s }' "$log"
+exit "$status"
