@@ -224,7 +224,10 @@ pub fn own_leftovers() -> Vec<String> {
         for m in mounts().into_iter().filter(|m| m.target.starts_with(dir)) {
             found.push(format!("mount {}", m.target.display()));
         }
-        for (dev, back) in loop_devices().into_iter().filter(|(_, b)| b.starts_with(dir)) {
+        for (dev, back) in loop_devices()
+            .into_iter()
+            .filter(|(_, b)| b.starts_with(dir))
+        {
             found.push(format!("loop {} -> {}", dev.display(), back.display()));
         }
         for pid in processes_using(dir) {

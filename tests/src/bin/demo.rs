@@ -19,7 +19,10 @@ fn step(n: usize, what: &str) {
 
 async fn play() -> Result<()> {
     let t0 = Instant::now();
-    step(1, "start a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) on 127.0.0.1");
+    step(
+        1,
+        "start a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) on 127.0.0.1",
+    );
     let cluster = Cluster::start()?;
     println!(
         "    up in {:.1?}: monitors {}, pool {}, client.{}",
@@ -32,12 +35,27 @@ async fn play() -> Result<()> {
 
     step(3, "ask it who it is, as kubelet does");
     let mut csi = driver.client().await?;
-    let info = csi.identity.get_plugin_info(GetPluginInfoRequest {}).await?.into_inner();
-    let ready = csi.identity.probe(ProbeRequest {}).await?.into_inner().ready;
-    println!("    {} {} ready={:?}", info.name, info.vendor_version, ready);
+    let info = csi
+        .identity
+        .get_plugin_info(GetPluginInfoRequest {})
+        .await?
+        .into_inner();
+    let ready = csi
+        .identity
+        .probe(ProbeRequest {})
+        .await?
+        .into_inner()
+        .ready;
+    println!(
+        "    {} {} ready={:?}",
+        info.name, info.vendor_version, ready
+    );
     ensure!(ready == Some(true), "berth-csi is not ready");
 
-    step(4, "clean up: stop berth-csi and Ceph, remove every mount, device and file");
+    step(
+        4,
+        "clean up: stop berth-csi and Ceph, remove every mount, device and file",
+    );
     drop(csi);
     drop(driver);
     drop(cluster);
