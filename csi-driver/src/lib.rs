@@ -16,8 +16,13 @@
 //! - [`credentials`]: cephx user/key from request secrets, redacted everywhere (pure).
 //! - [`cluster_config`]: clusterID -> monitors, from the `--cluster-config` JSON (pure).
 //! - [`locks`]: per-volume / per-name try-locks (ABORTED on collision).
+//! - [`node`]: the Node service (stage, publish, stats, expand, restart recovery).
+//! - [`attach`]: image -> block device (krbd, rbd-nbd, rbd-fuse + loop).
+//! - [`mount`]: mount table, blkid/mkfs, mount/bind/unmount, filesystem growth.
+//! - [`program`]: running host programs with bounded time (node side).
 
 pub mod args;
+pub mod attach;
 pub mod cluster_config;
 pub mod credentials;
 pub mod csi;
@@ -25,5 +30,8 @@ pub mod error;
 pub mod identity;
 pub mod locks;
 pub mod logging;
+pub mod mount;
+pub mod node;
+pub mod program;
 pub mod server;
 pub mod volume_id;

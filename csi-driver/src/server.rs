@@ -11,6 +11,7 @@ use tonic::transport::Server;
 
 use crate::args::{Args, socket_path};
 use crate::csi::identity_server::IdentityServer;
+use crate::csi::node_server::NodeServer;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 
@@ -48,6 +49,8 @@ pub struct Config {
     pub driver_name: String,
     pub controller: bool,
     pub node: bool,
+    /// Node configuration; the node service is served when `node` is set and this is given.
+    pub node_config: Option<crate::node::NodeConfig>,
 }
 
 /// Serve until `shutdown` completes, then finish in-flight RPCs and return.
@@ -64,8 +67,18 @@ pub async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "serving CSI"
     );
+    // Node restart recovery runs before serving (it may re-attach volumes: blocking work).
+    let node = match config.node_config.clone().filter(|_| config.node) {
+        Some(nc) => Some(NodeServer::new(
+            tokio::task::spawn_blocking(move || crate::node::Node::start(nc))
+                .await
+                .map_err(|e| Error::Internal(format!("node start: {e}")))??,
+        )),
+        None => None,
+    };
     Server::builder()
         .add_service(IdentityServer::new(identity))
+        .add_optional_service(node)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
@@ -95,6 +108,10 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
         driver_name: args.driver_name.clone(),
         controller: args.mode.controller(),
         node: args.mode.node(),
+        node_config: match args.mode.node() {
+            true => Some(crate::node::NodeConfig::from_args(&args)?),
+            false => None,
+        },
     };
     let result = serve(listener, config, shutdown_signal()).await;
     let _ = std::fs::remove_file(&path);

@@ -1,0 +1,260 @@
+//! Attaching an RBD image to this host as a block device. One trait, three attachers chosen
+//! by the StorageClass parameter `mounter` (carried in the volume context):
+//!
+//! | mounter            | how                                   | needs                      |
+//! |--------------------|---------------------------------------|----------------------------|
+//! | `krbd` (default)   | `rbd map` -> /dev/rbdN (kernel client) | the `rbd` kernel module    |
+//! | `rbd-nbd`          | `rbd --device-type nbd map` -> nbdN   | the `nbd` module, rbd-nbd  |
+//! | `fuse`             | rbd-fuse exposes the image as a file, losetup -> /dev/loopN | /dev/fuse, rbd-fuse |
+//! | `auto`             | the first of those this host can do, logged with the reason |   |
+//!
+//! Credentials reach the programs through [`client::ClientFiles`]: a private directory with a
+//! minimal ceph.conf and a 0600 key file — never an argv, a log line or an error.
+
+pub mod client;
+pub mod device;
+pub mod fuse;
+pub mod krbd;
+pub mod nbd;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::program::ProgramError;
+use client::ClientFiles;
+
+/// Which attacher attached a volume (recorded in the stash: detach uses the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Krbd,
+    RbdNbd,
+    Fuse,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Krbd => "krbd",
+            Kind::RbdNbd => "rbd-nbd",
+            Kind::Fuse => "fuse",
+        }
+    }
+}
+
+/// The `mounter` volume-context value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounter {
+    Fixed(Kind),
+    Auto,
+}
+
+impl Mounter {
+    pub fn parse(value: Option<&str>) -> Result<Mounter, Error> {
+        Ok(match value.map(str::trim).unwrap_or("") {
+            "" | "krbd" | "rbd" => Mounter::Fixed(Kind::Krbd),
+            "rbd-nbd" | "nbd" => Mounter::Fixed(Kind::RbdNbd),
+            "fuse" | "rbd-fuse" => Mounter::Fixed(Kind::Fuse),
+            "auto" => Mounter::Auto,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "mounter {other:?} is not one of krbd, rbd-nbd, fuse, auto"
+                )));
+            }
+        })
+    }
+
+    /// The attacher to use on this host; `auto` probes and says why it chose.
+    pub fn resolve(self) -> (Kind, Option<&'static str>) {
+        match self {
+            Mounter::Fixed(k) => (k, None),
+            Mounter::Auto => {
+                if krbd::available() {
+                    (Kind::Krbd, Some("the rbd kernel module is loaded"))
+                } else if nbd::available() {
+                    (
+                        Kind::RbdNbd,
+                        Some("no rbd kernel module; the nbd module and rbd-nbd are present"),
+                    )
+                } else {
+                    (
+                        Kind::Fuse,
+                        Some("neither the rbd nor the nbd kernel module is available"),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// What an attacher needs to reach one image.
+#[derive(Debug)]
+pub struct Target<'a> {
+    pub pool: &'a str,
+    pub image: &'a str,
+    pub client: &'a ClientFiles,
+    /// `mapOptions` (krbd/nbd `-o`), already validated.
+    pub map_options: &'a str,
+    /// Private per-volume directory (fuse mount point, logs).
+    pub work_dir: &'a Path,
+}
+
+/// An attached image, as recorded in the stash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    pub kind: Kind,
+    pub device: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuse: Option<fuse::FuseMount>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "this kernel has no {module} module; use mounter=fuse or load {module} (modprobe {module})"
+    )]
+    NoKernelModule { module: &'static str },
+    #[error(
+        "image features {features} are not supported by this kernel; create the volume with \
+         imageFeatures=layering, or use mounter=fuse"
+    )]
+    UnsupportedFeatures { features: String },
+    #[error("image {pool}/{image} does not exist")]
+    ImageNotFound { pool: String, image: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{context}: {error}")]
+    Io {
+        context: String,
+        error: std::io::Error,
+    },
+}
+
+impl AttachError {
+    pub fn io(context: impl Into<String>, error: std::io::Error) -> Self {
+        AttachError::Io {
+            context: context.into(),
+            error,
+        }
+    }
+}
+
+impl From<AttachError> for Error {
+    fn from(e: AttachError) -> Error {
+        let msg = e.to_string();
+        match e {
+            AttachError::NoKernelModule { .. }
+            | AttachError::UnsupportedFeatures { .. }
+            | AttachError::Unsupported(_)
+            | AttachError::Program(ProgramError::Missing { .. }) => Error::FailedPrecondition(msg),
+            AttachError::ImageNotFound { .. } => Error::NotFound(msg),
+            AttachError::Program(ProgramError::Timeout { .. }) => Error::DeadlineExceeded(msg),
+            AttachError::Program(_) | AttachError::Failed(_) | AttachError::Io { .. } => {
+                Error::Internal(msg)
+            }
+        }
+    }
+}
+
+/// One way of turning an image into a block device.
+pub trait Attacher: Send + Sync {
+    fn attach(&self, target: &Target<'_>) -> Result<Attached, AttachError>;
+    /// Undo [`Attacher::attach`]; what is already gone counts as done.
+    fn detach(&self, attached: &Attached) -> Result<(), AttachError>;
+    /// `Err(why)` when the device is not usable (process dead, device gone).
+    fn check(&self, attached: &Attached) -> Result<(), String>;
+    /// Make the device pick up a grown image; returns the device size. `want` is the size the
+    /// caller expects (0: unknown); attachers that see the new size late wait for it a little.
+    fn refresh_size(&self, attached: &Attached, want: u64) -> Result<u64, AttachError>;
+}
+
+/// The attacher for `kind`.
+pub fn attacher(kind: Kind) -> &'static dyn Attacher {
+    match kind {
+        Kind::Krbd => &krbd::Krbd,
+        Kind::RbdNbd => &nbd::Nbd,
+        Kind::Fuse => &fuse::Fuse,
+    }
+}
+
+/// `mapOptions`: comma-separated krbd/nbd options; characters limited so nothing but an
+/// option list reaches `rbd map -o`.
+pub fn map_options(value: Option<&str>) -> Result<String, Error> {
+    let v = value.map(str::trim).unwrap_or("");
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"=,._:-".contains(&b))
+    {
+        Ok(v.to_string())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "mapOptions {v:?} may contain only letters, digits and =,._:-"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounter_values() {
+        assert_eq!(Mounter::parse(None).unwrap(), Mounter::Fixed(Kind::Krbd));
+        assert_eq!(
+            Mounter::parse(Some("fuse")).unwrap(),
+            Mounter::Fixed(Kind::Fuse)
+        );
+        assert_eq!(
+            Mounter::parse(Some("rbd-nbd")).unwrap(),
+            Mounter::Fixed(Kind::RbdNbd)
+        );
+        assert_eq!(Mounter::parse(Some("auto")).unwrap(), Mounter::Auto);
+        let err = Mounter::parse(Some("iscsi")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let (_, why) = Mounter::Auto.resolve();
+        assert!(why.is_some(), "auto always says why");
+    }
+
+    #[test]
+    fn kind_round_trips_as_json() {
+        let a = Attached {
+            kind: Kind::RbdNbd,
+            device: "/dev/nbd0".into(),
+            fuse: None,
+        };
+        let s = serde_json::to_string(&a).unwrap();
+        assert_eq!(s, r#"{"kind":"rbd-nbd","device":"/dev/nbd0"}"#);
+        assert_eq!(serde_json::from_str::<Attached>(&s).unwrap(), a);
+    }
+
+    #[test]
+    fn map_options_are_checked() {
+        assert_eq!(
+            map_options(Some("queue_depth=128,noshare")).unwrap(),
+            "queue_depth=128,noshare"
+        );
+        assert!(map_options(Some("a b")).is_err());
+        assert!(map_options(Some("x;reboot")).is_err());
+    }
+
+    #[test]
+    fn error_codes_tell_the_user_what_to_do() {
+        let e: Error = AttachError::NoKernelModule { module: "rbd" }.into();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            e.to_string().contains("use mounter=fuse or load rbd"),
+            "{e}"
+        );
+        let e: Error = AttachError::ImageNotFound {
+            pool: "p".into(),
+            image: "i".into(),
+        }
+        .into();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+    }
+}

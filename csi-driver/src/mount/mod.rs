@@ -1,0 +1,71 @@
+//! Filesystems and mounts on the node: the mount table ([`mountinfo`]), what a device
+//! holds and making a filesystem ([`format`]), mount flags ([`options`]), mount/bind/unmount
+//! ([`ops`]) and growing ([`grow`]).
+
+pub mod format;
+pub mod grow;
+pub mod mountinfo;
+pub mod ops;
+pub mod options;
+
+pub use options::MountOptions;
+
+use nix::errno::Errno;
+
+use crate::error::Error;
+use crate::program::ProgramError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A mount/umount system call failed.
+    #[error("{context}: {errno}")]
+    Sys { context: String, errno: Errno },
+    /// A file operation failed.
+    #[error("{context}: {error}")]
+    Io {
+        context: String,
+        error: std::io::Error,
+    },
+    /// blkid, mkfs, resize2fs … failed.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// The request asks for something not allowed (fs type, option characters).
+    #[error("{0}")]
+    Invalid(String),
+    /// The device holds something that is not a filesystem we may use: never formatted.
+    #[error("{0}")]
+    Refused(String),
+    /// The filesystem cannot grow now (ext4 online without CAP_SYS_RESOURCE).
+    #[error("{0}")]
+    GrowRefused(String),
+}
+
+impl MountError {
+    pub fn sys(context: impl Into<String>, errno: Errno) -> Self {
+        MountError::Sys {
+            context: context.into(),
+            errno,
+        }
+    }
+    pub fn io(context: impl Into<String>, error: std::io::Error) -> Self {
+        MountError::Io {
+            context: context.into(),
+            error,
+        }
+    }
+}
+
+impl From<MountError> for Error {
+    fn from(e: MountError) -> Error {
+        let msg = e.to_string();
+        match e {
+            MountError::Invalid(_) => Error::InvalidArgument(msg),
+            MountError::Refused(_) | MountError::GrowRefused(_) => Error::FailedPrecondition(msg),
+            MountError::Program(ProgramError::Missing { .. }) => Error::FailedPrecondition(msg),
+            MountError::Program(ProgramError::Timeout { .. }) => Error::DeadlineExceeded(msg),
+            MountError::Sys { .. } | MountError::Io { .. } | MountError::Program(_) => {
+                Error::Internal(msg)
+            }
+        }
+    }
+}

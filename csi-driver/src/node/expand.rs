@@ -1,0 +1,29 @@
+//! NodeExpandVolume: make the device see the grown image (loop: `losetup -c`; krbd and
+//! rbd-nbd follow the image by themselves), then grow the filesystem online — xfs_growfs, or
+//! resize2fs for ext4, which without CAP_SYS_RESOURCE is FAILED_PRECONDITION with advice.
+
+use std::path::Path;
+
+use super::Shared;
+use super::request::Access;
+use super::stats::find_at;
+use crate::attach::attacher;
+use crate::error::Error;
+use crate::mount::grow;
+
+/// Returns the device size after the refresh.
+pub fn expand(node: &Shared, id: &str, path: &Path, required: u64) -> Result<u64, Error> {
+    let s = find_at(node, id, path)?;
+    let a = s
+        .attached
+        .as_ref()
+        .filter(|_| s.complete)
+        .ok_or_else(|| Error::FailedPrecondition(format!("volume {id} is not fully staged")))?;
+    let size = attacher(a.kind).refresh_size(a, required)?;
+    if let Access::Mount { .. } = s.capability.access {
+        let fs = s.fs.as_deref().unwrap_or("ext4");
+        grow::online(fs, &a.device, &s.staging_path)?;
+    }
+    tracing::info!(volume = %id, size, "expanded on the node");
+    Ok(size)
+}

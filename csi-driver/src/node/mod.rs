@@ -1,0 +1,283 @@
+//! The CSI Node service. Each RPC checks its request (pure, [`request`]), takes the
+//! per-volume try-lock (ABORTED when busy) and runs on the blocking pool, holding the lock
+//! until the work is done even if the caller went away.
+//!
+//! - [`stage`]: NodeStage/NodeUnstage (attach, format once, mount; undo on failure)
+//! - [`publish`]: NodePublish/NodeUnpublish (bind mounts, access-mode rules)
+//! - [`stats`]: NodeGetVolumeStats with VolumeCondition
+//! - [`expand`]: NodeExpandVolume
+//! - [`recovery`]: what runs at start, before serving
+//! - [`stash`]: the per-staging record on disk
+//! - [`info`]: NodeGetInfo, NodeGetCapabilities
+
+pub mod expand;
+pub mod info;
+pub mod publish;
+pub mod recovery;
+pub mod request;
+pub mod stage;
+pub mod stash;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::attach::{Mounter, map_options};
+use crate::cluster_config::ClusterConfig;
+use crate::credentials::Credentials;
+use crate::csi::{
+    NodeExpandVolumeRequest, NodeExpandVolumeResponse, NodeGetCapabilitiesRequest,
+    NodeGetCapabilitiesResponse, NodeGetInfoRequest, NodeGetInfoResponse,
+    NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest,
+    NodePublishVolumeResponse, NodeStageVolumeRequest, NodeStageVolumeResponse,
+    NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest,
+    NodeUnstageVolumeResponse, node_server,
+};
+use crate::error::Error;
+use crate::locks::Locks;
+
+/// Typed configuration of the node service.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: String,
+    pub topology: BTreeMap<String, String>,
+    /// Stashes, client files, fuse mount points (see [`stash`]).
+    pub state_dir: PathBuf,
+    pub clusters: ClusterConfig,
+}
+
+impl NodeConfig {
+    /// From the binary's flags: node id (default: host name), `--topology key=value`,
+    /// `--state-dir`, `--cluster-config`.
+    pub fn from_args(args: &crate::args::Args) -> Result<NodeConfig, Error> {
+        let node_id = args
+            .node_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(info::host_name);
+        if node_id.is_empty() || node_id.len() > 256 {
+            return Err(Error::InvalidArgument(
+                "node id must be 1..=256 bytes (--node-id)".into(),
+            ));
+        }
+        Ok(NodeConfig {
+            node_id,
+            topology: info::parse_topology(&args.topology).map_err(Error::InvalidArgument)?,
+            state_dir: args.state_dir.clone(),
+            clusters: ClusterConfig::load(&args.cluster_config)?,
+        })
+    }
+}
+
+/// What every node operation shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: NodeConfig,
+    pub store: stash::Store,
+    pub locks: Locks,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Open the state dir and run restart recovery (blocking: call before serving).
+    pub fn start(config: NodeConfig) -> Result<Node, Error> {
+        let store = stash::Store::new(&config.state_dir)?;
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            locks: Locks::new(),
+        });
+        let report = recovery::run(&shared);
+        if !report.is_empty() {
+            tracing::info!(volumes = report.len(), "restart recovery done");
+        }
+        Ok(Node { shared })
+    }
+
+    /// Run `f` on the blocking pool under the try-lock of `key`.
+    async fn locked<T: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Shared) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let guard = self.shared.locks.try_lock(key)?;
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            f(&shared)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("node task failed: {e}")))?
+        .map_err(Status::from)
+    }
+}
+
+fn log_err<T>(rpc: &str, volume: &str, r: Result<T, Status>) -> Result<T, Status> {
+    if let Err(s) = &r {
+        tracing::warn!(rpc, volume, code = ?s.code(), "{}", s.message());
+    }
+    r
+}
+
+impl Node {
+    fn stage_args(&self, r: NodeStageVolumeRequest) -> Result<stage::StageArgs, Error> {
+        let id = request::required("volume_id", &r.volume_id)?.to_string();
+        let staging = request::path("staging_target_path", &r.staging_target_path)?;
+        let capability = request::capability(r.volume_capability.as_ref())?;
+        let volume = request::volume(&id)?;
+        let credentials = Credentials::from_secrets(&r.secrets)?;
+        let ctx = &r.volume_context;
+        Ok(stage::StageArgs {
+            id,
+            volume,
+            staging,
+            capability,
+            credentials,
+            mounter: Mounter::parse(ctx.get("mounter").map(String::as_str))?,
+            map_options: map_options(ctx.get("mapOptions").map(String::as_str))?,
+            mkfs_options: ctx.get("mkfsOptions").cloned(),
+        })
+    }
+
+    fn publish_args(&self, r: NodePublishVolumeRequest) -> Result<publish::PublishArgs, Error> {
+        let id = request::required("volume_id", &r.volume_id)?.to_string();
+        let target = request::path("target_path", &r.target_path)?;
+        let capability = request::capability(r.volume_capability.as_ref())?;
+        // STAGE_UNSTAGE_VOLUME is advertised: the staging path is required.
+        let staging = request::path("staging_target_path", &r.staging_target_path)?;
+        request::volume(&id)?;
+        Ok(publish::PublishArgs {
+            id,
+            staging,
+            target,
+            capability,
+            readonly: r.readonly,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl node_server::Node for Node {
+    async fn node_stage_volume(
+        &self,
+        req: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        let r = req.into_inner();
+        let vol = r.volume_id.clone();
+        let result = match self.stage_args(r) {
+            Ok(args) => self.locked(&vol, move |s| stage::stage(s, args)).await,
+            Err(e) => Err(e.into()),
+        };
+        log_err("NodeStageVolume", &vol, result).map(|_| Response::new(NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        req: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        let r = req.into_inner();
+        let vol = r.volume_id.clone();
+        let result = async {
+            let id = request::required("volume_id", &r.volume_id)?.to_string();
+            let staging = request::path("staging_target_path", &r.staging_target_path)?;
+            self.locked(&id.clone(), move |s| stage::unstage(s, &id, &staging))
+                .await
+        };
+        log_err("NodeUnstageVolume", &vol, result.await)
+            .map(|_| Response::new(NodeUnstageVolumeResponse {}))
+    }
+
+    async fn node_publish_volume(
+        &self,
+        req: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let r = req.into_inner();
+        let vol = r.volume_id.clone();
+        let result = match self.publish_args(r) {
+            Ok(args) => self.locked(&vol, move |s| publish::publish(s, args)).await,
+            Err(e) => Err(e.into()),
+        };
+        log_err("NodePublishVolume", &vol, result)
+            .map(|_| Response::new(NodePublishVolumeResponse {}))
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        req: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        let r = req.into_inner();
+        let vol = r.volume_id.clone();
+        let result = async {
+            let id = request::required("volume_id", &r.volume_id)?.to_string();
+            let target = request::path("target_path", &r.target_path)?;
+            self.locked(&id.clone(), move |s| publish::unpublish(s, &id, &target))
+                .await
+        };
+        log_err("NodeUnpublishVolume", &vol, result.await)
+            .map(|_| Response::new(NodeUnpublishVolumeResponse {}))
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        req: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        let r = req.into_inner();
+        request::required("volume_id", &r.volume_id)?;
+        request::required("volume_path", &r.volume_path)?;
+        let shared = self.shared.clone();
+        // Read-only: no lock, so kubelet's periodic stats never collide with a stage.
+        let res = tokio::task::spawn_blocking(move || {
+            stats::stats(&shared, &r.volume_id, std::path::Path::new(&r.volume_path))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("node task failed: {e}")))?;
+        Ok(Response::new(res?))
+    }
+
+    async fn node_expand_volume(
+        &self,
+        req: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        let r = req.into_inner();
+        let vol = r.volume_id.clone();
+        let result = async {
+            let id = request::required("volume_id", &r.volume_id)?.to_string();
+            let path = PathBuf::from(request::required("volume_path", &r.volume_path)?);
+            let want = r
+                .capacity_range
+                .map(|c| c.required_bytes.max(0) as u64)
+                .unwrap_or(0);
+            self.locked(&id.clone(), move |s| expand::expand(s, &id, &path, want))
+                .await
+        };
+        log_err("NodeExpandVolume", &vol, result.await).map(|size| {
+            Response::new(NodeExpandVolumeResponse {
+                capacity_bytes: size as i64,
+            })
+        })
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _req: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: info::capabilities(),
+        }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _req: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        let c = &self.shared.config;
+        Ok(Response::new(info::info(&c.node_id, &c.topology)))
+    }
+}

@@ -1,0 +1,132 @@
+//! NodePublishVolume / NodeUnpublishVolume: bind mounts from the staging path (filesystem)
+//! or of the device node onto a file (block) at the pod's target path, read-only when asked.
+//! Every publish is recorded in the stash so a repeated call can be told apart from a
+//! conflicting one, and recovery can bind again after a re-attach.
+
+use std::path::{Path, PathBuf};
+
+use super::Shared;
+use super::request::Capability;
+use super::stash::Publish;
+use crate::error::Error;
+use crate::mount::{mountinfo, ops};
+
+/// A checked NodePublishVolume request.
+#[derive(Debug)]
+pub struct PublishArgs {
+    pub id: String,
+    pub staging: PathBuf,
+    pub target: PathBuf,
+    pub capability: Capability,
+    pub readonly: bool,
+}
+
+pub fn publish(node: &Shared, a: PublishArgs) -> Result<(), Error> {
+    let mut s = node
+        .store
+        .load(&a.staging)?
+        .filter(|s| s.volume_id == a.id && s.complete)
+        .ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "volume {} is not staged at {}: call NodeStageVolume first",
+                a.id,
+                a.staging.display()
+            ))
+        })?;
+    if s.capability.is_block() != a.capability.is_block() {
+        return Err(Error::InvalidArgument(format!(
+            "volume {} was staged for {} access",
+            a.id,
+            if s.capability.is_block() {
+                "block"
+            } else {
+                "filesystem"
+            }
+        )));
+    }
+    let want = Publish {
+        readonly: a.readonly,
+        capability: a.capability.clone(),
+    };
+    match s.publishes.get(&a.target) {
+        Some(p) if *p != want => {
+            return Err(Error::AlreadyExists(format!(
+                "{} is already published for volume {} with different arguments",
+                a.target.display(),
+                a.id
+            )));
+        }
+        Some(_) if mountinfo::is_mounted(&a.target) => return Ok(()),
+        Some(_) => {
+            tracing::warn!(target = %a.target.display(), "recorded publish is not mounted; binding again");
+        }
+        None => {
+            let single = a.capability.single_writer()
+                || s.publishes.values().any(|p| p.capability.single_writer());
+            if single && let Some(other) = s.publishes.keys().next() {
+                return Err(Error::FailedPrecondition(format!(
+                    "volume {} is SINGLE_NODE_SINGLE_WRITER and already published at {}",
+                    a.id,
+                    other.display()
+                )));
+            }
+            if mountinfo::is_mounted(&a.target) {
+                return Err(Error::AlreadyExists(format!(
+                    "{} already has something else mounted",
+                    a.target.display()
+                )));
+            }
+        }
+    }
+    let readonly = a.readonly || a.capability.read_only_mode();
+    bind(&s, &a.staging, &a.target, readonly)?;
+    s.publishes.insert(a.target.clone(), want);
+    if let Err(e) = node.store.save(&s) {
+        let _ = ops::unmount(&a.target, false);
+        return Err(e);
+    }
+    tracing::info!(volume = %a.id, target = %a.target.display(), readonly, "published");
+    Ok(())
+}
+
+/// Bind the staged volume at `target` (used by publish and by recovery).
+pub(super) fn bind(
+    s: &super::stash::Stash,
+    staging: &Path,
+    target: &Path,
+    readonly: bool,
+) -> Result<(), Error> {
+    if s.capability.is_block() {
+        let device = s
+            .attached
+            .as_ref()
+            .map(|x| x.device.clone())
+            .ok_or_else(|| Error::Internal(format!("volume {} has no device", s.volume_id)))?;
+        ops::ensure_file(target)?;
+        ops::bind(&device, target, readonly)?;
+    } else {
+        ops::ensure_dir(target)?;
+        ops::bind(staging, target, readonly)?;
+    }
+    Ok(())
+}
+
+pub fn unpublish(node: &Shared, id: &str, target: &Path) -> Result<(), Error> {
+    let all = node.store.all();
+    if all
+        .iter()
+        .any(|s| s.volume_id != id && s.publishes.contains_key(target))
+    {
+        // Published, but for another volume: not ours to undo.
+        return Ok(());
+    }
+    ops::unmount(target, false)?;
+    ops::remove_target(target)?;
+    for mut s in all.into_iter().filter(|s| s.volume_id == id) {
+        if s.publishes.remove(target).is_some() {
+            node.store.save(&s)?;
+        }
+    }
+    tracing::info!(volume = %id, target = %target.display(), "unpublished");
+    Ok(())
+}

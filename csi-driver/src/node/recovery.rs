@@ -1,0 +1,147 @@
+//! Restart recovery: when the node plugin starts, it reads every stash and makes what its
+//! own restart broke work again, before it serves.
+//!
+//! - Incomplete stash (the plugin died inside NodeStage): undo what it records; kubelet
+//!   stages again.
+//! - Device usable and staging mounted: nothing to do, except binding again publish targets
+//!   that lost their mount.
+//! - Device broken (the typical case: rbd-fuse died with the plugin's container, the fuse
+//!   mount answers ENOTCONN and the loop device reads EIO): unmount the publishes and the
+//!   staging mount (lazily: they are dead), detach, attach again with the stashed client
+//!   files, mount the filesystem that is there (never mkfs here) and bind the publish
+//!   targets again.
+//!
+//! A volume that cannot be repaired keeps its stash: NodeGetVolumeStats reports it
+//! abnormal with the reason, and unpublish + unstage still clean up.
+//!
+//! Caveat: a running container got its own copy of the old bind mount; it sees the new one
+//! only with HostToContainer mount propagation, otherwise the pod has to be restarted (the
+//! abnormal condition says so until then).
+
+use super::Shared;
+use super::publish::bind;
+use super::request::Access;
+use super::stage::teardown;
+use super::stash::Stash;
+use crate::attach::client::ClientFiles;
+use crate::attach::{Target, attacher};
+use crate::error::Error;
+use crate::mount::format::{self, Content};
+use crate::mount::{MountOptions, mountinfo, ops};
+use crate::volume_id::VolumeId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Healthy,
+    Rebound(usize),
+    Reattached,
+    CleanedUp,
+}
+
+/// Recover every stashed volume; returns (volume id, result) per stash, for logs and tests.
+pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, String>)> {
+    let mut report = Vec::new();
+    for s in node.store.all() {
+        let id = s.volume_id.clone();
+        let result = if s.complete {
+            heal(node, s)
+        } else {
+            teardown(node, &s).map(|_| Outcome::CleanedUp)
+        };
+        match &result {
+            Ok(Outcome::Healthy) => tracing::debug!(volume = %id, "recovery: healthy"),
+            Ok(outcome) => tracing::info!(volume = %id, ?outcome, "recovery: repaired"),
+            Err(e) => tracing::error!(volume = %id,
+                "recovery failed: {e}; stats report the volume abnormal, unstage still cleans up"),
+        }
+        report.push((id, result.map_err(|e| e.to_string())));
+    }
+    report
+}
+
+fn staging_mounted(s: &Stash, device: &std::path::Path) -> bool {
+    match s.capability.access {
+        Access::Block => true,
+        Access::Mount { .. } => mountinfo::read().is_ok_and(|t| {
+            mountinfo::find(&t, &s.staging_path)
+                .is_some_and(|m| m.source == device.to_string_lossy())
+        }),
+    }
+}
+
+fn bind_missing(s: &Stash) -> Result<usize, Error> {
+    let mut n = 0;
+    for (target, p) in &s.publishes {
+        if !mountinfo::is_mounted(target) {
+            bind(
+                s,
+                &s.staging_path,
+                target,
+                p.readonly || p.capability.read_only_mode(),
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
+    let old = s
+        .attached
+        .clone()
+        .ok_or_else(|| Error::Internal("complete stash without a device".into()))?;
+    let broken = attacher(old.kind).check(&old).err();
+    if broken.is_none() && staging_mounted(&s, &old.device) {
+        return Ok(match bind_missing(&s)? {
+            0 => Outcome::Healthy,
+            n => Outcome::Rebound(n),
+        });
+    }
+    tracing::warn!(volume = %s.volume_id, reason = broken.as_deref().unwrap_or("staging not mounted"),
+        "re-attaching");
+    for target in s.publishes.keys() {
+        ops::unmount(target, true)?;
+    }
+    if !s.capability.is_block() {
+        ops::unmount(&s.staging_path, true)?;
+    }
+    if let Err(e) = attacher(old.kind).detach(&old) {
+        tracing::warn!(volume = %s.volume_id, "detaching the broken device: {e}");
+    }
+    let volume = VolumeId::decode(&s.volume_id).map_err(|e| Error::Internal(e.to_string()))?;
+    let dir = node.store.dir(&s.staging_path);
+    let client = ClientFiles::existing(&dir, &s.user).ok_or_else(|| {
+        Error::FailedPrecondition(format!("client files in {} are gone", dir.display()))
+    })?;
+    let fresh = attacher(s.mounter).attach(&Target {
+        pool: &volume.pool,
+        image: &volume.image,
+        client: &client,
+        map_options: &s.map_options,
+        work_dir: &dir,
+    })?;
+    s.attached = Some(fresh.clone());
+    node.store.save(&s)?;
+    if let Access::Mount { flags, .. } = &s.capability.access {
+        let fs = s.fs.clone().unwrap_or_else(|| "ext4".into());
+        match format::detect(&fresh.device)? {
+            Content::Filesystem(_) => {}
+            other => {
+                return Err(Error::FailedPrecondition(format!(
+                    "after re-attach {} holds {other:?}, not the {fs} filesystem staged before; \
+                     not formatting it",
+                    fresh.device.display()
+                )));
+            }
+        }
+        ops::ensure_dir(&s.staging_path)?;
+        ops::mount_fs(
+            &fresh.device,
+            &s.staging_path,
+            &fs,
+            &MountOptions::parse(flags, &fs)?,
+        )?;
+    }
+    bind_missing(&s)?;
+    Ok(Outcome::Reattached)
+}

@@ -1,0 +1,252 @@
+//! NodeStageVolume / NodeUnstageVolume.
+//!
+//! Stage: attach the image -> blkid -> mkfs only when the device holds nothing -> mount at the
+//! staging path (xfs with nouuid) -> stash. Each step is recorded before the next, and a
+//! failure undoes exactly what was done. An existing filesystem always wins over the
+//! requested fs type: a volume with data is never reformatted.
+//!
+//! Unstage: unmount, detach, remove the stash (and with it the key file). Not staged -> OK.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::Shared;
+use super::request::{Access, Capability};
+use super::stash::{Stash, VERSION};
+use crate::attach::client::ClientFiles;
+use crate::attach::{Attached, Mounter, Target, attacher, device};
+use crate::credentials::Credentials;
+use crate::error::Error;
+use crate::mount::format::{self, Content};
+use crate::mount::{MountError, MountOptions, grow, mountinfo, ops};
+use crate::volume_id::VolumeId;
+
+/// A checked NodeStageVolume request.
+#[derive(Debug)]
+pub struct StageArgs {
+    pub id: String,
+    pub volume: VolumeId,
+    pub staging: PathBuf,
+    pub capability: Capability,
+    pub credentials: Credentials,
+    pub mounter: Mounter,
+    pub map_options: String,
+    pub mkfs_options: Option<String>,
+}
+
+/// Is a complete stash still what it says: device usable and, for filesystems, mounted?
+fn healthy(s: &Stash) -> bool {
+    let Some(a) = &s.attached else { return false };
+    if attacher(a.kind).check(a).is_err() {
+        return false;
+    }
+    match s.capability.access {
+        Access::Block => true,
+        Access::Mount { .. } => mountinfo::read().is_ok_and(|t| {
+            mountinfo::find(&t, &s.staging_path)
+                .is_some_and(|m| m.source == a.device.to_string_lossy())
+        }),
+    }
+}
+
+pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
+    if let Some(s) = node.store.load(&a.staging)? {
+        if s.volume_id != a.id {
+            return Err(Error::AlreadyExists(format!(
+                "staging path {} already holds volume {}",
+                a.staging.display(),
+                s.volume_id
+            )));
+        }
+        if s.capability != a.capability {
+            return Err(Error::AlreadyExists(format!(
+                "volume {} is already staged at {} with a different volume capability",
+                a.id,
+                a.staging.display()
+            )));
+        }
+        if s.complete && healthy(&s) {
+            return Ok(());
+        }
+        tracing::warn!(volume = %a.id, staging = %a.staging.display(),
+            "earlier staging is incomplete or broken; tearing it down and staging again");
+        teardown(node, &s)?;
+    }
+    if let Some(other) = node
+        .store
+        .by_volume(&a.id)
+        .into_iter()
+        .find(|s| s.staging_path != a.staging)
+    {
+        return Err(Error::FailedPrecondition(format!(
+            "volume {} is already staged at {} on this node",
+            a.id,
+            other.staging_path.display()
+        )));
+    }
+    let mon_host = node.config.clusters.mon_host(&a.volume.cluster_id)?;
+    let (kind, why) = a.mounter.resolve();
+    if let Some(why) = why {
+        tracing::info!(volume = %a.id, mounter = kind.name(), "mounter=auto chose {}: {why}", kind.name());
+    }
+    let dir = node.store.dir(&a.staging);
+    let client = ClientFiles::write(&dir, &mon_host, &a.credentials)
+        .map_err(|e| Error::io(format!("write client files in {}", dir.display()), e))?;
+    let mut stash = Stash {
+        version: VERSION,
+        volume_id: a.id.clone(),
+        staging_path: a.staging.clone(),
+        capability: a.capability.clone(),
+        user: a.credentials.user.clone(),
+        mounter: kind,
+        map_options: a.map_options.clone(),
+        attached: None,
+        fs: None,
+        complete: false,
+        publishes: BTreeMap::new(),
+    };
+    let result = node.store.save(&stash).and_then(|_| {
+        attach_and_mount(node, &mut stash, &a, &client)?;
+        stash.complete = true;
+        node.store.save(&stash)
+    });
+    if let Err(e) = result {
+        if let Err(undo) = teardown(node, &stash) {
+            tracing::error!(volume = %a.id, "undoing a failed stage: {undo}");
+        }
+        return Err(e);
+    }
+    tracing::info!(volume = %a.id, staging = %a.staging.display(), mounter = kind.name(),
+        device = ?stash.attached.as_ref().map(|x| &x.device), fs = ?stash.fs, "staged");
+    Ok(())
+}
+
+fn attach_and_mount(
+    node: &Shared,
+    stash: &mut Stash,
+    a: &StageArgs,
+    client: &ClientFiles,
+) -> Result<(), Error> {
+    let work_dir = node.store.dir(&a.staging);
+    let target = Target {
+        pool: &a.volume.pool,
+        image: &a.volume.image,
+        client,
+        map_options: &a.map_options,
+        work_dir: &work_dir,
+    };
+    let attached = attacher(stash.mounter).attach(&target)?;
+    stash.attached = Some(attached.clone());
+    node.store.save(stash)?;
+    if let Access::Mount { fs_type, flags } = &a.capability.access {
+        stash.fs = Some(mount_filesystem(
+            &attached,
+            &a.staging,
+            fs_type,
+            flags,
+            a.mkfs_options.as_deref(),
+        )?);
+    }
+    Ok(())
+}
+
+/// blkid -> mkfs only when empty -> grow offline if needed -> mount. Returns the fs mounted.
+pub(super) fn mount_filesystem(
+    attached: &Attached,
+    staging: &Path,
+    requested: &str,
+    flags: &[String],
+    mkfs_options: Option<&str>,
+) -> Result<String, Error> {
+    let dev = &attached.device;
+    ops::ensure_dir(staging)?;
+    let (fs, existing) = match format::detect(dev)? {
+        Content::Empty => {
+            format::mkfs(dev, requested, mkfs_options)?;
+            (requested.to_string(), false)
+        }
+        Content::Filesystem(found) => {
+            if !format::SUPPORTED.contains(&found.as_str()) {
+                return Err(MountError::Refused(format!(
+                    "{} holds a {found} filesystem, which this driver does not mount; it is \
+                     left untouched",
+                    dev.display()
+                ))
+                .into());
+            }
+            if found != requested {
+                tracing::warn!(device = %dev.display(), %found, %requested,
+                    "the volume already holds a filesystem of another type: mounting it as it is, never reformatting");
+            }
+            (found, true)
+        }
+        Content::Other(what) => {
+            return Err(MountError::Refused(format!(
+                "{} holds {what}; refusing to format or mount it",
+                dev.display()
+            ))
+            .into());
+        }
+    };
+    if existing && fs != "xfs" {
+        grow_ext_if_smaller(dev)?;
+    }
+    let opts = MountOptions::parse(flags, &fs)?;
+    ops::mount_fs(dev, staging, &fs, &opts)?;
+    if existing && fs == "xfs" {
+        // The image may have grown while unstaged; xfs grows mounted only. Best effort.
+        if let Err(e) = grow::online("xfs", dev, staging) {
+            tracing::warn!(device = %dev.display(), "xfs_growfs at stage: {e}");
+        }
+    }
+    Ok(fs)
+}
+
+/// The image grew while the volume was not staged: grow ext4 now, offline (works without
+/// CAP_SYS_RESOURCE, unlike online resize).
+fn grow_ext_if_smaller(dev: &Path) -> Result<(), Error> {
+    let fs_bytes = grow::ext_size(dev)?;
+    let dev_bytes =
+        device::size(dev).map_err(|e| Error::io(format!("size of {}", dev.display()), e))?;
+    // Less than one 4 KiB block of difference is rounding, not growth.
+    if dev_bytes > fs_bytes + 4096 {
+        tracing::info!(device = %dev.display(), fs_bytes, dev_bytes, "growing ext filesystem offline");
+        grow::ext_offline(dev)?;
+    }
+    Ok(())
+}
+
+pub fn unstage(node: &Shared, id: &str, staging: &Path) -> Result<(), Error> {
+    let Some(s) = node.store.load(staging)? else {
+        return Ok(());
+    };
+    if s.volume_id != id {
+        return Ok(());
+    }
+    let live: Vec<String> = s
+        .publishes
+        .keys()
+        .filter(|t| mountinfo::is_mounted(t))
+        .map(|t| t.display().to_string())
+        .collect();
+    if !live.is_empty() {
+        return Err(Error::FailedPrecondition(format!(
+            "volume {id} is still published at {}; unpublish it first",
+            live.join(", ")
+        )));
+    }
+    teardown(node, &s)?;
+    tracing::info!(volume = %id, staging = %staging.display(), "unstaged");
+    Ok(())
+}
+
+/// Undo a stage as far as the stash records it: unmount, detach, forget.
+pub(super) fn teardown(node: &Shared, s: &Stash) -> Result<(), Error> {
+    if matches!(s.capability.access, Access::Mount { .. }) {
+        ops::unmount(&s.staging_path, false)?;
+    }
+    if let Some(a) = &s.attached {
+        attacher(a.kind).detach(a)?;
+    }
+    node.store.remove(&s.staging_path)
+}

@@ -1,0 +1,241 @@
+//! The stash: what the node must remember about a staged volume, because NodeUnstage,
+//! NodeUnpublish, stats, expand and restart recovery get no volume context and no secrets.
+//!
+//! Where: `<state_dir>/volumes/<h>/` with `h` = the first 16 hex digits of SHA-256(staging
+//! path). One private (0700) directory per staging path holds `stash.json` and the client
+//! files (`ceph.conf`, `key`, see [`crate::attach::client`]) and, for the fuse attacher, the
+//! rbd-fuse mount point `fuse/` and its log. It lives in the plugin's state dir rather than
+//! beside the staging path (ceph-csi's choice) so the cephx key never lands in kubelet's
+//! directories and recovery can list every staged volume with one readdir.
+//!
+//! `stash.json` (version 1):
+//! ```json
+//! {"version":1,"volume_id":"0001-…","staging_path":"/var/lib/kubelet/…/globalmount",
+//!  "capability":{"access":{"type":"mount","fs_type":"ext4","flags":[]},"mode":1},
+//!  "user":"csi","map_options":"","attached":{"kind":"fuse","device":"/dev/loop3",
+//!  "fuse":{"dir":"…/fuse","file":"…/fuse/img"}},"fs":"ext4","complete":true,
+//!  "publishes":{"/var/lib/kubelet/pods/…/mount":{"readonly":false,"capability":{…}}}}
+//! ```
+//! `complete` is false while NodeStage runs: a stash left incomplete by a crash is cleaned
+//! up by recovery (kubelet stages again).
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::request::Capability;
+use crate::attach::client::{self, private_dir};
+use crate::attach::{Attached, Kind};
+use crate::error::Error;
+use crate::mount::mountinfo;
+
+pub const VERSION: u32 = 1;
+const FILE: &str = "stash.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub readonly: bool,
+    pub capability: Capability,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stash {
+    pub version: u32,
+    pub volume_id: String,
+    pub staging_path: PathBuf,
+    pub capability: Capability,
+    pub user: String,
+    pub mounter: Kind,
+    #[serde(default)]
+    pub map_options: String,
+    #[serde(default)]
+    pub attached: Option<Attached>,
+    /// The filesystem actually mounted (an existing one wins over the requested type).
+    #[serde(default)]
+    pub fs: Option<String>,
+    pub complete: bool,
+    #[serde(default)]
+    pub publishes: BTreeMap<PathBuf, Publish>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(context, e)
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Result<Store, Error> {
+        let root = state_dir.join("volumes");
+        private_dir(&root).map_err(io(format!("create {}", root.display())))?;
+        Ok(Store { root })
+    }
+
+    /// The private directory of the volume staged at `staging`.
+    pub fn dir(&self, staging: &Path) -> PathBuf {
+        let digest = Sha256::digest(staging.as_os_str().as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join(hex)
+    }
+
+    pub fn load(&self, staging: &Path) -> Result<Option<Stash>, Error> {
+        let s = read(&self.dir(staging).join(FILE))?;
+        Ok(s.filter(|s| s.staging_path == staging))
+    }
+
+    /// Write atomically (temp file + rename), 0600.
+    pub fn save(&self, stash: &Stash) -> Result<(), Error> {
+        use std::io::Write;
+        let dir = self.dir(&stash.staging_path);
+        private_dir(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let path = dir.join(FILE);
+        let tmp = dir.join("stash.json.tmp");
+        let text = serde_json::to_vec_pretty(stash)
+            .map_err(|e| Error::Internal(format!("encode stash: {e}")))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(format!("write {}", tmp.display())))?;
+        f.write_all(&text)
+            .and_then(|_| f.sync_all())
+            .map_err(io(format!("write {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io(format!("rename to {}", path.display())))
+    }
+
+    /// Remove the volume's directory: the stash, the key and logs. Never recursive: a mount
+    /// still inside (a fuse mount point) is refused, so no file of a mounted image is touched.
+    pub fn remove(&self, staging: &Path) -> Result<(), Error> {
+        let dir = self.dir(staging);
+        if mountinfo::read()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.target.starts_with(&dir))
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{} still has a mount inside; not removing it",
+                dir.display()
+            )));
+        }
+        let _ = std::fs::remove_dir(dir.join("fuse"));
+        for f in [
+            FILE,
+            "stash.json.tmp",
+            client::CONF,
+            client::KEY,
+            "ceph-client.log",
+            "rbd-fuse.log",
+        ] {
+            match std::fs::remove_file(dir.join(f)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("remove {}/{f}", dir.display()), e)),
+            }
+        }
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+        }
+    }
+
+    /// Every stash on this node (unreadable ones are logged and skipped).
+    pub fn all(&self) -> Vec<Stash> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            match read(&e.path().join(FILE)) {
+                Ok(Some(s)) => out.push(s),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(dir = %e.path().display(), "unreadable stash: {err}"),
+            }
+        }
+        out
+    }
+
+    pub fn by_volume(&self, volume_id: &str) -> Vec<Stash> {
+        self.all()
+            .into_iter()
+            .filter(|s| s.volume_id == volume_id)
+            .collect()
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Stash>, Error> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    };
+    let stash: Stash = serde_json::from_slice(&text)
+        .map_err(|e| Error::Internal(format!("stash {}: {e}", path.display())))?;
+    if stash.version != VERSION {
+        return Err(Error::Internal(format!(
+            "stash {}: version {} is not {VERSION}",
+            path.display(),
+            stash.version
+        )));
+    }
+    Ok(Some(stash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::request::Access;
+
+    fn stash(staging: &str, vol: &str) -> Stash {
+        Stash {
+            version: VERSION,
+            volume_id: vol.into(),
+            staging_path: staging.into(),
+            capability: Capability {
+                access: Access::Block,
+                mode: 1,
+            },
+            user: "csi".into(),
+            mounter: Kind::Fuse,
+            map_options: String::new(),
+            attached: None,
+            fs: None,
+            complete: false,
+            publishes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn save_load_list_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path()).unwrap();
+        assert_eq!(store.load(Path::new("/s/1")).unwrap(), None);
+        let mut a = stash("/s/1", "v1");
+        a.publishes.insert(
+            "/t/1".into(),
+            Publish {
+                readonly: true,
+                capability: a.capability.clone(),
+            },
+        );
+        store.save(&a).unwrap();
+        store.save(&stash("/s/2", "v2")).unwrap();
+        assert_eq!(store.load(Path::new("/s/1")).unwrap(), Some(a.clone()));
+        assert_eq!(store.all().len(), 2);
+        assert_eq!(store.by_volume("v2").len(), 1);
+        assert_ne!(store.dir(Path::new("/s/1")), store.dir(Path::new("/s/2")));
+        store.remove(Path::new("/s/1")).unwrap();
+        store.remove(Path::new("/s/1")).unwrap();
+        assert_eq!(store.load(Path::new("/s/1")).unwrap(), None);
+        assert_eq!(store.all().len(), 1);
+    }
+}
