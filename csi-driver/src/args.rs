@@ -78,6 +78,21 @@ pub struct Args {
     #[arg(long, env = "BERTH_CSI_METRICS_ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,
 
+    /// Controller: a directory holding `userID` and `userKey` files (a mounted Secret), used
+    /// by calls that carry no secrets (ListVolumes, GetCapacity). Without it those RPCs are not
+    /// advertised.
+    #[arg(long, env = "BERTH_CSI_CONTROLLER_SECRETS_DIR")]
+    pub controller_secrets_dir: Option<PathBuf>,
+
+    /// Controller: pools ListVolumes / ListSnapshots cover, as clusterID/pool (repeatable or
+    /// comma-separated).
+    #[arg(
+        long = "list-pools",
+        env = "BERTH_CSI_LIST_POOLS",
+        value_delimiter = ','
+    )]
+    pub list_pools: Vec<String>,
+
     /// Log format.
     #[arg(long, env = "BERTH_CSI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

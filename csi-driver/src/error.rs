@@ -52,9 +52,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A librados/librbd call failed with `errno` (positive); the code follows the errno
+    /// (see [`ceph_code`]). `context` names the operation and object, never a secret.
+    #[error("{context}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Ceph { context: String, errno: i32 },
     /// Anything else that is our fault (CSI: INTERNAL).
     #[error("{0}")]
     Internal(String),
+}
+
+/// The gRPC code of a Ceph errno, where the errno alone says what happened.
+pub fn ceph_code(errno: i32) -> Code {
+    match errno {
+        libc::ENOENT => Code::NotFound,
+        libc::EEXIST => Code::AlreadyExists,
+        // cephx refused the key (connect) or the caps forbid the operation.
+        libc::EACCES | libc::EPERM => Code::PermissionDenied,
+        libc::ETIMEDOUT => Code::DeadlineExceeded,
+        libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED | libc::EHOSTUNREACH => {
+            Code::Unavailable
+        }
+        libc::ENOSPC | libc::EDQUOT => Code::ResourceExhausted,
+        libc::EBUSY | libc::ENOTEMPTY | libc::EMLINK => Code::FailedPrecondition,
+        libc::EINVAL => Code::InvalidArgument,
+        _ => Code::Internal,
+    }
 }
 
 impl Error {
@@ -79,6 +101,7 @@ impl Error {
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Ceph { errno, .. } => ceph_code(*errno),
             Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
@@ -116,6 +139,27 @@ mod tests {
             (Error::NotFound("x".into()), Code::NotFound),
             (Error::OutOfRange("x".into()), Code::OutOfRange),
             (Error::Internal("x".into()), Code::Internal),
+            (
+                Error::Ceph {
+                    context: "connect".into(),
+                    errno: libc::ETIMEDOUT,
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::Ceph {
+                    context: "open".into(),
+                    errno: libc::ENOENT,
+                },
+                Code::NotFound,
+            ),
+            (
+                Error::Ceph {
+                    context: "remove".into(),
+                    errno: libc::EBUSY,
+                },
+                Code::FailedPrecondition,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);

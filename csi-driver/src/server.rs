@@ -10,6 +10,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 use crate::args::{Args, socket_path};
+use crate::controller::{self, Controller};
+use crate::csi::controller_server::ControllerServer;
 use crate::csi::identity_server::IdentityServer;
 use crate::csi::node_server::NodeServer;
 use crate::error::{Error, Result};
@@ -49,6 +51,8 @@ pub struct Config {
     pub driver_name: String,
     pub controller: bool,
     pub node: bool,
+    /// Controller configuration (cluster config, controller credentials, list pools).
+    pub controller_opts: controller::Options,
     /// Node configuration; the node service is served when `node` is set and this is given.
     pub node_config: Option<crate::node::NodeConfig>,
 }
@@ -67,6 +71,9 @@ pub async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "serving CSI"
     );
+    let controller = config
+        .controller
+        .then(|| ControllerServer::new(Controller::new(config.controller_opts.clone())));
     // Node restart recovery runs before serving (it may re-attach volumes: blocking work).
     let node = match config.node_config.clone().filter(|_| config.node) {
         Some(nc) => Some(NodeServer::new(
@@ -79,6 +86,7 @@ pub async fn serve(
     Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_optional_service(node)
+        .add_optional_service(controller)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
@@ -100,6 +108,23 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Controller options from flags (only read when the controller is served).
+fn controller_options(args: &Args) -> Result<controller::Options> {
+    if !args.mode.controller() {
+        return Ok(controller::Options::default());
+    }
+    let controller_creds = match &args.controller_secrets_dir {
+        Some(dir) => Some(controller::Options::read_secrets_dir(dir)?),
+        None => None,
+    };
+    Ok(controller::Options {
+        cluster_config: crate::cluster_config::ClusterConfig::load(&args.cluster_config)?,
+        controller_creds,
+        list_pools: controller::Options::parse_list_pools(&args.list_pools)
+            .map_err(Error::InvalidArgument)?,
+    })
+}
+
 /// The binary's whole life: typed config from flags, bind, serve, clean up the socket.
 pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
     let path: PathBuf = socket_path(&args.endpoint).map_err(anyhow::Error::msg)?;
@@ -108,11 +133,19 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
         driver_name: args.driver_name.clone(),
         controller: args.mode.controller(),
         node: args.mode.node(),
+        controller_opts: controller_options(&args)?,
         node_config: match args.mode.node() {
             true => Some(crate::node::NodeConfig::from_args(&args)?),
             false => None,
         },
     };
+    if let Some(addr) = args.metrics_address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("bind metrics address {addr}"), e))?;
+        tracing::info!(%addr, "serving /metrics and /healthz");
+        tokio::spawn(crate::metrics::serve(listener));
+    }
     let result = serve(listener, config, shutdown_signal()).await;
     let _ = std::fs::remove_file(&path);
     tracing::info!("stopped");

@@ -80,7 +80,7 @@ impl VolumeId {
 }
 
 /// `LLLL-<value>-<rest>` -> (value, rest).
-fn take_field(s: &str) -> Option<(&str, &str)> {
+pub(crate) fn take_field(s: &str) -> Option<(&str, &str)> {
     let (len_hex, rest) = s.split_at_checked(4)?;
     if !len_hex
         .bytes()

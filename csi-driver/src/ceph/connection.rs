@@ -1,0 +1,224 @@
+//! Cluster connections: one librados connection per (monitors, user, key digest), reused by
+//! every RPC, created on first use, dropped when the cluster says it is broken (auth failure,
+//! timeout, shutdown) so the next call reconnects. Every blocking call runs on the blocking
+//! pool under a deadline, so a dead cluster answers in bounded time instead of hanging.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::ffi::Errno;
+use super::ffi::rados::{IoCtx, Rados};
+use crate::credentials::Credentials;
+use crate::error::{Error, Result};
+
+/// librados waits at most this long for the monitors at connect (`client_mount_timeout`) and
+/// for any monitor / OSD operation (`rados_mon_op_timeout`, `rados_osd_op_timeout`). Ten
+/// seconds rides out a monitor election but answers a dead cluster well inside the 30 s a
+/// sidecar waits.
+pub const CEPH_TIMEOUT_SECS: &str = "10";
+
+/// Backstop over one whole blocking call (several ops): librados should have given up long
+/// before; if it has not, the RPC still answers DEADLINE_EXCEEDED.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(25);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    mon_host: String,
+    user: String,
+    key_digest: [u8; 32],
+}
+
+/// Where a call goes: which cluster, as whom, which pool.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub mon_host: String,
+    pub creds: Credentials,
+    pub pool: String,
+}
+
+/// The connection cache.
+#[derive(Debug, Default)]
+pub struct Connections {
+    cache: Mutex<HashMap<Key, Arc<Rados>>>,
+    /// Serialises connects so a burst of RPCs opens one connection, not one each.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Connections {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connections currently cached (the `berth_ceph_connections` gauge).
+    pub fn count(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn key(t: &Target) -> Key {
+        Key {
+            mon_host: t.mon_host.clone(),
+            user: t.creds.user.clone(),
+            key_digest: Sha256::digest(t.creds.key.expose().as_bytes()).into(),
+        }
+    }
+
+    fn cached(&self, key: &Key) -> Option<Arc<Rados>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).cloned()
+    }
+
+    fn invalidate(&self, key: &Key) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = cache.remove(key).is_some();
+        crate::metrics::global().set_ceph_connections(cache.len());
+        if removed {
+            tracing::info!(mon_host = %key.mon_host, user = %key.user, "dropped ceph connection");
+        }
+    }
+
+    async fn connection(&self, t: &Target) -> Result<Arc<Rados>> {
+        let key = Self::key(t);
+        if let Some(c) = self.cached(&key) {
+            return Ok(c);
+        }
+        let _turn = self.connecting.lock().await;
+        if let Some(c) = self.cached(&key) {
+            return Ok(c);
+        }
+        let (user, mon_host, secret) = (
+            t.creds.user.clone(),
+            t.mon_host.clone(),
+            t.creds.key.clone(),
+        );
+        let connect = tokio::task::spawn_blocking(move || {
+            Rados::connect(
+                &user,
+                &[
+                    ("mon_host", mon_host.as_str()),
+                    // The key goes to librados in memory: never a file, argv or log line.
+                    ("key", secret.expose()),
+                    ("client_mount_timeout", CEPH_TIMEOUT_SECS),
+                    ("rados_mon_op_timeout", CEPH_TIMEOUT_SECS),
+                    ("rados_osd_op_timeout", CEPH_TIMEOUT_SECS),
+                    ("log_to_stderr", "false"),
+                    ("err_to_stderr", "false"),
+                    ("log_file", ""),
+                    ("admin_socket", ""),
+                ],
+            )
+        });
+        let rados = match tokio::time::timeout(CALL_DEADLINE, connect).await {
+            Err(_) => {
+                return Err(Error::DeadlineExceeded(format!(
+                    "connect to ceph at {}: no answer within {CALL_DEADLINE:?}",
+                    t.mon_host
+                )));
+            }
+            Ok(Err(join)) => return Err(Error::Internal(format!("connect task: {join}"))),
+            Ok(Ok(Err(errno))) => return Err(connect_error(&t.mon_host, &t.creds.user, errno)),
+            Ok(Ok(Ok(r))) => Arc::new(r),
+        };
+        tracing::info!(mon_host = %t.mon_host, user = %t.creds.user, "connected to ceph");
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(key, rados.clone());
+        crate::metrics::global().set_ceph_connections(cache.len());
+        Ok(rados)
+    }
+
+    /// Run `f` with an I/O context on `t.pool`, on the blocking pool, under [`CALL_DEADLINE`].
+    /// Errors that mean "this connection is broken" drop it from the cache.
+    pub async fn with_pool<T, F>(&self, t: &Target, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        let rados = self.connection(t).await?;
+        let pool = t.pool.clone();
+        let call = tokio::task::spawn_blocking(move || {
+            let io = rados.ioctx(&pool).map_err(|errno| {
+                if errno.0 == libc::ENOENT {
+                    Error::NotFound(format!("pool {pool:?} does not exist"))
+                } else {
+                    ceph_err(format!("open pool {pool:?}"), errno)
+                }
+            })?;
+            f(&io)
+        });
+        let result = match tokio::time::timeout(CALL_DEADLINE, call).await {
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "ceph did not answer within {CALL_DEADLINE:?}"
+            ))),
+            Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
+            Ok(Ok(r)) => r,
+        };
+        if let Err(e) = &result
+            && breaks_connection(e)
+        {
+            self.invalidate(&Self::key(t));
+        }
+        result
+    }
+
+    /// Run `f` with the bare connection (cluster-wide calls such as `cluster_stat`).
+    pub async fn with_cluster<T, F>(&self, t: &Target, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Rados) -> Result<T> + Send + 'static,
+    {
+        let rados = self.connection(t).await?;
+        let call = tokio::task::spawn_blocking(move || f(&rados));
+        let result = match tokio::time::timeout(CALL_DEADLINE, call).await {
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "ceph did not answer within {CALL_DEADLINE:?}"
+            ))),
+            Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
+            Ok(Ok(r)) => r,
+        };
+        if let Err(e) = &result
+            && breaks_connection(e)
+        {
+            self.invalidate(&Self::key(t));
+        }
+        result
+    }
+}
+
+/// A librados/librbd failure as our error (context names objects, never secrets).
+pub fn ceph_err(context: impl Into<String>, errno: Errno) -> Error {
+    Error::Ceph {
+        context: context.into(),
+        errno: errno.0,
+    }
+}
+
+fn connect_error(mon_host: &str, user: &str, errno: Errno) -> Error {
+    match errno.0 {
+        libc::EACCES | libc::EPERM | libc::EKEYREJECTED => Error::Unauthenticated(format!(
+            "ceph at {mon_host} rejected the credentials of client.{user}"
+        )),
+        libc::ETIMEDOUT => Error::DeadlineExceeded(format!(
+            "connect to ceph at {mon_host}: timed out after {CEPH_TIMEOUT_SECS} s"
+        )),
+        libc::EINVAL => Error::Unauthenticated(format!(
+            "ceph refused the configuration for client.{user} (malformed key?)"
+        )),
+        _ => Error::Unavailable(format!(
+            "connect to ceph at {mon_host}: {}",
+            std::io::Error::from_raw_os_error(errno.0)
+        )),
+    }
+}
+
+fn breaks_connection(e: &Error) -> bool {
+    match e {
+        Error::DeadlineExceeded(_) | Error::Unavailable(_) | Error::Unauthenticated(_) => true,
+        Error::Ceph { errno, .. } => matches!(
+            *errno,
+            libc::ETIMEDOUT | libc::ENOTCONN | libc::ESHUTDOWN | libc::EACCES | libc::EPERM
+        ),
+        _ => false,
+    }
+}

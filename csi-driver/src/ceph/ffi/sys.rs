@@ -1,0 +1,171 @@
+//! Raw `extern "C"` declarations for the slice of librados / librbd (Ceph 16.2 Pacific,
+//! `/usr/include/rados/librados.h`, `/usr/include/rbd/librbd.h`) that berth uses. Nothing here
+//! is safe to call directly: the sibling modules wrap every function.
+
+use std::os::raw::{c_char, c_int, c_void};
+
+pub type RadosT = *mut c_void;
+pub type IoCtxT = *mut c_void;
+pub type WriteOpT = *mut c_void;
+pub type ReadOpT = *mut c_void;
+pub type OmapIterT = *mut c_void;
+pub type ImageT = *mut c_void;
+pub type ImageOptionsT = *mut c_void;
+
+/// `enum rbd_image_option` values (librbd.h).
+pub const RBD_IMAGE_OPTION_FEATURES: c_int = 1;
+pub const RBD_IMAGE_OPTION_DATA_POOL: c_int = 10;
+pub const RBD_IMAGE_OPTION_CLONE_FORMAT: c_int = 12;
+
+#[repr(C)]
+pub struct ClusterStatT {
+    pub kb: u64,
+    pub kb_used: u64,
+    pub kb_avail: u64,
+    pub num_objects: u64,
+}
+
+#[repr(C)]
+pub struct ImageSpecT {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+}
+
+#[repr(C)]
+pub struct SnapInfoT {
+    pub id: u64,
+    pub size: u64,
+    pub name: *const c_char,
+}
+
+#[repr(C)]
+pub struct ImageWatcherT {
+    pub addr: *mut c_char,
+    pub id: i64,
+    pub cookie: u64,
+}
+
+unsafe extern "C" {
+    pub fn rados_create2(
+        cluster: *mut RadosT,
+        clustername: *const c_char,
+        name: *const c_char,
+        flags: u64,
+    ) -> c_int;
+    pub fn rados_conf_set(cluster: RadosT, option: *const c_char, value: *const c_char) -> c_int;
+    pub fn rados_connect(cluster: RadosT) -> c_int;
+    pub fn rados_shutdown(cluster: RadosT);
+    pub fn rados_cluster_stat(cluster: RadosT, result: *mut ClusterStatT) -> c_int;
+    pub fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut IoCtxT) -> c_int;
+    pub fn rados_ioctx_destroy(io: IoCtxT);
+
+    pub fn rados_create_write_op() -> WriteOpT;
+    pub fn rados_release_write_op(op: WriteOpT);
+    pub fn rados_write_op_omap_set2(
+        op: WriteOpT,
+        keys: *const *const c_char,
+        vals: *const *const c_char,
+        key_lens: *const usize,
+        val_lens: *const usize,
+        num: usize,
+    );
+    pub fn rados_write_op_omap_rm_keys2(
+        op: WriteOpT,
+        keys: *const *const c_char,
+        key_lens: *const usize,
+        num: usize,
+    );
+    pub fn rados_write_op_operate(
+        op: WriteOpT,
+        io: IoCtxT,
+        oid: *const c_char,
+        mtime: *mut libc::time_t,
+        flags: c_int,
+    ) -> c_int;
+
+    pub fn rados_create_read_op() -> ReadOpT;
+    pub fn rados_release_read_op(op: ReadOpT);
+    pub fn rados_read_op_omap_get_vals2(
+        op: ReadOpT,
+        start_after: *const c_char,
+        filter_prefix: *const c_char,
+        max_return: u64,
+        iter: *mut OmapIterT,
+        pmore: *mut u8,
+        prval: *mut c_int,
+    );
+    pub fn rados_read_op_omap_get_vals_by_keys2(
+        op: ReadOpT,
+        keys: *const *const c_char,
+        num_keys: usize,
+        key_lens: *const usize,
+        iter: *mut OmapIterT,
+        prval: *mut c_int,
+    );
+    pub fn rados_read_op_operate(
+        op: ReadOpT,
+        io: IoCtxT,
+        oid: *const c_char,
+        flags: c_int,
+    ) -> c_int;
+    pub fn rados_omap_get_next2(
+        iter: OmapIterT,
+        key: *mut *mut c_char,
+        val: *mut *mut c_char,
+        key_len: *mut usize,
+        val_len: *mut usize,
+    ) -> c_int;
+    pub fn rados_omap_get_end(iter: OmapIterT);
+}
+
+unsafe extern "C" {
+    pub fn rbd_image_options_create(opts: *mut ImageOptionsT);
+    pub fn rbd_image_options_destroy(opts: ImageOptionsT);
+    pub fn rbd_image_options_set_string(
+        opts: ImageOptionsT,
+        optname: c_int,
+        optval: *const c_char,
+    ) -> c_int;
+    pub fn rbd_image_options_set_uint64(opts: ImageOptionsT, optname: c_int, optval: u64) -> c_int;
+
+    pub fn rbd_create4(io: IoCtxT, name: *const c_char, size: u64, opts: ImageOptionsT) -> c_int;
+    pub fn rbd_clone3(
+        p_io: IoCtxT,
+        p_name: *const c_char,
+        p_snapname: *const c_char,
+        c_io: IoCtxT,
+        c_name: *const c_char,
+        c_opts: ImageOptionsT,
+    ) -> c_int;
+    pub fn rbd_remove(io: IoCtxT, name: *const c_char) -> c_int;
+    pub fn rbd_list2(io: IoCtxT, images: *mut ImageSpecT, max_images: *mut usize) -> c_int;
+    pub fn rbd_image_spec_list_cleanup(images: *mut ImageSpecT, num_images: usize);
+
+    pub fn rbd_open(
+        io: IoCtxT,
+        name: *const c_char,
+        image: *mut ImageT,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_open_read_only(
+        io: IoCtxT,
+        name: *const c_char,
+        image: *mut ImageT,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_close(image: ImageT) -> c_int;
+    pub fn rbd_get_size(image: ImageT, size: *mut u64) -> c_int;
+    pub fn rbd_resize(image: ImageT, size: u64) -> c_int;
+    pub fn rbd_flatten(image: ImageT) -> c_int;
+    pub fn rbd_snap_create(image: ImageT, snapname: *const c_char) -> c_int;
+    pub fn rbd_snap_remove(image: ImageT, snapname: *const c_char) -> c_int;
+    pub fn rbd_snap_exists(image: ImageT, snapname: *const c_char, exists: *mut bool) -> c_int;
+    pub fn rbd_snap_list(image: ImageT, snaps: *mut SnapInfoT, max_snaps: *mut c_int) -> c_int;
+    pub fn rbd_snap_list_end(snaps: *mut SnapInfoT);
+    pub fn rbd_watchers_list(
+        image: ImageT,
+        watchers: *mut ImageWatcherT,
+        max_watchers: *mut usize,
+    ) -> c_int;
+    pub fn rbd_watchers_list_cleanup(watchers: *mut ImageWatcherT, num_watchers: usize);
+}

@@ -1,0 +1,274 @@
+//! CreateVolume: reserve the request name in the journal, then create the image (empty, or a
+//! clone of a snapshot, or a clone of a volume through a temporary snapshot). A repeat with
+//! the same name returns the same volume; an incompatible repeat is ALREADY_EXISTS.
+
+use crate::ceph::ceph_err;
+use crate::ceph::ffi::Errno;
+use crate::ceph::ffi::rados::IoCtx;
+use crate::ceph::ffi::rbd::{self, Image};
+use crate::ceph::journal::{self, Entry, Kind};
+use crate::csi::{
+    CapacityRange, CreateVolumeRequest, CreateVolumeResponse, Volume, VolumeContentSource,
+    volume_content_source,
+};
+use crate::error::{Error, Result};
+use crate::params::{self, VolumeParams};
+use crate::snapshot_id::SnapshotId;
+use crate::volume_id::VolumeId;
+
+use super::{Controller, now, random_hex};
+
+/// Where a new image's data comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Empty,
+    Snapshot { image: String, snap: String },
+    Volume { image: String },
+}
+
+impl Source {
+    /// Decode the content source; IDs we could not have issued are NOT_FOUND, sources in
+    /// another cluster or pool are INVALID_ARGUMENT (clones stay in their pool).
+    fn from_request(
+        src: Option<&VolumeContentSource>,
+        p: &VolumeParams,
+    ) -> Result<(Source, String)> {
+        use volume_content_source::Type;
+        let Some(t) = src.and_then(|s| s.r#type.as_ref()) else {
+            return Ok((Source::Empty, String::new()));
+        };
+        let same_pool = |c: &str, pool: &str| {
+            if c == p.cluster_id && pool == p.pool {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "content source is in {c}/{pool}; clones must be created in the source's \
+                     cluster and pool ({}/{})",
+                    p.cluster_id, p.pool
+                )))
+            }
+        };
+        match t {
+            Type::Snapshot(s) => {
+                let id = SnapshotId::decode(&s.snapshot_id).map_err(|_| {
+                    Error::NotFound(format!(
+                        "source snapshot {:?} does not exist",
+                        s.snapshot_id
+                    ))
+                })?;
+                same_pool(&id.cluster_id, &id.pool)?;
+                let key = format!("snapshot:{}", s.snapshot_id);
+                Ok((
+                    Source::Snapshot {
+                        image: id.image,
+                        snap: id.snap,
+                    },
+                    key,
+                ))
+            }
+            Type::Volume(v) => {
+                let id = VolumeId::decode(&v.volume_id).map_err(|_| {
+                    Error::NotFound(format!("source volume {:?} does not exist", v.volume_id))
+                })?;
+                same_pool(&id.cluster_id, &id.pool)?;
+                let key = format!("volume:{}", v.volume_id);
+                Ok((Source::Volume { image: id.image }, key))
+            }
+        }
+    }
+}
+
+pub(super) async fn create_volume(
+    c: &Controller,
+    req: CreateVolumeRequest,
+) -> Result<CreateVolumeResponse> {
+    if req.name.is_empty() {
+        return Err(Error::InvalidArgument("name is required".into()));
+    }
+    params::check_capabilities(&req.volume_capabilities)?;
+    let p = VolumeParams::parse(&req.parameters)?;
+    let size = params::size_for(req.capacity_range.as_ref())?;
+    let (source, source_key) = Source::from_request(req.volume_content_source.as_ref(), &p)?;
+    let fp = params::fingerprint(&req.parameters, &req.volume_capabilities, &source_key);
+    let target = c
+        .target(&p.cluster_id, &p.pool, &req.secrets)?
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "clusterID {:?} is not in the cluster config",
+                p.cluster_id
+            ))
+        })?;
+    let _guard = c.locks().try_lock(&format!("create-volume/{}", req.name))?;
+
+    let name = req.name.clone();
+    let range = req.capacity_range;
+    let pc = p.clone();
+    let entry = c
+        .ceph()
+        .with_pool(&target, move |io| {
+            reserve_and_create(io, &name, &pc, size, range.as_ref(), &source, fp)
+        })
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(m) if m.starts_with("pool") => Error::InvalidArgument(m),
+            e => e,
+        })?;
+
+    let volume_id = VolumeId::new(&p.cluster_id, &p.pool, &entry.image)
+        .encode()
+        .ok_or_else(|| {
+            Error::InvalidArgument("clusterID and pool are too long for a volume id".into())
+        })?;
+    Ok(CreateVolumeResponse {
+        volume: Some(Volume {
+            capacity_bytes: entry.size as i64,
+            volume_id,
+            volume_context: p.volume_context(&entry.image),
+            content_source: req.volume_content_source,
+            accessible_topology: vec![],
+        }),
+    })
+}
+
+/// The journal protocol (runs on the blocking pool). See [`crate::ceph::journal`].
+fn reserve_and_create(
+    io: &IoCtx<'_>,
+    name: &str,
+    p: &VolumeParams,
+    size: u64,
+    range: Option<&CapacityRange>,
+    source: &Source,
+    fp: String,
+) -> Result<Entry> {
+    let entry = match journal::lookup(io, Kind::Volume, name)? {
+        Some(e) => {
+            if e.fp != fp || !params::fits(e.size, range) {
+                return Err(Error::AlreadyExists(format!(
+                    "volume {name:?} exists with a different size, capabilities, parameters or \
+                     source"
+                )));
+            }
+            e
+        }
+        None => {
+            // Check the source before reserving, so a bad source leaves nothing behind.
+            let size = match source {
+                Source::Empty => size,
+                _ => clone_size(size, range, source_size(io, source)?)?,
+            };
+            let e = Entry {
+                image: format!("{}{}", p.volume_prefix, random_hex(32)),
+                snap: String::new(),
+                size,
+                fp,
+                created: now(),
+            };
+            journal::put(io, Kind::Volume, name, &e)?;
+            e
+        }
+    };
+    ensure_image(io, &entry, p, source)?;
+    Ok(entry)
+}
+
+/// The size of a clone: at least the source's, within the requested range.
+fn clone_size(size: u64, range: Option<&CapacityRange>, src: u64) -> Result<u64> {
+    let asked = range.is_some_and(|r| r.required_bytes > 0);
+    let size = if asked { size.max(src) } else { src };
+    let lim = range.map_or(0, |r| r.limit_bytes.max(0) as u64);
+    if lim > 0 && size > lim {
+        return Err(Error::OutOfRange(format!(
+            "the source holds {src} bytes, over limit_bytes {lim}"
+        )));
+    }
+    Ok(size)
+}
+
+fn not_found_source(source: &Source) -> impl Fn(Errno) -> Error + '_ {
+    move |errno| {
+        if errno.0 == libc::ENOENT {
+            Error::NotFound(match source {
+                Source::Snapshot { image, snap } => {
+                    format!("source snapshot {image}@{snap} does not exist")
+                }
+                Source::Volume { image } => format!("source volume {image} does not exist"),
+                Source::Empty => "source does not exist".into(),
+            })
+        } else {
+            ceph_err("read content source", errno)
+        }
+    }
+}
+
+/// Bytes of the source snapshot or volume; NOT_FOUND when it is missing or deleted.
+fn source_size(io: &IoCtx<'_>, source: &Source) -> Result<u64> {
+    let missing = not_found_source(source);
+    match source {
+        Source::Empty => Ok(0),
+        Source::Snapshot { image, snap } => {
+            let img = Image::open(io, image, true).map_err(&missing)?;
+            let snaps = img.snap_list().map_err(|e| ceph_err("list snapshots", e))?;
+            snaps
+                .iter()
+                .find(|s| &s.name == snap)
+                .map(|s| s.size)
+                .ok_or_else(|| missing(Errno(libc::ENOENT)))
+        }
+        Source::Volume { image } => {
+            if journal::owner(io, Kind::Volume, image, "")?.is_none() {
+                return Err(missing(Errno(libc::ENOENT)));
+            }
+            let img = Image::open(io, image, true).map_err(&missing)?;
+            img.size().map_err(|e| ceph_err("read source size", e))
+        }
+    }
+}
+
+/// Create the reserved image if it is not there yet (a retry after a crash lands here too).
+fn ensure_image(io: &IoCtx<'_>, e: &Entry, p: &VolumeParams, source: &Source) -> Result<()> {
+    let dp = p.data_pool.as_deref();
+    let exists = |r: std::result::Result<(), Errno>| match r {
+        Err(Errno(libc::EEXIST)) => Ok(()),
+        r => r,
+    };
+    match source {
+        Source::Empty => exists(rbd::create(io, &e.image, e.size, p.features, dp))
+            .map_err(|errno| ceph_err(format!("create image {}", e.image), errno))?,
+        Source::Snapshot { image, snap } => {
+            if Image::open(io, &e.image, true).is_err() {
+                exists(rbd::clone(io, image, snap, &e.image, p.features, dp))
+                    .map_err(not_found_source(source))?;
+            }
+        }
+        Source::Volume { image } => {
+            if Image::open(io, &e.image, true).is_err() {
+                // Deterministic temporary snapshot: a retry reuses it.
+                let tmp = format!("csi-tmp-{}", e.image);
+                let parent = Image::open(io, image, false).map_err(not_found_source(source))?;
+                exists(parent.snap_create(&tmp))
+                    .map_err(|errno| ceph_err(format!("snapshot {image}@{tmp}"), errno))?;
+                exists(rbd::clone(io, image, &tmp, &e.image, p.features, dp))
+                    .map_err(|errno| ceph_err(format!("clone {image}@{tmp}"), errno))?;
+                // Clone v2: the snapshot moves to the trash namespace until the clone goes.
+                match parent.snap_remove(&tmp) {
+                    Ok(()) | Err(Errno(libc::ENOENT)) => {}
+                    Err(errno) => {
+                        tracing::warn!(image, snap = tmp, %errno, "temporary snapshot kept")
+                    }
+                }
+            }
+        }
+    }
+    if !matches!(source, Source::Empty) {
+        let img = Image::open(io, &e.image, false)
+            .map_err(|errno| ceph_err(format!("open clone {}", e.image), errno))?;
+        let cur = img
+            .size()
+            .map_err(|errno| ceph_err("read clone size", errno))?;
+        if cur < e.size {
+            img.resize(e.size)
+                .map_err(|errno| ceph_err(format!("resize clone {}", e.image), errno))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! DeleteVolume, and the garbage collection of images that CSI deleted while snapshots or
+//! clones still depended on them.
+//!
+//! An image with snapshots cannot be removed without losing the snapshots (and the clones made
+//! from them), so it is *marked gone* in the journal instead: it disappears from ListVolumes
+//! and every volume RPC, while its snapshots keep working. After each delete of a volume or a
+//! snapshot, gone images without dependents are removed for real.
+
+use crate::ceph::ceph_err;
+use crate::ceph::ffi::Errno;
+use crate::ceph::ffi::rados::IoCtx;
+use crate::ceph::ffi::rbd::{self, Image};
+use crate::ceph::journal::{self, Kind};
+use crate::csi::{DeleteVolumeRequest, DeleteVolumeResponse};
+use crate::error::{Error, Result};
+use crate::volume_id::VolumeId;
+
+use super::Controller;
+
+pub(super) async fn delete_volume(
+    c: &Controller,
+    req: DeleteVolumeRequest,
+) -> Result<DeleteVolumeResponse> {
+    if req.volume_id.is_empty() {
+        return Err(Error::InvalidArgument("volume_id is required".into()));
+    }
+    // An ID we could not have issued names nothing: deleting nothing succeeds.
+    let Ok(id) = VolumeId::decode(&req.volume_id) else {
+        return Ok(DeleteVolumeResponse {});
+    };
+    let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
+        return Ok(DeleteVolumeResponse {});
+    };
+    let _guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;
+    let image = id.image.clone();
+    let result = c
+        .ceph()
+        .with_pool(&target, move |io| {
+            remove_volume(io, &image)?;
+            collect_gone(io);
+            Ok(())
+        })
+        .await;
+    match result {
+        Err(Error::NotFound(_)) => Ok(DeleteVolumeResponse {}),
+        r => r.map(|()| DeleteVolumeResponse {}),
+    }
+}
+
+fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
+    let owner = journal::owner(io, Kind::Volume, image, "")?;
+    match rbd::remove(io, image) {
+        Ok(()) | Err(Errno(libc::ENOENT)) => {}
+        Err(Errno(libc::EBUSY)) => {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {image} is in use (the image has watchers: still attached on a node?)"
+            )));
+        }
+        Err(Errno(libc::ENOTEMPTY)) => {
+            // Snapshots (or clones through trashed snapshots) depend on it: keep the data.
+            if in_use(io, image)? {
+                return Err(Error::FailedPrecondition(format!(
+                    "volume {image} is in use (still attached on a node?)"
+                )));
+            }
+            journal::mark_gone(io, owner.as_deref(), image)?;
+            tracing::info!(image, "volume deleted; image kept for its snapshots/clones");
+            return Ok(());
+        }
+        Err(errno) => return Err(ceph_err(format!("remove image {image}"), errno)),
+    }
+    if let Some(name) = owner {
+        journal::remove(io, Kind::Volume, &name, image, "")?;
+    }
+    Ok(())
+}
+
+fn in_use(io: &IoCtx<'_>, image: &str) -> Result<bool> {
+    match Image::open(io, image, true) {
+        Ok(img) => Ok(img
+            .watcher_count()
+            .map_err(|e| ceph_err(format!("list watchers of {image}"), e))?
+            > 0),
+        Err(Errno(libc::ENOENT)) => Ok(false),
+        Err(e) => Err(ceph_err(format!("open image {image}"), e)),
+    }
+}
+
+/// Remove gone images that nothing depends on any more. Best effort: failures are logged and
+/// retried after the next delete.
+pub(super) fn collect_gone(io: &IoCtx<'_>) {
+    let gone = match journal::gone_images(io) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read gone images");
+            return;
+        }
+    };
+    for image in gone {
+        match rbd::remove(io, &image) {
+            Ok(()) | Err(Errno(libc::ENOENT)) => {
+                if let Err(e) = journal::forget_gone(io, &image) {
+                    tracing::warn!(image, error = %e, "cannot forget a removed image");
+                } else {
+                    tracing::info!(
+                        image,
+                        "removed a deleted volume's image: no dependents left"
+                    );
+                }
+            }
+            Err(Errno(libc::ENOTEMPTY | libc::EBUSY)) => {}
+            Err(errno) => tracing::warn!(image, %errno, "cannot remove a gone image"),
+        }
+    }
+}

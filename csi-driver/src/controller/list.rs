@@ -1,0 +1,341 @@
+//! ListVolumes, ListSnapshots and GetCapacity: read from the journal (no image is opened), over
+//! the pools named by `--list-pools`, paginated with tokens we issue and check.
+//!
+//! Token: `v1.<pool index>.<hex of the last request name returned>`; anything else is ABORTED.
+
+use std::collections::HashMap;
+
+use crate::ceph::ffi::rados::IoCtx;
+use crate::ceph::journal::{self, Entry, Kind};
+use crate::csi::{
+    GetCapacityRequest, GetCapacityResponse, ListSnapshotsRequest, ListSnapshotsResponse,
+    ListVolumesRequest, ListVolumesResponse, Volume, list_snapshots_response,
+    list_volumes_response,
+};
+use crate::error::{Error, Result};
+use crate::params::{MAX_SIZE, VolumeParams};
+use crate::snapshot_id::SnapshotId;
+use crate::volume_id::VolumeId;
+
+use super::{Controller, snapshot::to_wire};
+
+/// Journal entries read per omap round trip.
+const PAGE: u64 = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Token {
+    pool: usize,
+    after: String,
+}
+
+impl Token {
+    fn encode(&self) -> String {
+        let hex: String = self.after.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("v1.{}.{hex}", self.pool)
+    }
+
+    fn decode(s: &str, pools: usize) -> Result<Token> {
+        let bad = || {
+            Error::BadToken(format!(
+                "starting_token {s:?} was not issued by this driver"
+            ))
+        };
+        if s.is_empty() {
+            return Ok(Token {
+                pool: 0,
+                after: String::new(),
+            });
+        }
+        let mut parts = s.split('.');
+        let (Some("v1"), Some(idx), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let pool: usize = idx.parse().map_err(|_| bad())?;
+        if pool >= pools || hex.len() % 2 != 0 {
+            return Err(bad());
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<std::result::Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        Ok(Token {
+            pool,
+            after: String::from_utf8(bytes).map_err(|_| bad())?,
+        })
+    }
+}
+
+fn max_entries(n: i32) -> Result<usize> {
+    if n < 0 {
+        return Err(Error::InvalidArgument(
+            "max_entries must not be negative".into(),
+        ));
+    }
+    Ok(if n == 0 { usize::MAX } else { n as usize })
+}
+
+/// Up to `want` entries of `kind` after `after` that pass `keep`; returns them and whether
+/// the scan stopped early (more may follow the last one).
+fn scan(
+    io: &IoCtx<'_>,
+    kind: Kind,
+    after: &str,
+    want: usize,
+    keep: &dyn Fn(&Entry) -> bool,
+) -> Result<(Vec<(String, Entry)>, bool)> {
+    let mut out = Vec::new();
+    let mut cursor = after.to_string();
+    loop {
+        let (page, more) = journal::page(io, kind, &cursor, PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok((out, false));
+        };
+        cursor = last.clone();
+        let n = page.len();
+        for (i, (name, e)) in page.into_iter().enumerate() {
+            if keep(&e) {
+                out.push((name, e));
+                if out.len() == want {
+                    return Ok((out, more || i + 1 < n));
+                }
+            }
+        }
+        if !more {
+            return Ok((out, false));
+        }
+    }
+}
+
+/// Walk the list pools from `token`, collecting up to `max` items; the next token if any.
+async fn walk<T: Send + 'static>(
+    c: &Controller,
+    kind: Kind,
+    token: &str,
+    max: usize,
+    secrets: &HashMap<String, String>,
+    keep: impl Fn(&str, &Entry) -> bool + Send + Sync + Clone + 'static,
+    to_item: impl Fn(&str, &str, &Entry) -> Option<T> + Send + Sync + Clone + 'static,
+) -> Result<(Vec<T>, String)> {
+    let pools = c.opts().list_pools.clone();
+    let mut tok = Token::decode(token, pools.len().max(1))?;
+    let mut items = Vec::new();
+    while tok.pool < pools.len() {
+        let (cluster, pool) = pools[tok.pool].clone();
+        let Some(target) = c.target(&cluster, &pool, secrets)? else {
+            tok = Token {
+                pool: tok.pool + 1,
+                after: String::new(),
+            };
+            continue;
+        };
+        let want = max - items.len();
+        let (after, keep, to_item) = (tok.after.clone(), keep.clone(), to_item.clone());
+        let (found, more) = c
+            .ceph()
+            .with_pool(&target, move |io| {
+                let (entries, more) = scan(io, kind, &after, want, &|e| keep(&pool, e))?;
+                let last = entries.last().map(|(n, _)| n.clone());
+                let items: Vec<T> = entries
+                    .iter()
+                    .filter_map(|(_, e)| to_item(&cluster, &pool, e))
+                    .collect();
+                Ok(((items, last), more))
+            })
+            .await?;
+        let (found, last) = found;
+        items.extend(found);
+        if more {
+            let after = last.unwrap_or_default();
+            return Ok((
+                items,
+                Token {
+                    pool: tok.pool,
+                    after,
+                }
+                .encode(),
+            ));
+        }
+        tok = Token {
+            pool: tok.pool + 1,
+            after: String::new(),
+        };
+        if items.len() == max && tok.pool < pools.len() {
+            return Ok((items, tok.encode()));
+        }
+    }
+    Ok((items, String::new()))
+}
+
+pub(super) async fn list_volumes(
+    c: &Controller,
+    req: ListVolumesRequest,
+) -> Result<ListVolumesResponse> {
+    let max = max_entries(req.max_entries)?;
+    let (entries, next_token) = walk(
+        c,
+        Kind::Volume,
+        &req.starting_token,
+        max,
+        &HashMap::new(),
+        |_, _| true,
+        |cluster, pool, e| {
+            let mut ctx = HashMap::new();
+            ctx.insert("clusterID".to_string(), cluster.to_string());
+            ctx.insert("pool".to_string(), pool.to_string());
+            ctx.insert("imageName".to_string(), e.image.clone());
+            Some(list_volumes_response::Entry {
+                volume: Some(Volume {
+                    capacity_bytes: e.size as i64,
+                    volume_id: VolumeId::new(cluster, pool, &e.image).encode()?,
+                    volume_context: ctx,
+                    content_source: None,
+                    accessible_topology: vec![],
+                }),
+                status: None,
+            })
+        },
+    )
+    .await?;
+    Ok(ListVolumesResponse {
+        entries,
+        next_token,
+    })
+}
+
+pub(super) async fn list_snapshots(
+    c: &Controller,
+    req: ListSnapshotsRequest,
+) -> Result<ListSnapshotsResponse> {
+    let max = max_entries(req.max_entries)?;
+    let wrap = |s| list_snapshots_response::Entry { snapshot: Some(s) };
+    if !req.snapshot_id.is_empty() {
+        // One snapshot by id: unknown or foreign ids are an empty list.
+        let Ok(id) = SnapshotId::decode(&req.snapshot_id) else {
+            return Ok(ListSnapshotsResponse::default());
+        };
+        let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
+            return Ok(ListSnapshotsResponse::default());
+        };
+        let (cluster, pool) = (id.cluster_id.clone(), id.pool.clone());
+        let found = c
+            .ceph()
+            .with_pool(&target, move |io| {
+                let Some(name) = journal::owner(io, Kind::Snapshot, &id.image, &id.snap)? else {
+                    return Ok(None);
+                };
+                journal::lookup(io, Kind::Snapshot, &name)
+            })
+            .await;
+        let found = match found {
+            Err(Error::NotFound(_)) => None,
+            r => r?,
+        };
+        let entries = found
+            .and_then(|e| to_wire(&cluster, &pool, &e))
+            .filter(|s| {
+                req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id
+            })
+            .map(wrap)
+            .into_iter()
+            .collect();
+        return Ok(ListSnapshotsResponse {
+            entries,
+            next_token: String::new(),
+        });
+    }
+    let source = if req.source_volume_id.is_empty() {
+        None
+    } else {
+        match VolumeId::decode(&req.source_volume_id) {
+            Ok(v) => Some(v),
+            Err(_) => return Ok(ListSnapshotsResponse::default()),
+        }
+    };
+    let keep = move |pool: &str, e: &Entry| {
+        source
+            .as_ref()
+            .is_none_or(|v| v.pool == pool && v.image == e.image)
+    };
+    let (snaps, next_token) = walk(
+        c,
+        Kind::Snapshot,
+        &req.starting_token,
+        max,
+        &req.secrets,
+        keep,
+        to_wire,
+    )
+    .await?;
+    Ok(ListSnapshotsResponse {
+        entries: snaps.into_iter().map(wrap).collect(),
+        next_token,
+    })
+}
+
+pub(super) async fn get_capacity(
+    c: &Controller,
+    req: GetCapacityRequest,
+) -> Result<GetCapacityResponse> {
+    for cap in &req.volume_capabilities {
+        if crate::params::check_capability(cap).is_err() {
+            // Capacity for a capability we cannot provide is zero (spec: GetCapacity).
+            return Ok(GetCapacityResponse::default());
+        }
+    }
+    let (cluster, pool) = if req.parameters.is_empty() {
+        match c.opts().list_pools.first() {
+            Some(p) => p.clone(),
+            None => return Ok(GetCapacityResponse::default()),
+        }
+    } else {
+        let p = VolumeParams::parse(&req.parameters)?;
+        (p.cluster_id, p.pool)
+    };
+    let Some(target) = c.target(&cluster, &pool, &HashMap::new())? else {
+        return Err(Error::InvalidArgument(format!(
+            "clusterID {cluster:?} is not in the cluster config"
+        )));
+    };
+    let stat = c
+        .ceph()
+        .with_cluster(&target, |r| {
+            r.cluster_stat()
+                .map_err(|e| crate::ceph::ceph_err("cluster stat", e))
+        })
+        .await?;
+    Ok(GetCapacityResponse {
+        available_capacity: (stat.kb_avail.saturating_mul(1024)).min(i64::MAX as u64) as i64,
+        maximum_volume_size: Some(MAX_SIZE as i64),
+        minimum_volume_size: Some(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_foreign_tokens_abort() {
+        let t = Token {
+            pool: 1,
+            after: "pvc-1/x".into(),
+        };
+        assert_eq!(Token::decode(&t.encode(), 2).unwrap(), t);
+        for bad in [
+            "x",
+            "v1.5.00",
+            "v1.0.zz",
+            "v1.0.0",
+            "v2.0.",
+            "v1.0.41.1",
+            "v1.-1.",
+        ] {
+            let e = Token::decode(bad, 2).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Aborted, "{bad}");
+        }
+        assert_eq!(Token::decode("", 1).unwrap().pool, 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! The CSI Controller service: provisioning, deletion, snapshots, clones, expansion, listing
+//! and capacity on Ceph RBD. One file per concept; this one holds the shared state, how a
+//! request finds its cluster and credentials, the advertised capabilities and the gRPC glue
+//! (every RPC is timed and counted in [`crate::metrics`]).
+//!
+//! Credentials: RPCs that carry `secrets` use them (userID/userKey). ListVolumes and
+//! GetCapacity carry none in CSI, so they (and any call that arrives without secrets) use the
+//! controller's own credentials from `--controller-secrets-dir` (a directory with files
+//! `userID` and `userKey`, i.e. a mounted Kubernetes Secret). Without that directory,
+//! LIST_VOLUMES and GET_CAPACITY are not advertised. ListVolumes covers the pools named by
+//! `--list-pools clusterID/pool,…`.
+
+mod create;
+mod delete;
+mod expand;
+mod list;
+mod service;
+mod snapshot;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::ceph::{Connections, Target};
+use crate::cluster_config::ClusterConfig;
+use crate::credentials::Credentials;
+use crate::error::{Error, Result};
+use crate::locks::Locks;
+
+/// What the controller is configured with (typed; built from flags in server.rs).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub cluster_config: ClusterConfig,
+    /// Credentials for calls without secrets (ListVolumes, GetCapacity).
+    pub controller_creds: Option<Credentials>,
+    /// (clusterID, pool) pairs ListVolumes / ListSnapshots cover.
+    pub list_pools: Vec<(String, String)>,
+}
+
+impl Options {
+    /// Read `userID` / `userKey` files from a mounted Secret directory.
+    pub fn read_secrets_dir(dir: &Path) -> Result<Credentials> {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .map(|s| s.trim().to_string())
+                .map_err(|e| Error::io(format!("read {}/{f}", dir.display()), e))
+        };
+        let mut m = HashMap::new();
+        m.insert("userID".to_string(), read("userID")?);
+        m.insert("userKey".to_string(), read("userKey")?);
+        Credentials::from_secrets(&m)
+    }
+
+    /// `clusterID/pool` items.
+    pub fn parse_list_pools(
+        items: &[String],
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        items
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.split_once('/')
+                    .filter(|(c, p)| !c.is_empty() && !p.is_empty())
+                    .map(|(c, p)| (c.to_string(), p.to_string()))
+                    .ok_or_else(|| format!("--list-pools item {s:?} is not clusterID/pool"))
+            })
+            .collect()
+    }
+}
+
+/// The Controller service state, cheap to clone (tonic clones it per connection).
+#[derive(Debug, Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    opts: Options,
+    ceph: Connections,
+    locks: Locks,
+}
+
+impl Controller {
+    pub fn new(opts: Options) -> Self {
+        Controller {
+            inner: Arc::new(Inner {
+                opts,
+                ceph: Connections::new(),
+                locks: Locks::new(),
+            }),
+        }
+    }
+
+    fn ceph(&self) -> &Connections {
+        &self.inner.ceph
+    }
+
+    fn locks(&self) -> &Locks {
+        &self.inner.locks
+    }
+
+    fn opts(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Request secrets when given, else the controller's own; UNAUTHENTICATED when neither.
+    fn creds(&self, secrets: &HashMap<String, String>) -> Result<Credentials> {
+        if !secrets.is_empty() {
+            return Credentials::from_secrets(secrets);
+        }
+        self.opts()
+            .controller_creds
+            .clone()
+            .ok_or_else(|| Error::Unauthenticated("secrets must contain userID and userKey".into()))
+    }
+
+    /// Where calls for (cluster, pool) go; `None` when the clusterID is not configured.
+    fn target(
+        &self,
+        cluster_id: &str,
+        pool: &str,
+        secrets: &HashMap<String, String>,
+    ) -> Result<Option<Target>> {
+        let Ok(mon_host) = self.opts().cluster_config.mon_host(cluster_id) else {
+            return Ok(None);
+        };
+        Ok(Some(Target {
+            mon_host,
+            creds: self.creds(secrets)?,
+            pool: pool.to_string(),
+        }))
+    }
+
+    /// Number of live Ceph connections (for the metrics gauge).
+    pub fn connection_count(&self) -> usize {
+        self.ceph().count()
+    }
+}
+
+/// Seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A short random hex suffix for object names.
+fn random_hex(len: usize) -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.truncate(len);
+    s
+}

@@ -1,0 +1,212 @@
+//! The gRPC face of the Controller: the tonic trait, advertised capabilities, and one line
+//! per RPC that logs, times and counts it ([`crate::metrics::observe`]) and turns our Error
+//! into a Status (through the one mapping in [`crate::error`]).
+
+use tonic::{Request, Response, Status};
+
+use crate::csi::{self, controller_server, controller_service_capability as csc};
+use crate::error::Error;
+use crate::metrics::observe;
+
+use super::Controller;
+
+impl Controller {
+    fn capabilities(&self) -> Vec<csi::ControllerServiceCapability> {
+        use csc::rpc::Type as T;
+        let mut types = vec![
+            T::CreateDeleteVolume,
+            T::CreateDeleteSnapshot,
+            T::CloneVolume,
+            T::ExpandVolume,
+            T::ListSnapshots,
+            T::GetSnapshot,
+            T::SingleNodeMultiWriter,
+        ];
+        // Calls without secrets need the controller's own credentials.
+        if self.opts().controller_creds.is_some() {
+            types.push(T::GetCapacity);
+            if !self.opts().list_pools.is_empty() {
+                types.push(T::ListVolumes);
+            }
+        }
+        types
+            .into_iter()
+            .map(|t| csi::ControllerServiceCapability {
+                r#type: Some(csc::Type::Rpc(csc::Rpc { r#type: t as i32 })),
+            })
+            .collect()
+    }
+}
+
+fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
+    Err(Error::Unimplemented(format!(
+        "{what} is not supported by berth-csi (RBD needs no controller publish)"
+    ))
+    .into())
+}
+
+#[tonic::async_trait]
+impl controller_server::Controller for Controller {
+    async fn create_volume(
+        &self,
+        req: Request<csi::CreateVolumeRequest>,
+    ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
+        observe(
+            "CreateVolume",
+            super::create::create_volume(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn delete_volume(
+        &self,
+        req: Request<csi::DeleteVolumeRequest>,
+    ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
+        observe(
+            "DeleteVolume",
+            super::delete::delete_volume(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        _req: Request<csi::ControllerPublishVolumeRequest>,
+    ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
+        unimplemented("ControllerPublishVolume")
+    }
+
+    async fn controller_unpublish_volume(
+        &self,
+        _req: Request<csi::ControllerUnpublishVolumeRequest>,
+    ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
+        unimplemented("ControllerUnpublishVolume")
+    }
+
+    async fn validate_volume_capabilities(
+        &self,
+        req: Request<csi::ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
+        observe(
+            "ValidateVolumeCapabilities",
+            super::validate::validate(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn list_volumes(
+        &self,
+        req: Request<csi::ListVolumesRequest>,
+    ) -> Result<Response<csi::ListVolumesResponse>, Status> {
+        observe(
+            "ListVolumes",
+            super::list::list_volumes(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn get_capacity(
+        &self,
+        req: Request<csi::GetCapacityRequest>,
+    ) -> Result<Response<csi::GetCapacityResponse>, Status> {
+        observe(
+            "GetCapacity",
+            super::list::get_capacity(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _req: Request<csi::ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(csi::ControllerGetCapabilitiesResponse {
+            capabilities: self.capabilities(),
+        }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        req: Request<csi::CreateSnapshotRequest>,
+    ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
+        observe(
+            "CreateSnapshot",
+            super::snapshot::create_snapshot(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        req: Request<csi::DeleteSnapshotRequest>,
+    ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
+        observe(
+            "DeleteSnapshot",
+            super::snapshot::delete_snapshot(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<csi::ListSnapshotsRequest>,
+    ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
+        observe(
+            "ListSnapshots",
+            super::list::list_snapshots(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn get_snapshot(
+        &self,
+        req: Request<csi::GetSnapshotRequest>,
+    ) -> Result<Response<csi::GetSnapshotResponse>, Status> {
+        let req = req.into_inner();
+        observe("GetSnapshot", async {
+            if req.snapshot_id.is_empty() {
+                return Err(Error::InvalidArgument("snapshot_id is required".into()));
+            }
+            let list = csi::ListSnapshotsRequest {
+                snapshot_id: req.snapshot_id.clone(),
+                secrets: req.secrets,
+                ..Default::default()
+            };
+            let found = super::list::list_snapshots(self, list).await?;
+            let snapshot = found.entries.into_iter().next().and_then(|e| e.snapshot);
+            match snapshot {
+                Some(s) => Ok(csi::GetSnapshotResponse { snapshot: Some(s) }),
+                None => Err(Error::NotFound(format!(
+                    "snapshot {:?} does not exist",
+                    req.snapshot_id
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn controller_expand_volume(
+        &self,
+        req: Request<csi::ControllerExpandVolumeRequest>,
+    ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
+        observe(
+            "ControllerExpandVolume",
+            super::expand::expand_volume(self, req.into_inner()),
+        )
+        .await
+    }
+
+    async fn controller_get_volume(
+        &self,
+        _req: Request<csi::ControllerGetVolumeRequest>,
+    ) -> Result<Response<csi::ControllerGetVolumeResponse>, Status> {
+        unimplemented("ControllerGetVolume")
+    }
+
+    async fn controller_modify_volume(
+        &self,
+        _req: Request<csi::ControllerModifyVolumeRequest>,
+    ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
+        unimplemented("ControllerModifyVolume")
+    }
+}

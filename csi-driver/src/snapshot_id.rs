@@ -1,0 +1,133 @@
+//! Snapshot IDs, in the style of [`crate::volume_id`]: versioned and self-describing, so
+//! DeleteSnapshot and CreateVolume-from-snapshot find the RBD snapshot without a lookup.
+//!
+//! Layout (ASCII, at most 128 bytes):
+//!
+//! ```text
+//! s001-<LLLL>-<clusterID>-<PPPP>-<pool>-<IIII>-<image>-<snapshot>
+//!  │     │                  │             │             └ RBD snapshot name (rest)
+//!  │     │                  │             └ source image name length, 4 hex digits
+//!  │     │                  └ pool name length, 4 hex digits
+//!  │     └ clusterID length, 4 hex digits
+//!  └ layout version ("s" so a snapshot ID never decodes as a volume ID and back)
+//! ```
+
+use std::fmt;
+
+use crate::volume_id::{MAX_ID_LEN, NotOurs, take_field};
+
+const VERSION: &str = "s001";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnapshotId {
+    pub cluster_id: String,
+    pub pool: String,
+    pub image: String,
+    pub snap: String,
+}
+
+impl SnapshotId {
+    pub fn new(cluster_id: &str, pool: &str, image: &str, snap: &str) -> Self {
+        SnapshotId {
+            cluster_id: cluster_id.into(),
+            pool: pool.into(),
+            image: image.into(),
+            snap: snap.into(),
+        }
+    }
+
+    /// Encode; `None` when a part is empty/non-ASCII or the result exceeds 128 bytes.
+    pub fn encode(&self) -> Option<String> {
+        let parts = [&self.cluster_id, &self.pool, &self.image, &self.snap];
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || !p.is_ascii() || p.len() > 0xffff)
+        {
+            return None;
+        }
+        let s = format!(
+            "{VERSION}-{:04x}-{}-{:04x}-{}-{:04x}-{}-{}",
+            self.cluster_id.len(),
+            self.cluster_id,
+            self.pool.len(),
+            self.pool,
+            self.image.len(),
+            self.image,
+            self.snap
+        );
+        (s.len() <= MAX_ID_LEN).then_some(s)
+    }
+
+    pub fn decode(id: &str) -> Result<Self, NotOurs> {
+        let bad = || NotOurs(id.to_string());
+        if id.len() > MAX_ID_LEN || !id.is_ascii() {
+            return Err(bad());
+        }
+        let rest = id.strip_prefix(VERSION).and_then(|r| r.strip_prefix('-'));
+        let rest = rest.ok_or_else(bad)?;
+        let (cluster_id, rest) = take_field(rest).ok_or_else(bad)?;
+        let (pool, rest) = take_field(rest).ok_or_else(bad)?;
+        let (image, snap) = take_field(rest).ok_or_else(bad)?;
+        if snap.is_empty() {
+            return Err(bad());
+        }
+        Ok(SnapshotId::new(cluster_id, pool, image, snap))
+    }
+}
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}@{}@{}",
+            self.pool, self.image, self.snap, self.cluster_id
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume_id::VolumeId;
+
+    #[test]
+    fn round_trips_and_is_stable() {
+        let id = SnapshotId::new("ceph1", "rbd", "csi-vol-a", "csi-snap-b");
+        let s = id.encode().unwrap();
+        assert_eq!(s, "s001-0005-ceph1-0003-rbd-0009-csi-vol-a-csi-snap-b");
+        assert_eq!(SnapshotId::decode(&s).unwrap(), id);
+        let dashy = SnapshotId::new("a-b", "p-1", "i-0002-x", "s-0001");
+        assert_eq!(SnapshotId::decode(&dashy.encode().unwrap()).unwrap(), dashy);
+    }
+
+    #[test]
+    fn volume_and_snapshot_ids_do_not_mix() {
+        let v = VolumeId::new("c", "rbd", "img").encode().unwrap();
+        assert!(SnapshotId::decode(&v).is_err());
+        let s = SnapshotId::new("c", "rbd", "img", "snap").encode().unwrap();
+        assert!(VolumeId::decode(&s).is_err());
+    }
+
+    #[test]
+    fn foreign_ids_are_rejected() {
+        for bad in [
+            "",
+            "fake-snapshot-id",
+            "s001-0005-ceph1-0003-rbd-0009-csi-vol-a-",
+            "s001-0005-ceph1-0003-rbd-0009-csi-vol-a",
+            "s002-0005-ceph1-0003-rbd-0009-csi-vol-a-x",
+        ] {
+            assert!(SnapshotId::decode(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            SnapshotId::new("c", "p", &"i".repeat(100), "s")
+                .encode()
+                .is_some()
+        );
+        assert!(
+            SnapshotId::new("c", "p", &"i".repeat(120), "s")
+                .encode()
+                .is_none()
+        );
+    }
+}
