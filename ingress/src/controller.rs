@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::args::{Options, SourceKind, UpstreamArg};
 use crate::metrics::{self, Metrics};
 use crate::model::Report;
-use crate::nginx::{self, Nginx, NginxError, NginxPaths};
+use crate::nginx::{Nginx, NginxError, NginxPaths};
 use crate::render::{RenderConfig, UnsafePrefix, render};
 use crate::source::Source;
 use crate::source::files::FilesSource;
@@ -179,19 +179,26 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     if syncer.sync_model(model).await == Outcome::Failed {
         return Err(Error::FirstSync);
     }
-    let mut child = if opts.external_nginx {
+    let mut supervisor = if opts.external_nginx {
         None
     } else {
-        Some(syncer.nginx().spawn()?)
+        let mut s = syncer.nginx().supervisor();
+        s.start()?;
+        Some(s)
     };
 
+    // A dying master is restarted (supervisor.rs); `run` fails only if that keeps failing.
+    let restarts = metrics.clone();
     let exited = async {
-        match &mut child {
-            Some(c) => c
-                .wait()
+        match &mut supervisor {
+            Some(s) => {
+                s.supervise(|_| {
+                    restarts
+                        .nginx_restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
                 .await
-                .map(|s| s.to_string())
-                .unwrap_or_else(|e| e.to_string()),
+            }
             None => std::future::pending().await,
         }
     };
@@ -199,8 +206,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         _ = syncer.run(source, changes, &mut shutdown) => Ok(()),
         status = exited => Err(Error::NginxExited(status)),
     };
-    if let Some(c) = &mut child {
-        nginx::quit(c, QUIT_GRACE).await;
+    if let Some(s) = &mut supervisor {
+        s.quit(QUIT_GRACE).await;
     }
     _ = stop_tx.send(true);
     result

@@ -32,6 +32,7 @@ pub mod quarantine;
 pub mod render;
 pub mod snapshot;
 pub mod source;
+pub mod supervisor;
 pub mod sync;
 pub mod translate;
 pub mod validate;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub nginx_rejected_objects: AtomicU64,
     /// Renders that produced the same text as the live config (no reload needed).
     pub unchanged_renders: AtomicU64,
+    /// Unexpected deaths of the supervised nginx master (each followed by a restart).
+    pub nginx_restarts: AtomicU64,
     ready: AtomicBool,
     rejected_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -92,6 +94,12 @@ impl Metrics {
             "berth_ingress_unchanged_renders_total",
             "Renders identical to the live config (reload skipped).",
             &self.unchanged_renders,
+        );
+        counter(
+            &mut out,
+            "berth_ingress_nginx_restarts_total",
+            "Unexpected exits of the nginx master, each followed by a restart.",
+            &self.nginx_restarts,
         );
         out.push_str("# HELP berth_ingress_rejected_objects Objects (or routes) not served as written, by reason.\n");
         out.push_str("# TYPE berth_ingress_rejected_objects gauge\n");

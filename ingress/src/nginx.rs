@@ -6,16 +6,21 @@
 //! `nginx -t` refuses the candidate, the live file and the running nginx are untouched.
 //!
 //! Two ways to run nginx: supervised (`berth-ingress run` starts `nginx -g 'daemon off;'` as
-//! its child after writing the first config, and signals the child), or external (`init` writes
-//! the first config, nginx runs elsewhere, reloads signal the pid in `PREFIX/nginx.pid`).
+//! its child after writing the first config, signals the child and restarts it if it dies:
+//! `supervisor.rs`), or external (`init` writes the first config, nginx runs elsewhere, reloads
+//! signal the pid in `PREFIX/nginx.pid`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::supervisor::Supervisor;
 
 /// Where nginx and its files are.
 #[derive(Clone, Debug)]
@@ -70,10 +75,11 @@ pub trait Apply: Send {
 #[derive(Debug)]
 pub struct Nginx {
     paths: NginxPaths,
-    /// Supervised mode: the child's pid once started; before that, reloads are no-ops (the
-    /// installed config is what the child will load).
+    /// Supervised mode: the master's pid while it runs (0 otherwise), shared with the
+    /// [`Supervisor`] that restarts it; while it is 0, reloads are no-ops (the installed
+    /// config is what the next master loads).
     supervised: bool,
-    child_pid: Option<i32>,
+    child_pid: Arc<AtomicI32>,
 }
 
 /// Keep nginx's message short in logs and errors (validated values only reach it anyway).
@@ -99,7 +105,7 @@ impl Nginx {
         Self {
             paths,
             supervised,
-            child_pid: None,
+            child_pid: Arc::new(AtomicI32::new(0)),
         }
     }
 
@@ -175,29 +181,15 @@ impl Nginx {
         Ok(())
     }
 
-    /// Start nginx in the foreground as our child, on the installed config. The caller owns
-    /// the child (waits for it, stops it with [`quit`]).
-    pub fn spawn(&mut self) -> Result<Child, NginxError> {
-        let child = Command::new(&self.paths.binary)
-            .args(["-g", "daemon off;", "-e", "stderr", "-p"])
-            .arg(&self.paths.prefix)
-            .arg("-c")
-            .arg(&self.paths.conf)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| NginxError::Spawn {
-                binary: self.paths.binary.clone(),
-                source,
-            })?;
-        tracing::info!(pid = child.id(), "nginx started");
-        self.child_pid = child.id().and_then(|p| i32::try_from(p).ok());
-        Ok(child)
+    /// The supervisor of a berth-started nginx: it starts, restarts and stops the master and
+    /// keeps the pid this [`Nginx`] signals up to date.
+    pub fn supervisor(&self) -> Supervisor {
+        Supervisor::new(self.paths.clone(), self.child_pid.clone())
     }
 
     fn master_pid(&self) -> Result<i32, NginxError> {
-        if let Some(pid) = self.child_pid {
-            return Ok(pid);
+        if self.supervised {
+            return Ok(self.child_pid.load(Ordering::Acquire));
         }
         let path = self.paths.prefix.join("nginx.pid");
         let text = std::fs::read_to_string(&path).map_err(|source| NginxError::PidFile {
@@ -212,10 +204,10 @@ impl Nginx {
 
     /// Ask the master to reload (SIGHUP): new workers get the new config, old ones drain.
     pub fn reload(&self) -> Result<(), NginxError> {
-        if self.supervised && self.child_pid.is_none() {
+        let pid = self.master_pid()?;
+        if pid == 0 {
             return Ok(());
         }
-        let pid = self.master_pid()?;
         kill(Pid::from_raw(pid), Signal::SIGHUP)
             .map_err(|source| NginxError::Signal { pid, source })
     }
@@ -230,18 +222,6 @@ impl Apply for Nginx {
     async fn apply(&mut self, text: &str) -> Result<(), NginxError> {
         self.install(text).await?;
         self.reload()
-    }
-}
-
-/// Graceful stop of a supervised nginx: SIGQUIT lets workers finish in-flight requests; after
-/// `grace` the child is killed.
-pub async fn quit(child: &mut Child, grace: std::time::Duration) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!("nginx did not quit in time; killing it");
-        _ = child.kill().await;
     }
 }
 
