@@ -5,6 +5,7 @@
 //! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
 //! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
 //! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
+//! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
 //! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
 //! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
 //!
@@ -12,6 +13,7 @@
 //! removes it, and [`sweep::leftovers`] removes what a crashed earlier run left behind.
 
 pub mod ceph;
+pub mod conformance;
 pub mod csi_client;
 pub mod driver;
 pub mod fuse;

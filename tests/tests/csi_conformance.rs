@@ -1,0 +1,117 @@
+//! berth-csi passes the conformance suite on a real local Ceph cluster, in mount and in block
+//! access, with the parameters csi-sanity would use (clusterID, pool, mounter=fuse,
+//! imageFeatures=layering) and secrets in the request (userID / userKey).
+//!
+//! Needs the berth-csi binary next to this test (`cargo build -p berth-csi`) or $BERTH_CSI_BIN.
+//! `CONFORMANCE_FILTER=node/` narrows the run; `CONFORMANCE_SIZE` overrides the 10 GiB size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Result, ensure};
+use berth_tests::ceph::Cluster;
+use berth_tests::conformance::config::SecretFor;
+use berth_tests::conformance::{AccessType, Config};
+use berth_tests::driver::Driver;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const CLUSTER_ID: &str = "berth-local";
+
+fn main() {
+    let args = Arguments::from_args();
+    let cluster = match Cluster::start() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    };
+    let trial = |name: &str, access: AccessType| {
+        let c = cluster.clone();
+        Trial::test(name, move || {
+            suite(&c, access).map_err(|e| Failed::from(format!("{e:#}")))
+        })
+    };
+    let trials = vec![
+        trial("berth_csi_conforms_mount", AccessType::Mount),
+        trial("berth_csi_conforms_block", AccessType::Block),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    conclusion.exit();
+}
+
+/// The secrets file csi-sanity would get: every section holds the CSI user's credentials.
+fn secrets_yaml(c: &Cluster) -> String {
+    let mut s = String::new();
+    for rpc in [
+        SecretFor::CreateVolume,
+        SecretFor::DeleteVolume,
+        SecretFor::ControllerPublish,
+        SecretFor::ControllerUnpublish,
+        SecretFor::ValidateVolumeCapabilities,
+        SecretFor::NodeStage,
+        SecretFor::NodePublish,
+        SecretFor::CreateSnapshot,
+        SecretFor::DeleteSnapshot,
+        SecretFor::ListSnapshots,
+        SecretFor::ControllerExpand,
+        SecretFor::NodeExpand,
+        SecretFor::ControllerGetVolume,
+    ] {
+        s.push_str(&format!(
+            "{}:\n  userID: {}\n  userKey: {}\n",
+            rpc.yaml_key(),
+            c.client_id,
+            c.client_key
+        ));
+    }
+    s
+}
+
+fn suite(c: &Cluster, access: AccessType) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let driver =
+            Driver::start(&["--mode=all"], Some(&c.csi_cluster_config(CLUSTER_ID))).await?;
+        let mut cfg = Config::new(&driver.socket);
+        cfg.staging_dir = driver.dir.join("csi-staging");
+        cfg.mount_dir = driver.dir.join("csi-mount");
+        cfg.parameters = HashMap::from([
+            ("clusterID".to_string(), CLUSTER_ID.to_string()),
+            ("pool".to_string(), c.pool.clone()),
+            ("mounter".to_string(), "fuse".to_string()),
+            ("imageFeatures".to_string(), "layering".to_string()),
+        ]);
+        cfg.secrets = berth_tests::conformance::config::Secrets::from_yaml(&secrets_yaml(c))?;
+        cfg.access_type = access;
+        cfg.filter = std::env::var("CONFORMANCE_FILTER").ok();
+        if let Some(size) = std::env::var("CONFORMANCE_SIZE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            cfg.volume_size = size;
+        }
+        let report = berth_tests::conformance::run(cfg).await?;
+        let images = c.images()?;
+        if report.failed() > 0 {
+            let log = driver.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "berth-csi log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        ensure!(
+            report.failed() == 0,
+            "{access}: {} — failed: {:?}",
+            report.summary(),
+            report.failures()
+        );
+        ensure!(
+            images.is_empty(),
+            "{access}: images left behind after cleanup: {images:?}"
+        );
+        Ok(())
+    })
+}
