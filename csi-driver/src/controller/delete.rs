@@ -49,6 +49,13 @@ pub(super) async fn delete_volume(
 
 fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
     let owner = journal::owner(io, Kind::Volume, image, "")?;
+    // Watchers first: an attached image must not be removed, nor marked gone because it
+    // also has snapshots.
+    if in_use(io, image)? {
+        return Err(Error::FailedPrecondition(format!(
+            "volume {image} is in use (the image has watchers: still attached on a node?)"
+        )));
+    }
     match rbd::remove(io, image) {
         Ok(()) | Err(Errno(libc::ENOENT)) => {}
         Err(Errno(libc::EBUSY)) => {
@@ -58,11 +65,6 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
         }
         Err(Errno(libc::ENOTEMPTY)) => {
             // Snapshots (or clones through trashed snapshots) depend on it: keep the data.
-            if in_use(io, image)? {
-                return Err(Error::FailedPrecondition(format!(
-                    "volume {image} is in use (still attached on a node?)"
-                )));
-            }
             journal::mark_gone(io, owner.as_deref(), image)?;
             tracing::info!(image, "volume deleted; image kept for its snapshots/clones");
             return Ok(());

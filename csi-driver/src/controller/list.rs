@@ -124,7 +124,7 @@ async fn walk<T: Send + 'static>(
     let mut items = Vec::new();
     while tok.pool < pools.len() {
         let (cluster, pool) = pools[tok.pool].clone();
-        let Some(target) = c.target(&cluster, &pool, secrets)? else {
+        let Some(target) = c.target_with(&cluster, &pool, secrets, true)? else {
             tok = Token {
                 pool: tok.pool + 1,
                 after: String::new(),
@@ -216,7 +216,7 @@ pub(super) async fn list_snapshots(
         let Ok(id) = SnapshotId::decode(&req.snapshot_id) else {
             return Ok(ListSnapshotsResponse::default());
         };
-        let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
+        let Some(target) = c.target_with(&id.cluster_id, &id.pool, &req.secrets, true)? else {
             return Ok(ListSnapshotsResponse::default());
         };
         let (cluster, pool) = (id.cluster_id.clone(), id.pool.clone());
@@ -294,7 +294,7 @@ pub(super) async fn get_capacity(
         let p = VolumeParams::parse(&req.parameters)?;
         (p.cluster_id, p.pool)
     };
-    let Some(target) = c.target(&cluster, &pool, &HashMap::new())? else {
+    let Some(target) = c.target_with(&cluster, &pool, &HashMap::new(), true)? else {
         return Err(Error::InvalidArgument(format!(
             "clusterID {cluster:?} is not in the cluster config"
         )));

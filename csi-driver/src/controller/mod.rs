@@ -105,30 +105,44 @@ impl Controller {
         &self.inner.opts
     }
 
-    /// Request secrets when given, else the controller's own; UNAUTHENTICATED when neither.
-    fn creds(&self, secrets: &HashMap<String, String>) -> Result<Credentials> {
-        if !secrets.is_empty() {
-            return Credentials::from_secrets(secrets);
+    /// The request's secrets; UNAUTHENTICATED when they are missing or malformed. With
+    /// `fallback`, a call without secrets (ListVolumes, GetCapacity, ListSnapshots) uses the
+    /// controller's own credentials instead.
+    fn creds(&self, secrets: &HashMap<String, String>, fallback: bool) -> Result<Credentials> {
+        if secrets.is_empty()
+            && fallback
+            && let Some(c) = &self.opts().controller_creds
+        {
+            return Ok(c.clone());
         }
-        self.opts()
-            .controller_creds
-            .clone()
-            .ok_or_else(|| Error::Unauthenticated("secrets must contain userID and userKey".into()))
+        Credentials::from_secrets(secrets)
     }
 
-    /// Where calls for (cluster, pool) go; `None` when the clusterID is not configured.
+    /// Where calls for (cluster, pool) go, as the request's secrets say; `None` when the
+    /// clusterID is not configured.
     fn target(
         &self,
         cluster_id: &str,
         pool: &str,
         secrets: &HashMap<String, String>,
     ) -> Result<Option<Target>> {
+        self.target_with(cluster_id, pool, secrets, false)
+    }
+
+    /// [`Self::target`] for calls that may use the controller's own credentials.
+    fn target_with(
+        &self,
+        cluster_id: &str,
+        pool: &str,
+        secrets: &HashMap<String, String>,
+        fallback: bool,
+    ) -> Result<Option<Target>> {
         let Ok(mon_host) = self.opts().cluster_config.mon_host(cluster_id) else {
             return Ok(None);
         };
         Ok(Some(Target {
             mon_host,
-            creds: self.creds(secrets)?,
+            creds: self.creds(secrets, fallback)?,
             pool: pool.to_string(),
         }))
     }

@@ -1,0 +1,227 @@
+//! Concurrency, crashes, a dead cluster, and secrets.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use berth_csi::csi::DeleteVolumeRequest;
+use berth_csi::volume_id::VolumeId;
+use berth_tests::ceph::Cluster;
+use tonic::Code;
+
+use super::common::*;
+
+/// Our images in the pool (those a test created carry the csi-vol- prefix).
+fn csi_images(c: &Cluster) -> Result<HashSet<String>> {
+    Ok(c.images()?
+        .into_iter()
+        .filter(|i| i.starts_with("csi-vol-"))
+        .collect())
+}
+
+pub fn concurrent_same_name(c: &Cluster) -> Result<()> {
+    rt().block_on(async {
+        let d = driver(c, &[]).await?;
+        let cl = d.client().await?;
+        let before = csi_images(c)?;
+        let n = name("race");
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let mut cl = cl.clone();
+            let req = create_req(c, &n, GIB);
+            tasks.push(tokio::spawn(async move {
+                cl.controller.create_volume(req).await
+            }));
+        }
+        let mut ids = HashSet::new();
+        let mut aborted = 0;
+        for t in tasks {
+            match t.await? {
+                Ok(r) => {
+                    ids.insert(r.into_inner().volume.unwrap().volume_id);
+                }
+                Err(s) if s.code() == Code::Aborted => aborted += 1,
+                Err(s) => anyhow::bail!("unexpected {s:?}"),
+            }
+        }
+        let mut cl2 = cl.clone();
+        let retry = cl2
+            .controller
+            .create_volume(create_req(c, &n, GIB))
+            .await?
+            .into_inner();
+        ids.insert(retry.volume.unwrap().volume_id);
+        ensure!(ids.len() == 1, "answers disagree: {ids:?}");
+        let new: Vec<_> = csi_images(c)?.difference(&before).cloned().collect();
+        ensure!(
+            new.len() == 1,
+            "{} images for one name (aborted {aborted})",
+            new.len()
+        );
+        let id = ids.into_iter().next().unwrap();
+        ensure!(
+            VolumeId::decode(&id)?.image == new[0],
+            "id names another image"
+        );
+        cl2.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: id,
+                secrets: secrets(c),
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
+    rt().block_on(async {
+        let mut d = driver(c, &[]).await?;
+        let cl = d.client().await?;
+        let before = csi_images(c)?;
+        let names: Vec<String> = (0..40).map(|_| name("crash")).collect();
+        let mut tasks = Vec::new();
+        for n in &names {
+            let mut cl = cl.clone();
+            let req = create_req(c, n, GIB);
+            tasks.push(tokio::spawn(async move {
+                cl.controller.create_volume(req).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        d.kill9();
+        let mut done_before = 0;
+        for t in tasks {
+            if t.await?.is_ok() {
+                done_before += 1;
+            }
+        }
+        d.restart().await?;
+        let mut cl = d.client().await?;
+        let mut ids = HashMap::new();
+        for n in &names {
+            // Retry like the provisioner: until it answers.
+            let t0 = Instant::now();
+            loop {
+                match cl.controller.create_volume(create_req(c, n, GIB)).await {
+                    Ok(r) => {
+                        ids.insert(n.clone(), r.into_inner().volume.unwrap().volume_id);
+                        break;
+                    }
+                    Err(s) if t0.elapsed() < Duration::from_secs(30) => {
+                        eprintln!("retry {n}: {s:?}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(s) => anyhow::bail!("{n}: {s:?}"),
+                }
+            }
+        }
+        let new: HashSet<String> = csi_images(c)?.difference(&before).cloned().collect();
+        let named: HashSet<String> = ids
+            .values()
+            .map(|id| VolumeId::decode(id).unwrap().image)
+            .collect();
+        ensure!(named.len() == names.len(), "two names share a volume");
+        ensure!(
+            new == named,
+            "orphans or missing images: {} new, {} named ({done_before} finished before the kill)",
+            new.len(),
+            named.len()
+        );
+        for id in ids.into_values() {
+            cl.controller
+                .delete_volume(DeleteVolumeRequest {
+                    volume_id: id,
+                    secrets: secrets(c),
+                })
+                .await?;
+        }
+        ensure!(
+            csi_images(c)?.difference(&before).count() == 0,
+            "images left after delete"
+        );
+        Ok(())
+    })
+}
+
+pub fn ceph_paused(_shared: &Cluster) -> Result<()> {
+    // A private cluster: pausing the shared one would stall the other cases.
+    let mut c = Cluster::start()?;
+    rt().block_on(async {
+        let d = driver(&c, &[]).await?;
+        let mut cl = d.client().await?;
+        let v = cl
+            .controller
+            .create_volume(create_req(&c, &name("pre"), GIB))
+            .await?
+            .into_inner();
+        c.pause_daemons()?;
+        let t0 = Instant::now();
+        let r = cl
+            .controller
+            .create_volume(create_req(&c, &name("dead"), GIB))
+            .await;
+        let took = t0.elapsed();
+        c.resume_daemons()?;
+        ensure!(
+            matches!(code(&r), Code::Unavailable | Code::DeadlineExceeded),
+            "dead cluster answered {r:?}"
+        );
+        ensure!(took < Duration::from_secs(30), "took {took:?}");
+        // Back: works without restarting the driver (retry while the cluster settles).
+        let t0 = Instant::now();
+        let n = name("after");
+        loop {
+            match cl.controller.create_volume(create_req(&c, &n, GIB)).await {
+                Ok(_) => break,
+                Err(s) if t0.elapsed() < Duration::from_secs(60) => {
+                    eprintln!("after resume: {s:?}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(s) => anyhow::bail!("still failing after resume: {s:?}"),
+            }
+        }
+        cl.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: v.volume.unwrap().volume_id,
+                secrets: secrets(&c),
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+pub fn secrets_hidden(c: &Cluster) -> Result<()> {
+    rt().block_on(async {
+        let d = driver(c, &[]).await?;
+        let mut cl = d.client().await?;
+        let mut messages = Vec::new();
+        // A wrong key, a malformed key, a good key on bad requests: no message echoes a key.
+        let wrong = "AQBwrongwrongwrongwrongwrongwrongwrongw==".to_string();
+        for key in [
+            wrong.clone(),
+            "AQB bad\nkey".to_string(),
+            c.client_key.clone(),
+        ] {
+            let mut r = create_req(c, &name("sec"), GIB);
+            r.secrets.insert("userKey".into(), key);
+            r.parameters.insert("pool".into(), "no-such-pool".into());
+            if let Err(s) = cl.controller.create_volume(r).await {
+                messages.push(s.message().to_string());
+            }
+        }
+        ensure!(messages.len() == 3, "expected three failures: {messages:?}");
+        let log = d.log_text();
+        ensure!(!log.is_empty(), "empty driver log");
+        for text in messages.iter().chain(std::iter::once(&log)) {
+            for k in [&c.client_key, &wrong] {
+                ensure!(!text.contains(k.as_str()), "a key leaked into: {text}");
+            }
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid().unwrap()))?;
+        ensure!(
+            !String::from_utf8_lossy(&cmdline).contains(&c.client_key),
+            "key on argv"
+        );
+        Ok(())
+    })
+}
