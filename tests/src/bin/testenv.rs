@@ -49,6 +49,7 @@ fn main() -> Result<()> {
             write_files(&cli.dir, &cluster)?;
             eprintln!("ceph up in {:.2?}", cluster.started_in);
             print!("{}", std::fs::read_to_string(cli.dir.join("env"))?);
+            eprint!("{}", next_steps(&cli.dir));
         }
         Cmd::Env => {
             let env = std::fs::read_to_string(cli.dir.join("env"))
@@ -62,6 +63,20 @@ fn main() -> Result<()> {
         Cmd::Sweep => berth_tests::sweep::leftovers(),
     }
     Ok(())
+}
+
+/// How to start berth-csi on this environment and check it (stderr, so `eval` of stdout works).
+fn next_steps(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "\nstart berth-csi:\n  berth-csi --mode all --endpoint unix:///tmp/berth-csi.sock \\\n    \
+         --cluster-config {d}/cluster-config.json --node-id $(hostname)\n\
+         check it with csi-sanity:\n  csi-sanity --csi.endpoint unix:///tmp/berth-csi.sock \\\n    \
+         --csi.stagingdir /tmp/csi-staging --csi.mountdir /tmp/csi-mount \\\n    \
+         --csi.testvolumeparameters {d}/csi-sanity-params.yaml --csi.secrets {d}/csi-sanity-secrets.yaml\n\
+         or with berth's own suite:\n  csi-conformance --endpoint unix:///tmp/berth-csi.sock \\\n    \
+         --params {d}/csi-sanity-params.yaml --secrets {d}/csi-sanity-secrets.yaml\n"
+    )
 }
 
 /// The files tools need to use the cluster: env, cluster config, csi-sanity YAMLs.
