@@ -72,8 +72,18 @@ fn secrets_yaml(c: &Cluster) -> String {
 fn suite(c: &Cluster, access: AccessType) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let driver =
-            Driver::start(&["--mode=all"], Some(&c.csi_cluster_config(CLUSTER_ID))).await?;
+        // As deployed: the controller's own credentials (a mounted Secret) for RPCs that carry
+        // none, and the pool ListVolumes / ListSnapshots cover.
+        let secrets_dir = berth_tests::new_state_dir("csi-controller-secrets")?;
+        berth_tests::ceph::write_private(&secrets_dir.join("userID"), &c.client_id)?;
+        berth_tests::ceph::write_private(&secrets_dir.join("userKey"), &c.client_key)?;
+        let flags = [
+            "--mode=all".to_string(),
+            format!("--controller-secrets-dir={}", secrets_dir.display()),
+            format!("--list-pools={CLUSTER_ID}/{}", c.pool),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let driver = Driver::start(&flags, Some(&c.csi_cluster_config(CLUSTER_ID))).await?;
         let mut cfg = Config::new(&driver.socket);
         cfg.staging_dir = driver.dir.join("csi-staging");
         cfg.mount_dir = driver.dir.join("csi-mount");
@@ -85,6 +95,11 @@ fn suite(c: &Cluster, access: AccessType) -> Result<()> {
         ]);
         cfg.secrets = berth_tests::conformance::config::Secrets::from_yaml(&secrets_yaml(c))?;
         cfg.access_type = access;
+        // Online expansion of a mounted ext4 needs CAP_SYS_RESOURCE, which these machines lack
+        // (berth-csi answers FAILED_PRECONDITION); xfs grows online, so the mount run uses it.
+        if access == AccessType::Mount {
+            cfg.fs_type = "xfs".into();
+        }
         cfg.filter = std::env::var("CONFORMANCE_FILTER").ok();
         if let Some(size) = std::env::var("CONFORMANCE_SIZE")
             .ok()
@@ -94,6 +109,7 @@ fn suite(c: &Cluster, access: AccessType) -> Result<()> {
         }
         let report = berth_tests::conformance::run(cfg).await?;
         let images = c.images()?;
+        berth_tests::sweep::directory(&secrets_dir);
         if report.failed() > 0 {
             let log = driver.log_text();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
