@@ -24,7 +24,7 @@ use clap::Parser;
 )]
 struct Cli {
     /// Socket serving all services (csi-sanity: --csi.endpoint).
-    #[arg(long, required_unless_present_all = ["controller_endpoint", "node_endpoint"])]
+    #[arg(long)]
     endpoint: Option<String>,
     /// Socket of the controller (Identity + Controller) when it is separate.
     #[arg(long)]
