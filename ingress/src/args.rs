@@ -80,6 +80,29 @@ fn namespaced(s: &str) -> Result<(String, String), String> {
     Ok((ns.to_owned(), name.to_owned()))
 }
 
+/// `namespace/name` of a Secret (names are DNS subdomains).
+fn namespaced_secret(s: &str) -> Result<(String, String), String> {
+    let (ns, name) = s.split_once('/').ok_or("expected namespace/name")?;
+    crate::validate::dns_label(ns).map_err(|e| e.to_string())?;
+    crate::validate::dns_name(name).map_err(|e| e.to_string())?;
+    Ok((ns.to_owned(), name.to_owned()))
+}
+
+/// Comma-separated IPs or DNS names for Ingress status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishAddresses(pub Vec<String>);
+
+fn publish_addresses(s: &str) -> Result<PublishAddresses, String> {
+    let mut out = Vec::new();
+    for a in s.split(',').map(str::trim) {
+        if a.parse::<IpAddr>().is_err() {
+            crate::validate::dns_name(a).map_err(|e| format!("'{a}': {e}"))?;
+        }
+        out.push(a.to_owned());
+    }
+    Ok(PublishAddresses(out))
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct Options {
     /// nginx executable.
@@ -185,6 +208,30 @@ pub struct Options {
     /// nginx access log to stderr.
     #[arg(long, global = true, env = "BERTH_ACCESS_LOG")]
     pub access_log: bool,
+    /// TLS Secret (namespace/name) of the catch-all HTTPS server; default: a self-signed
+    /// certificate generated at start.
+    #[arg(long, global = true, env = "BERTH_DEFAULT_SSL_CERTIFICATE", value_parser = namespaced_secret)]
+    pub default_ssl_certificate: Option<(String, String)>,
+    /// Name of the Lease used to elect the replica that writes Ingress status.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ELECTION_ID",
+        default_value = "berth-ingress-leader"
+    )]
+    pub election_id: String,
+    /// Namespace of the election Lease (the controller's own namespace).
+    #[arg(long, global = true, env = "POD_NAMESPACE", default_value = "default")]
+    pub election_namespace: String,
+    /// This replica's identity in the Lease (default: the host name).
+    #[arg(long, global = true, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Addresses written to status.loadBalancer.ingress (comma-separated IPs or DNS names).
+    #[arg(long, global = true, env = "BERTH_PUBLISH_ADDRESS", value_parser = publish_addresses, conflicts_with = "publish_service")]
+    pub publish_address: Option<PublishAddresses>,
+    /// Service (namespace/name) whose address is written to status.loadBalancer.ingress.
+    #[arg(long, global = true, env = "BERTH_PUBLISH_SERVICE", value_parser = namespaced)]
+    pub publish_service: Option<(String, String)>,
 }
 
 #[cfg(test)]
@@ -221,5 +268,30 @@ mod tests {
             Args::try_parse_from(["berth-ingress", "--default-backend-service", "x;y/z"]).is_err()
         );
         assert!(Args::try_parse_from(["berth-ingress", "--debounce-min", "1h"]).is_err());
+        let a = Args::try_parse_from([
+            "berth-ingress",
+            "--default-ssl-certificate",
+            "ingress/wild.example.com",
+            "--publish-address",
+            "192.0.2.1, lb.example.com",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.opts.default_ssl_certificate,
+            Some(("ingress".into(), "wild.example.com".into()))
+        );
+        assert_eq!(
+            a.opts.publish_address,
+            Some(PublishAddresses(vec![
+                "192.0.2.1".into(),
+                "lb.example.com".into()
+            ]))
+        );
+        for bad in [
+            ["--publish-address", "lb;evil"],
+            ["--default-ssl-certificate", "x/y z"],
+        ] {
+            assert!(Args::try_parse_from(["berth-ingress", bad[0], bad[1]]).is_err());
+        }
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::args::{Options, SourceKind, UpstreamArg};
+use crate::certfiles::{CertFileError, CertFiles};
 use crate::metrics::{self, Metrics};
 use crate::model::Report;
 use crate::nginx::{Nginx, NginxError, NginxPaths};
@@ -51,6 +52,10 @@ pub enum Error {
     },
     #[error("nginx exited unexpectedly ({0})")]
     NginxExited(String),
+    #[error(transparent)]
+    CertFile(#[from] CertFileError),
+    #[error("generating the self-signed default certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
 }
 
 pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
@@ -63,6 +68,7 @@ pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
             UpstreamArg::Endpoints => UpstreamMode::Endpoints,
         },
         default_backend_service: opts.default_backend_service.clone(),
+        default_ssl_certificate: opts.default_ssl_certificate.clone(),
     })
 }
 
@@ -87,7 +93,14 @@ pub async fn init(
     dir: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<Vec<Report>, Error> {
-    let (text, reports) = render_dir(opts, dir)?;
+    let snapshot = FilesSource::new(dir).snapshot();
+    let model = translate::build(&snapshot, &translate_config(opts)?);
+    let mut rc = render_config(opts)?;
+    rc.self_signed_default = true;
+    let files = CertFiles::new(rc.tls_dir())?;
+    files.write(&crate::tls::self_signed()?)?;
+    files.install(&model.certificates)?;
+    let (text, reports) = (render(&model, &rc), model.reports);
     let nginx = Nginx::new(
         NginxPaths {
             binary: opts.nginx_binary.clone(),
@@ -99,6 +112,46 @@ pub async fn init(
     nginx.prepare_dirs()?;
     nginx.install(&text).await?;
     Ok(reports)
+}
+
+/// Leader election + Ingress status (kube source only, when an address to publish is set).
+fn spawn_status(
+    opts: &Options,
+    client: kube::Client,
+    source: &KubeSource,
+    changes: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    use crate::status::{self, Elector, Publish, StatusWriter};
+    let publish = match (&opts.publish_address, &opts.publish_service) {
+        (Some(a), _) => Publish::Addresses(a.0.clone()),
+        (None, Some((ns, name))) => Publish::Service(ns.clone(), name.clone()),
+        (None, None) => {
+            tracing::info!(
+                "no --publish-address or --publish-service: Ingress status is not written"
+            );
+            return Ok(());
+        }
+    };
+    let identity = opts.pod_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| format!("berth-ingress-{}", std::process::id()))
+    });
+    let elector = Elector::new(
+        client.clone(),
+        &opts.election_namespace,
+        &opts.election_id,
+        &identity,
+    );
+    let writer = StatusWriter::new(client, publish);
+    let src = source.clone();
+    let tc = translate_config(opts)?;
+    let owned = move || translate::ingress::owned(&src.snapshot(), &tc);
+    tokio::spawn(status::run(elector, writer, owned, changes, async move {
+        _ = stop.wait_for(|s| *s).await;
+    }));
+    Ok(())
 }
 
 /// Wait for SIGTERM or SIGINT.
@@ -143,15 +196,25 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
                 namespace: opts.namespace.clone(),
                 endpoint_slices: opts.upstream == UpstreamArg::Endpoints,
             };
-            let (kube_source, driver) = KubeSource::start(client, &config, changes_tx.clone());
+            let (kube_source, driver) =
+                KubeSource::start(client.clone(), &config, changes_tx.clone());
             tokio::spawn(driver);
+            spawn_status(
+                &opts,
+                client,
+                &kube_source,
+                changes.clone(),
+                stop_rx.clone(),
+            )?;
             Arc::new(kube_source)
         }
     };
 
+    let mut render_cfg = render_config(&opts)?;
+    render_cfg.self_signed_default = true;
     let sync_config = SyncConfig {
         translate: translate_config(&opts)?,
-        render: render_config(&opts)?,
+        render: render_cfg,
         debounce_min: opts.debounce_min,
         debounce_max: opts.debounce_max,
     };
@@ -162,7 +225,11 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     };
     let nginx = Nginx::new(paths, !opts.external_nginx);
     nginx.prepare_dirs()?;
-    let mut syncer = Syncer::new(nginx, sync_config.clone(), metrics.clone());
+    let cert_files = CertFiles::new(sync_config.render.tls_dir())?;
+    cert_files.write(&crate::tls::self_signed()?)?;
+    metrics.set_pid_file(sync_config.render.pid_file());
+    let mut syncer =
+        Syncer::new(nginx, sync_config.clone(), metrics.clone()).with_cert_files(cert_files);
 
     tokio::pin!(shutdown);
     // First config before nginx serves.
@@ -173,7 +240,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     changes.borrow_and_update();
     let src = source.clone();
     let tc = sync_config.translate.clone();
-    let model = tokio::task::spawn_blocking(move || translate::build(&src.snapshot(), &tc))
+    let m = metrics.clone();
+    let model = tokio::task::spawn_blocking(move || crate::sync::build_model(&*src, &tc, &m))
         .await
         .expect("translation does not panic");
     if syncer.sync_model(model).await == Outcome::Failed {

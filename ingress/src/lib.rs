@@ -17,13 +17,13 @@
 //! the edges: `source`, `nginx`, `metrics`, `controller`. `quarantine` and `sync` drive nginx
 //! through the [`nginx::Apply`] trait so they are tested with a fake.
 //!
-//! Where issue 7 plugs in: TLS = `Server.tls` in the model + Secrets (already in the snapshot,
-//! `kubernetes.io/tls` only) + an https `listen` in render; annotations = the
-//! `KNOWN_ANNOTATIONS` list in `translate/ingress.rs`, each with a grammar in `validate.rs`;
-//! status/leader election = a new `status.rs` fed by the same Ingress store; metrics = more
-//! fields in `metrics::Metrics`.
+//! TLS (issue 7): `tls.rs` validates `kubernetes.io/tls` Secrets into model `Certificate`s,
+//! `certfiles.rs` writes them 0600 under `PREFIX/tls`, render adds the https listeners;
+//! `translate/annotations.rs` parses the `berth.dev/` annotations; `status.rs` elects a leader
+//! (Lease) and writes Ingress status.
 
 pub mod args;
+pub mod certfiles;
 pub mod controller;
 pub mod metrics;
 pub mod model;
@@ -32,7 +32,9 @@ pub mod quarantine;
 pub mod render;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod supervisor;
 pub mod sync;
+pub mod tls;
 pub mod translate;
 pub mod validate;

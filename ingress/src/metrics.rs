@@ -1,15 +1,19 @@
 //! Counters and health endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
 //!
-//! Minimal on purpose (issue 7 extends it): reloads total / failed, objects nginx refused,
-//! rejected objects by reason (current count), readiness (set after the first successful
-//! reload). Served by hyper on a listener the caller binds, so tests can use port 0.
+//! Reloads total / failed, last reload success and timestamp, config hash, render and reload
+//! durations (histograms), objects by kind, rejected objects by reason (current count),
+//! objects nginx refused, certificate expiry per Secret, readiness (set after the first
+//! successful reload). `/healthz` is 200 while the nginx master named in the pid file is alive.
+//! Served by hyper on a listener the caller binds, so tests can use port 0.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -19,7 +23,54 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::model::Report;
+use crate::model::{Certificate, Report};
+use crate::snapshot::Snapshot;
+
+/// Histogram bucket bounds in seconds: render and reload times span 1 ms .. seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus histogram with fixed [`BUCKETS`].
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, c) in BUCKETS.iter().zip(&self.counts) {
+            if secs <= *bound {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn encode(&self, out: &mut String, name: &str, help: &str) {
+        _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, c) in BUCKETS.iter().zip(&self.counts) {
+            _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count();
+        _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        _ = writeln!(out, "{name}_sum {sum}\n{name}_count {n}");
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -33,6 +84,19 @@ pub struct Metrics {
     pub nginx_restarts: AtomicU64,
     ready: AtomicBool,
     rejected_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    pub render_seconds: Histogram,
+    pub reload_seconds: Histogram,
+    /// 1 when the last reload attempt succeeded.
+    last_reload_success: AtomicBool,
+    /// Seconds since the epoch of the last reload attempt (0 = none yet).
+    last_reload_timestamp: AtomicU64,
+    /// First 48 bits of the live config's SHA-256 (exact in a float).
+    config_hash: AtomicU64,
+    objects_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// (namespace, name) -> notAfter, seconds since the epoch.
+    certificate_expiry: Mutex<BTreeMap<(String, String), i64>>,
+    /// nginx's pid file, for /healthz.
+    pid_file: OnceLock<PathBuf>,
 }
 
 impl Metrics {
@@ -54,6 +118,68 @@ impl Metrics {
         for r in reports {
             *map.entry(r.reason.as_str()).or_default() += 1;
         }
+    }
+
+    /// Record one reload attempt (its duration, success, time; on success the config hash).
+    pub fn record_reload(&self, took: Duration, ok: bool, hash: &[u8; 32]) {
+        self.reload_seconds.observe(took);
+        self.last_reload_success.store(ok, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_reload_timestamp.store(now, Ordering::Relaxed);
+        if ok {
+            let mut h = [0u8; 8];
+            h[2..].copy_from_slice(&hash[..6]);
+            self.config_hash
+                .store(u64::from_be_bytes(h), Ordering::Relaxed);
+        }
+    }
+
+    /// Objects of each kind in the latest snapshot.
+    pub fn set_objects(&self, s: &Snapshot) {
+        let mut map = self
+            .objects_by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.insert("Service", s.services.len() as u64);
+        map.insert("Ingress", s.ingresses.len() as u64);
+        map.insert("IngressClass", s.ingress_classes.len() as u64);
+        map.insert("EndpointSlice", s.endpoint_slices.len() as u64);
+        map.insert("Secret", s.secrets.len() as u64);
+    }
+
+    /// Expiry of the certificates in use (replaces the previous set).
+    pub fn set_certificates(&self, certs: &[Certificate]) {
+        let mut map = self
+            .certificate_expiry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        for c in certs {
+            map.insert(
+                (c.origin.namespace.clone(), c.origin.name.clone()),
+                c.not_after,
+            );
+        }
+    }
+
+    /// Where nginx writes its master pid (enables the /healthz check).
+    pub fn set_pid_file(&self, path: PathBuf) {
+        _ = self.pid_file.set(path);
+    }
+
+    /// Is the nginx master alive? (pid file readable and the process exists.)
+    pub fn nginx_alive(&self) -> bool {
+        let Some(path) = self.pid_file.get() else {
+            return false;
+        };
+        let pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        pid.is_some_and(|p| {
+            p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+        })
     }
 
     pub fn rejected(&self, reason: &str) -> u64 {
@@ -113,16 +239,76 @@ impl Metrics {
                 "berth_ingress_rejected_objects{{reason=\"{reason}\"}} {n}"
             );
         }
+        drop(map);
         out.push_str("# HELP berth_ingress_ready 1 after the first successful reload.\n# TYPE berth_ingress_ready gauge\n");
         _ = writeln!(out, "berth_ingress_ready {}", u8::from(self.is_ready()));
+        self.encode_more(&mut out);
         out
+    }
+
+    fn encode_more(&self, out: &mut String) {
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            out,
+            "berth_ingress_last_reload_success",
+            "1 if the last reload attempt succeeded.",
+            u64::from(self.last_reload_success.load(Ordering::Relaxed)),
+        );
+        gauge(
+            out,
+            "berth_ingress_last_reload_timestamp_seconds",
+            "When the last reload was attempted (seconds since the epoch).",
+            self.last_reload_timestamp.load(Ordering::Relaxed),
+        );
+        gauge(
+            out,
+            "berth_ingress_config_hash",
+            "First 48 bits of the SHA-256 of the live nginx config.",
+            self.config_hash.load(Ordering::Relaxed),
+        );
+        self.render_seconds.encode(
+            out,
+            "berth_ingress_render_duration_seconds",
+            "Time to translate and render one config.",
+        );
+        self.reload_seconds.encode(
+            out,
+            "berth_ingress_reload_duration_seconds",
+            "Time to test, install and signal one config.",
+        );
+        out.push_str("# HELP berth_ingress_objects Objects in the latest snapshot, by kind.\n# TYPE berth_ingress_objects gauge\n");
+        let kinds = self
+            .objects_by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (kind, n) in kinds.iter() {
+            _ = writeln!(out, "berth_ingress_objects{{kind=\"{kind}\"}} {n}");
+        }
+        drop(kinds);
+        out.push_str("# HELP berth_ingress_certificate_expiry_timestamp_seconds notAfter of each certificate in use.\n# TYPE berth_ingress_certificate_expiry_timestamp_seconds gauge\n");
+        let certs = self
+            .certificate_expiry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for ((ns, name), t) in certs.iter() {
+            _ = writeln!(
+                out,
+                "berth_ingress_certificate_expiry_timestamp_seconds{{namespace=\"{ns}\",name=\"{name}\"}} {t}"
+            );
+        }
     }
 }
 
 fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, metrics.encode()),
-        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/healthz" if metrics.nginx_alive() => (StatusCode::OK, "ok\n".to_owned()),
+        "/healthz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nginx master is not running\n".to_owned(),
+        ),
         "/readyz" if metrics.is_ready() => (StatusCode::OK, "ready\n".to_owned()),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -194,6 +380,20 @@ mod tests {
         assert!(text.contains("berth_ingress_rejected_objects{reason=\"invalid_host\"} 1\n"));
         assert!(text.contains("berth_ingress_rejected_objects{reason=\"conflict\"} 0\n"));
         assert!(text.contains("berth_ingress_ready 0\n"));
+        m.record_reload(Duration::from_millis(3), true, &[1; 32]);
+        m.render_seconds.observe(Duration::from_micros(500));
+        let text = m.encode();
+        assert!(
+            text.contains("berth_ingress_last_reload_success 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_ingress_config_hash 1103823438081\n"),
+            "{text}"
+        );
+        assert!(text.contains("berth_ingress_reload_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("berth_ingress_reload_duration_seconds_bucket{le=\"0.001\"} 0\n"));
+        assert!(text.contains("berth_ingress_render_duration_seconds_count 1\n"));
     }
 
     #[tokio::test]
@@ -205,7 +405,20 @@ mod tests {
         );
         m.set_ready();
         assert_eq!(respond(&m, "/readyz").status(), StatusCode::OK);
+        assert_eq!(
+            respond(&m, "/healthz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("nginx.pid");
+        std::fs::write(&pid, format!("{}\n", std::process::id())).unwrap();
+        m.set_pid_file(pid.clone());
         assert_eq!(respond(&m, "/healthz").status(), StatusCode::OK);
+        std::fs::write(&pid, "999999999\n").unwrap();
+        assert_eq!(
+            respond(&m, "/healthz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(respond(&m, "/nope").status(), StatusCode::NOT_FOUND);
     }
 }

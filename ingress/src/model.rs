@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::tls::Certificate;
+
 /// Which kind of Kubernetes object (or manifest file) a route or report refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -98,6 +100,73 @@ pub struct Location {
     /// Name of an [`Upstream`] in the same model.
     pub upstream: String,
     pub origin: ObjectRef,
+    /// Settings from the origin's `berth.dev/` annotations.
+    pub options: RouteOptions,
+}
+
+/// What nginx speaks to the backend (`berth.dev/backend-protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackendProtocol {
+    #[default]
+    Http,
+    Https,
+    /// gRPC (HTTP/2 to the backend, `grpc_pass`); clients reach it over the TLS listener.
+    Grpc,
+}
+
+/// An IP network, canonical (host bits may be set; nginx accepts and masks them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Per-route settings from `berth.dev/` annotations (all validated in `validate.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteOptions {
+    /// Replaces the matched path prefix (a validated path).
+    pub rewrite_target: Option<String>,
+    /// Redirect HTTP to HTTPS (308) when the host has TLS. Default true.
+    pub ssl_redirect: bool,
+    /// `client_max_body_size`, normalised nginx size text (`0`, `512`, `10k`, `8m`, `1g`).
+    pub proxy_body_size: Option<String>,
+    /// Seconds.
+    pub proxy_read_timeout: Option<u32>,
+    /// Seconds.
+    pub proxy_connect_timeout: Option<u32>,
+    pub backend_protocol: BackendProtocol,
+    /// Empty = every source; otherwise only these networks (403 for others).
+    pub allow_source_ranges: Vec<Cidr>,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        Self {
+            rewrite_target: None,
+            ssl_redirect: true,
+            proxy_body_size: None,
+            proxy_read_timeout: None,
+            proxy_connect_timeout: None,
+            backend_protocol: BackendProtocol::Http,
+            allow_source_ranges: Vec::new(),
+        }
+    }
+}
+
+/// Which certificate a TLS server presents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerTls {
+    /// The catch-all's certificate (`--default-ssl-certificate` or the self-signed one): the
+    /// Ingress named no Secret, or its Secret is missing or invalid (reported).
+    Default,
+    /// A [`Certificate`] of the model, by id.
+    Certificate(String),
 }
 
 /// A virtual server: one host (or the catch-all, `host == None`) and its locations.
@@ -106,6 +175,8 @@ pub struct Server {
     pub host: Option<Host>,
     /// Sorted by (path, kind); unique per (path, kind).
     pub locations: Vec<Location>,
+    /// HTTPS for this host (`spec.tls`); `None` for the catch-all and plain hosts.
+    pub tls: Option<ServerTls>,
 }
 
 /// One backend address: an IP (ClusterIP or pod IP) or, for ExternalName Services, a DNS name.
@@ -147,6 +218,9 @@ pub enum Reason {
     UnsupportedBackend,
     /// Another, older object already serves this host + path.
     Conflict,
+    /// A TLS Secret is missing or its certificate/key is invalid (the default certificate
+    /// is served instead).
+    InvalidCertificate,
     /// The backend Service or its port does not exist (the route answers 503).
     BackendNotFound,
     /// nginx -t refused a config that contained this object; it was dropped.
@@ -168,6 +242,7 @@ impl Reason {
             Reason::MissingAnnotation => "missing_annotation",
             Reason::UnsupportedBackend => "unsupported_backend",
             Reason::Conflict => "conflict",
+            Reason::InvalidCertificate => "invalid_certificate",
             Reason::BackendNotFound => "backend_not_found",
             Reason::NginxRejected => "nginx_rejected",
             Reason::Unparseable => "unparseable",
@@ -212,6 +287,10 @@ pub struct Model {
     pub default_backend: Option<DefaultBackend>,
     /// Sorted.
     pub reports: Vec<Report>,
+    /// Certificates some server (or the catch-all) uses, sorted by id, unique.
+    pub certificates: Vec<Certificate>,
+    /// Id of the `--default-ssl-certificate` Secret's certificate, when given and valid.
+    pub default_certificate: Option<String>,
 }
 
 /// The catch-all backend and the object (or flag) that set it.
@@ -250,6 +329,7 @@ impl Model {
                 servers.push(Server {
                     host: s.host.clone(),
                     locations,
+                    tls: s.tls.clone(),
                 });
             }
         }
@@ -273,6 +353,8 @@ impl Model {
             upstreams,
             default_backend,
             reports: self.reports.clone(),
+            certificates: self.certificates.clone(),
+            default_certificate: self.default_certificate.clone(),
         }
     }
 }

@@ -135,12 +135,14 @@ mod tests {
                 kind: PathKind::Exact,
                 upstream: "u".into(),
                 origin: ObjectRef::new(Kind::Ingress, "ns", format!("obj{i:03}")),
+                options: Default::default(),
             })
             .collect();
         Model {
             servers: vec![Server {
                 host: None,
                 locations,
+                tls: None,
             }],
             upstreams: vec![Upstream {
                 name: "u".into(),

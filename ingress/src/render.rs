@@ -13,6 +13,17 @@
 //!   `location ^~ /p/` (element-wise: `/p`, `/p/`, `/p/x`, never `/px`); Prefix `/` ->
 //!   `location /`. Exact wins over Prefix for the same path. A server without a `/` route falls
 //!   back to the default backend, else `return 404`.
+//! - TLS (only when a certificate exists: [`RenderConfig::self_signed_default`], the model's
+//!   default certificate or a server's own): the catch-all also listens on `https_port` with
+//!   `ssl http2 default_server`; a host with `spec.tls` listens there too with its certificate
+//!   (`ssl_certificate` and `_key` name the same file, `PREFIX/tls/<id>.pem`, chain + key).
+//!   HTTP/2 is on the TLS listener only (ALPN), so plain HTTP/1.1 clients are unaffected and
+//!   gRPC works over TLS.
+//! - per location (annotations): `allow CIDR; deny all;`, then on a TLS host
+//!   `if ($scheme = http) { return 308 https://$host[:port]$request_uri; }` (the one safe use
+//!   of `if`), `client_max_body_size`, `proxy_pass http|https://up[TARGET]` (rewrite-target =
+//!   the URI part of proxy_pass, which replaces the matched prefix) or `grpc_pass grpc://up`,
+//!   and the proxy/grpc read and connect timeouts.
 //!
 //! Every model string was validated (`validate.rs`), so it is written verbatim; the only other
 //! inputs are numbers and the prefix path, which [`RenderConfig::new`] checks.
@@ -21,7 +32,10 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::model::{Host, Location, Model, PathKind, Server, Upstream};
+use crate::model::{
+    BackendProtocol, Host, Location, Model, PathKind, RouteOptions, Server, ServerTls, Upstream,
+};
+use crate::tls::SELF_SIGNED_ID;
 
 /// Settings of the rendered config that do not come from objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +50,9 @@ pub struct RenderConfig {
     pub worker_processes: Option<u16>,
     /// Access log to stderr instead of off.
     pub access_log: bool,
+    /// `PREFIX/tls/berth-default-self-signed.pem` exists (written at start): the catch-all
+    /// presents it unless the model has a default certificate.
+    pub self_signed_default: bool,
 }
 
 /// The prefix path contains characters that cannot be written safely into nginx.conf.
@@ -74,6 +91,7 @@ impl RenderConfig {
             listen_address: None,
             worker_processes: None,
             access_log: false,
+            self_signed_default: false,
         })
     }
 
@@ -84,6 +102,11 @@ impl RenderConfig {
     /// Where nginx writes its master pid.
     pub fn pid_file(&self) -> PathBuf {
         self.prefix.join("nginx.pid")
+    }
+
+    /// Directory of the certificate files (0700; files 0600).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.prefix.join("tls")
     }
 
     fn prefix_str(&self) -> &str {
@@ -106,18 +129,38 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
     let empty = Server {
         host: None,
         locations: Vec::new(),
+        tls: None,
     };
     let catch_all = model
         .servers
         .iter()
         .find(|s| s.host.is_none())
         .unwrap_or(&empty);
-    server(&mut out, catch_all, model, config);
+    let default_cert = default_certificate(model, config);
+    server(&mut out, catch_all, model, config, default_cert);
     for s in model.servers.iter().filter(|s| s.host.is_some()) {
-        server(&mut out, s, model, config);
+        server(&mut out, s, model, config, default_cert);
     }
     out.push_str("}\n");
     out
+}
+
+/// Id of the catch-all's certificate, if any.
+fn default_certificate<'a>(model: &'a Model, config: &RenderConfig) -> Option<&'a str> {
+    match &model.default_certificate {
+        Some(id) => Some(id),
+        None if config.self_signed_default => Some(SELF_SIGNED_ID),
+        None => None,
+    }
+}
+
+/// Does any server listen for TLS?
+fn any_tls(model: &Model, config: &RenderConfig) -> bool {
+    default_certificate(model, config).is_some()
+        || model
+            .servers
+            .iter()
+            .any(|s| matches!(s.tls, Some(ServerTls::Certificate(_))))
 }
 
 fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
@@ -162,6 +205,15 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
         "    proxy_set_header Connection $connection_upgrade;\n",
         "\n",
     ));
+    if any_tls(model, config) {
+        out.push_str(concat!(
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n",
+            "    ssl_prefer_server_ciphers off;\n",
+            "    ssl_session_cache shared:berth_ssl:10m;\n",
+            "    ssl_session_timeout 10m;\n",
+            "\n",
+        ));
+    }
 }
 
 /// `server_names_hash_*` sized for the hosts present: nginx refuses to start when a name does
@@ -190,20 +242,42 @@ fn upstream(out: &mut String, u: &Upstream) {
     _ = writeln!(out, "        keepalive {UPSTREAM_KEEPALIVE};\n    }}\n");
 }
 
-fn listen(out: &mut String, config: &RenderConfig, default: bool) {
+fn listen(out: &mut String, config: &RenderConfig, port: u16, ssl: bool, default: bool) {
     out.push_str("        listen ");
     match config.listen_address {
         Some(IpAddr::V4(ip)) => _ = write!(out, "{ip}:"),
         Some(IpAddr::V6(ip)) => _ = write!(out, "[{ip}]:"),
         None => {}
     }
-    _ = write!(out, "{}", config.http_port);
+    _ = write!(out, "{port}");
+    if ssl {
+        out.push_str(" ssl http2");
+    }
     out.push_str(if default { " default_server;\n" } else { ";\n" });
 }
 
-fn server(out: &mut String, s: &Server, model: &Model, config: &RenderConfig) {
+fn server(
+    out: &mut String,
+    s: &Server,
+    model: &Model,
+    config: &RenderConfig,
+    default_cert: Option<&str>,
+) {
     out.push_str("    server {\n");
-    listen(out, config, s.host.is_none());
+    listen(out, config, config.http_port, false, s.host.is_none());
+    let cert = match (&s.host, &s.tls) {
+        (None, _) => default_cert,
+        (Some(_), Some(ServerTls::Certificate(id))) => Some(id.as_str()),
+        (Some(_), Some(ServerTls::Default)) => default_cert,
+        (Some(_), None) => None,
+    };
+    if let Some(id) = cert {
+        listen(out, config, config.https_port, true, s.host.is_none());
+        let dir = config.tls_dir();
+        let dir = dir.to_str().unwrap_or("/");
+        _ = writeln!(out, "        ssl_certificate {dir}/{id}.pem;");
+        _ = writeln!(out, "        ssl_certificate_key {dir}/{id}.pem;");
+    }
     match &s.host {
         None => out.push_str("        server_name _;\n"),
         Some(Host::Exact(h)) => _ = writeln!(out, "        server_name {h};"),
@@ -216,25 +290,31 @@ fn server(out: &mut String, s: &Server, model: &Model, config: &RenderConfig) {
             out.push_str("$;\n");
         }
     }
+    // Redirects apply to hosts with TLS, not to the catch-all's self-signed listener.
+    let ctx = Ctx {
+        tls: s.host.is_some() && cert.is_some(),
+        https_port: config.https_port,
+    };
     let mut has_root = false;
     let mut last_exact: Option<&str> = None;
     for loc in &s.locations {
         let target = Target::of(loc, model);
         _ = writeln!(out, "        # {}", loc.origin);
+        let o = &loc.options;
         match (loc.kind, loc.path.as_str()) {
             (PathKind::Exact, p) => {
-                location(out, "= ", p, "", &target);
+                location(out, "= ", p, "", &target, o, &ctx, false);
                 last_exact = Some(&loc.path);
             }
             (PathKind::Prefix, "/") => {
-                location(out, "", "/", "", &target);
+                location(out, "", "/", "", &target, o, &ctx, true);
                 has_root = true;
             }
             (PathKind::Prefix, p) => {
                 if last_exact != Some(p) {
-                    location(out, "= ", p, "", &target);
+                    location(out, "= ", p, "", &target, o, &ctx, false);
                 }
-                location(out, "^~ ", p, "/", &target);
+                location(out, "^~ ", p, "/", &target, o, &ctx, true);
             }
         }
     }
@@ -243,9 +323,16 @@ fn server(out: &mut String, s: &Server, model: &Model, config: &RenderConfig) {
             Some(d) => Target::for_upstream(&d.upstream, model),
             None => Target::NotFound,
         };
-        location(out, "", "/", "", &target);
+        let o = RouteOptions::default();
+        location(out, "", "/", "", &target, &o, &ctx, true);
     }
     out.push_str("    }\n\n");
+}
+
+/// Per-server facts a location needs.
+struct Ctx {
+    tls: bool,
+    https_port: u16,
 }
 
 /// What a location does.
@@ -273,17 +360,61 @@ impl<'a> Target<'a> {
     }
 }
 
-fn location(out: &mut String, modifier: &str, path: &str, suffix: &str, target: &Target<'_>) {
+/// One location block. `slash`: the location ends in `/` (or is `/`), so a rewrite target
+/// gets a trailing slash too (element-wise prefix replacement).
+#[allow(clippy::too_many_arguments)]
+fn location(
+    out: &mut String,
+    modifier: &str,
+    path: &str,
+    suffix: &str,
+    target: &Target<'_>,
+    o: &RouteOptions,
+    ctx: &Ctx,
+    slash: bool,
+) {
     out.push_str("        location ");
     out.push_str(modifier);
     out.push_str(path);
     out.push_str(suffix);
     out.push_str(" {\n");
+    if !o.allow_source_ranges.is_empty() {
+        for c in &o.allow_source_ranges {
+            _ = writeln!(out, "            allow {c};");
+        }
+        out.push_str("            deny all;\n");
+    }
+    if ctx.tls && o.ssl_redirect {
+        out.push_str("            if ($scheme = http) {\n                return 308 https://$host");
+        if ctx.https_port != 443 {
+            _ = write!(out, ":{}", ctx.https_port);
+        }
+        out.push_str("$request_uri;\n            }\n");
+    }
+    if let Some(size) = &o.proxy_body_size {
+        _ = writeln!(out, "            client_max_body_size {size};");
+    }
     match target {
         Target::Proxy(name) => {
-            out.push_str("            proxy_pass http://");
-            out.push_str(name);
+            let (directive, scheme, prefix) = match o.backend_protocol {
+                BackendProtocol::Http => ("proxy_pass", "http", "proxy"),
+                BackendProtocol::Https => ("proxy_pass", "https", "proxy"),
+                BackendProtocol::Grpc => ("grpc_pass", "grpc", "grpc"),
+            };
+            _ = write!(out, "            {directive} {scheme}://{name}");
+            if let Some(t) = &o.rewrite_target {
+                out.push_str(t);
+                if slash && t != "/" {
+                    out.push('/');
+                }
+            }
             out.push_str(";\n");
+            if let Some(n) = o.proxy_read_timeout {
+                _ = writeln!(out, "            {prefix}_read_timeout {n}s;");
+            }
+            if let Some(n) = o.proxy_connect_timeout {
+                _ = writeln!(out, "            {prefix}_connect_timeout {n}s;");
+            }
         }
         Target::Unavailable => out.push_str("            return 503;\n"),
         Target::NotFound => out.push_str("            return 404;\n"),

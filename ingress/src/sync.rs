@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
+use crate::certfiles::CertFiles;
 use crate::metrics::Metrics;
 use crate::model::{Model, Reason, Report};
 use crate::nginx::{Apply, NginxError};
@@ -72,6 +73,19 @@ pub struct Syncer<A: Apply> {
     /// Hash of the last full candidate nginx refused, and what isolation found for it.
     refused: Option<([u8; 32], Vec<Culprit>)>,
     last_reports: Vec<Report>,
+    /// Where certificate files go (`None`: models carry no certificates, e.g. unit tests).
+    cert_files: Option<CertFiles>,
+}
+
+/// Snapshot the source, count its objects, translate (blocking: run off the async threads).
+pub fn build_model<S: Source + ?Sized>(
+    source: &S,
+    translate: &TranslateConfig,
+    metrics: &Metrics,
+) -> Model {
+    let snapshot = source.snapshot();
+    metrics.set_objects(&snapshot);
+    translate::build(&snapshot, translate)
 }
 
 fn hash(text: &str) -> [u8; 32] {
@@ -96,7 +110,23 @@ impl<A: Apply> Syncer<A> {
             live_hash: None,
             refused: None,
             last_reports: Vec::new(),
+            cert_files: None,
         }
+    }
+
+    /// Write the models' certificates into `files` before each candidate is tested.
+    pub fn with_cert_files(mut self, files: CertFiles) -> Self {
+        self.cert_files = Some(files);
+        self
+    }
+
+    /// Test, install and reload `text`, timing it into the metrics.
+    async fn timed_apply(&mut self, text: &str, h: [u8; 32]) -> Result<(), NginxError> {
+        let started = std::time::Instant::now();
+        let result = self.nginx.apply(text).await;
+        self.metrics
+            .record_reload(started.elapsed(), result.is_ok(), &h);
+        result
     }
 
     pub fn nginx(&mut self) -> &mut A {
@@ -110,7 +140,16 @@ impl<A: Apply> Syncer<A> {
 
     /// One pass over a snapshot's worth of objects.
     pub async fn sync_model(&mut self, mut model: Model) -> Outcome {
+        if let Some(files) = &self.cert_files {
+            if let Err(e) = files.install(&model.certificates) {
+                tracing::error!(error = %e, "writing certificate files failed; keeping the last good config");
+                return Outcome::Failed;
+            }
+        }
+        self.metrics.set_certificates(&model.certificates);
+        let started = std::time::Instant::now();
         let text = render(&model, &self.config.render);
+        self.metrics.render_seconds.observe(started.elapsed());
         let full_hash = hash(&text);
         let mut final_text = text;
         let known: Vec<Culprit> = self
@@ -124,6 +163,9 @@ impl<A: Apply> Syncer<A> {
             final_text = render(&model, &self.config.render);
         }
         let outcome = self.apply(&mut model, final_text, full_hash, known).await;
+        if let (Outcome::Reloaded, Some(files)) = (&outcome, &self.cert_files) {
+            files.prune(&model.certificates);
+        }
         self.publish_reports(&model);
         outcome
     }
@@ -158,7 +200,7 @@ impl<A: Apply> Syncer<A> {
             return Outcome::Unchanged;
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-        match self.nginx.apply(&text).await {
+        match self.timed_apply(&text, h).await {
             Ok(()) => {
                 self.live_hash = Some(h);
                 self.metrics.set_ready();
@@ -213,7 +255,7 @@ impl<A: Apply> Syncer<A> {
             return Outcome::Unchanged;
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-        match self.nginx.apply(&text).await {
+        match self.timed_apply(&text, h).await {
             Ok(()) => {
                 self.live_hash = Some(h);
                 self.metrics.set_ready();
@@ -264,9 +306,9 @@ impl<A: Apply> Syncer<A> {
             changes.borrow_and_update();
             let src = source.clone();
             let translate = self.config.translate.clone();
+            let metrics = self.metrics.clone();
             let built =
-                tokio::task::spawn_blocking(move || translate::build(&src.snapshot(), &translate))
-                    .await;
+                tokio::task::spawn_blocking(move || build_model(&*src, &translate, &metrics)).await;
             match built {
                 Ok(model) => {
                     let outcome = self.sync_model(model).await;

@@ -49,12 +49,14 @@ fn model(names: &[&str]) -> Model {
             kind: PathKind::Prefix,
             upstream: "u".into(),
             origin: ObjectRef::new(Kind::Ingress, "ns", *n),
+            options: Default::default(),
         })
         .collect();
     Model {
         servers: vec![Server {
             host: None,
             locations,
+            tls: None,
         }],
         upstreams: vec![Upstream {
             name: "u".into(),

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{Host, PathKind};
+use crate::model::{BackendProtocol, Cidr, Host, PathKind};
 
 /// Longest accepted path, in bytes. Real routes are short; the bound keeps hostile 10 KB values
 /// (and nginx's own location buffer limits) out of the config.
@@ -202,9 +202,174 @@ pub fn ip(value: &str) -> Result<IpAddr, Invalid> {
         .map_err(|_| invalid(format!("'{}' is not an IP address", excerpt(value))))
 }
 
+/// `berth.dev/ssl-redirect`: exactly `true` or `false`.
+pub fn boolean(value: &str) -> Result<bool, Invalid> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(format!(
+            "'{}' is not 'true' or 'false'",
+            excerpt(value)
+        ))),
+    }
+}
+
+/// Most digits a size may have: 999999 with a `g` unit is already far beyond any real body.
+const MAX_SIZE_DIGITS: usize = 6;
+
+/// `berth.dev/proxy-body-size`: digits with an optional unit `k`, `m` or `g` (either case);
+/// `0` means unlimited. Normalised to a lowercase unit.
+pub fn size(value: &str) -> Result<String, Invalid> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b'k' | b'K' | b'm' | b'M' | b'g' | b'G') => value.split_at(value.len() - 1),
+        _ => (value, ""),
+    };
+    if digits.is_empty()
+        || digits.len() > MAX_SIZE_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid(format!(
+            "'{}' is not a size like 512, 10k, 8m or 1g",
+            excerpt(value)
+        )));
+    }
+    let n: u64 = digits.parse().map_err(|_| invalid("size out of range"))?;
+    Ok(format!("{n}{}", unit.to_ascii_lowercase()))
+}
+
+/// Longest accepted proxy timeout: one day (longer is a hung connection, not a slow one).
+pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+
+/// `berth.dev/proxy-read-timeout`, `proxy-connect-timeout`: whole seconds, optionally with an
+/// `s` suffix, 1..=86400.
+pub fn timeout_seconds(value: &str) -> Result<u32, Invalid> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    let ok = !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit());
+    let n: u32 = if ok { digits.parse().unwrap_or(0) } else { 0 };
+    if n == 0 || n > MAX_TIMEOUT_SECONDS {
+        return Err(invalid(format!(
+            "'{}' is not a number of seconds in 1..{MAX_TIMEOUT_SECONDS}",
+            excerpt(value)
+        )));
+    }
+    Ok(n)
+}
+
+/// `berth.dev/backend-protocol`: `HTTP`, `HTTPS` or `GRPC` (ASCII case-insensitive).
+pub fn backend_protocol(value: &str) -> Result<BackendProtocol, Invalid> {
+    match value.to_ascii_uppercase().as_str() {
+        "HTTP" => Ok(BackendProtocol::Http),
+        "HTTPS" => Ok(BackendProtocol::Https),
+        "GRPC" => Ok(BackendProtocol::Grpc),
+        _ => Err(invalid(format!(
+            "'{}' is not one of HTTP, HTTPS, GRPC",
+            excerpt(value)
+        ))),
+    }
+}
+
+/// Most networks one `allow-source-range` may list.
+pub const MAX_CIDRS: usize = 64;
+
+/// One network: `ip/prefix` or a bare IP (a /32 or /128).
+pub fn cidr(value: &str) -> Result<Cidr, Invalid> {
+    let (ip_text, prefix_text) = match value.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (value, None),
+    };
+    let addr = ip(ip_text)?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix_text {
+        None => max,
+        Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse().unwrap_or(u8::MAX)
+        }
+        Some(_) => u8::MAX,
+    };
+    if prefix > max {
+        return Err(invalid(format!(
+            "'{}' has no valid prefix length (0..{max})",
+            excerpt(value)
+        )));
+    }
+    Ok(Cidr { addr, prefix })
+}
+
+/// `berth.dev/allow-source-range`: comma-separated networks (spaces around commas allowed),
+/// at least one, at most [`MAX_CIDRS`].
+pub fn cidr_list(value: &str) -> Result<Vec<Cidr>, Invalid> {
+    let items: Vec<&str> = value.split(',').map(|s| s.trim_matches(' ')).collect();
+    if items.len() > MAX_CIDRS {
+        return Err(invalid(format!("more than {MAX_CIDRS} networks")));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(cidr(item)?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `berth.dev/rewrite-target`: a path (same grammar as Ingress paths); a trailing slash is
+/// dropped (except for `/`), since the matched prefix is replaced element-wise.
+pub fn rewrite_target(value: &str) -> Result<String, Invalid> {
+    path(value, PathKind::Prefix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotation_grammars() {
+        assert_eq!(boolean("false"), Ok(false));
+        for b in ["False", "no", "", "true;"] {
+            assert!(boolean(b).is_err(), "{b:?}");
+        }
+        for (v, want) in [
+            ("0", "0"),
+            ("512", "512"),
+            ("10k", "10k"),
+            ("8M", "8m"),
+            ("1g", "1g"),
+        ] {
+            assert_eq!(size(v).as_deref(), Ok(want));
+        }
+        for v in [
+            "", "k", "1t", "1kb", "-1", "1 m", "1m;", "1234567", "1.5m", "1m\n",
+        ] {
+            assert!(size(v).is_err(), "{v:?}");
+        }
+        assert_eq!(timeout_seconds("60"), Ok(60));
+        assert_eq!(timeout_seconds("5s"), Ok(5));
+        for v in ["0", "", "s", "86401", "1m", "10;", "-1", "999999"] {
+            assert!(timeout_seconds(v).is_err(), "{v:?}");
+        }
+        assert_eq!(backend_protocol("grpc"), Ok(BackendProtocol::Grpc));
+        for v in ["h2", "GRPCS", "", "HTTP;"] {
+            assert!(backend_protocol(v).is_err(), "{v:?}");
+        }
+        let l = cidr_list("10.0.0.0/8, 192.168.1.1,fd00::/8").unwrap();
+        let shown: Vec<String> = l.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.1/32", "fd00::/8"]);
+        for v in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "::/129",
+            "10.0.0.0/8;",
+            "all",
+            "10.0.0.0/8,,",
+            "1.2.3.4/+8",
+        ] {
+            assert!(cidr_list(v).is_err(), "{v:?}");
+        }
+        assert!(cidr_list(&vec!["10.0.0.1"; 65].join(",")).is_err());
+        assert_eq!(rewrite_target("/api/").as_deref(), Ok("/api"));
+        assert!(rewrite_target("/$1").is_err());
+        assert!(rewrite_target("http://x/").is_err());
+    }
 
     #[test]
     fn hosts() {

@@ -9,21 +9,27 @@
 //! host means every host. Backends: Service by port number or name; `resource` backends are
 //! refused. Any invalid value rejects the whole Ingress (one report naming the field); a
 //! missing Service keeps the route, answering 503, and is reported.
+//!
+//! TLS: every `spec.tls[].hosts` entry is served over HTTPS with the certificate of the
+//! `kubernetes.io/tls` Secret `secretName` (same namespace). A missing or invalid Secret is
+//! reported and the host gets the default certificate (as ingress-nginx does). Annotations:
+//! `annotations.rs` (one [`RouteOptions`](crate::model::RouteOptions) for all routes).
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::backend::Backends;
-use super::{Age, Candidate, DefaultCandidate, TranslateConfig, Translated, origin, report};
-use crate::model::{Kind, ObjectRef, PathKind, Reason, Report, Upstream};
+use super::secrets::Secrets;
+use super::{
+    Age, Candidate, DefaultCandidate, TlsCandidate, TranslateConfig, Translated, origin, report,
+};
+use crate::model::{Host, Kind, ObjectRef, PathKind, Reason, Report, Upstream};
 use crate::snapshot::Snapshot;
 use crate::validate::{self, PortRef};
 
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
-/// `berth.dev/` annotations Ingresses may carry (issue 7 adds to this list).
-const KNOWN_ANNOTATIONS: &[&str] = &[];
 
 /// Which class names are ours, decided once per snapshot.
 struct Classes {
@@ -88,6 +94,7 @@ pub fn translate(
     snapshot: &Snapshot,
     config: &TranslateConfig,
     backends: &Backends<'_>,
+    secrets: &Secrets<'_>,
     out: &mut Translated,
 ) {
     let classes = Classes::new(snapshot, config);
@@ -95,15 +102,27 @@ pub fn translate(
         if !classes.owns(ing) {
             continue;
         }
-        match one(ing, backends) {
+        match one(ing, backends, secrets) {
             Ok(t) => {
                 out.routes.extend(t.routes);
                 out.defaults.extend(t.defaults);
+                out.tls.extend(t.tls);
                 out.reports.extend(t.reports);
             }
             Err(r) => out.reports.push(r),
         }
     }
+}
+
+/// The Ingresses of our class (the ones whose status we write).
+pub fn owned(snapshot: &Snapshot, config: &TranslateConfig) -> Vec<std::sync::Arc<Ingress>> {
+    let classes = Classes::new(snapshot, config);
+    snapshot
+        .ingresses
+        .iter()
+        .filter(|i| classes.owns(i))
+        .cloned()
+        .collect()
 }
 
 /// A validated Service backend reference.
@@ -180,20 +199,15 @@ fn resolve(
 }
 
 /// Translate one Ingress: all its routes, or one report saying why none.
-fn one(ing: &Ingress, backends: &Backends<'_>) -> Result<Translated, Report> {
+fn one(
+    ing: &Ingress,
+    backends: &Backends<'_>,
+    secrets: &Secrets<'_>,
+) -> Result<Translated, Report> {
     // Ingress names are DNS subdomains; the namespace a label.
     let origin = origin(Kind::Ingress, &ing.metadata, false)?;
     let ns = origin.namespace.clone();
-    for key in ing.metadata.annotations.iter().flat_map(|a| a.keys()) {
-        if key.starts_with("berth.dev/") && !KNOWN_ANNOTATIONS.contains(&key.as_str()) {
-            return Err(report(
-                &origin,
-                format!("metadata.annotations[{}]", validate::excerpt(key)),
-                Reason::InvalidAnnotation,
-                "unknown berth.dev annotation",
-            ));
-        }
-    }
+    let options = super::annotations::route_options(&origin, ing.metadata.annotations.as_ref())?;
     let age = Age::of(&ing.metadata, &origin);
     let mut out = Translated::default();
     let Some(spec) = &ing.spec else {
@@ -246,6 +260,31 @@ fn one(ing: &Ingress, backends: &Backends<'_>) -> Result<Translated, Report> {
             routes.push((host.clone(), path, kind, backend, field));
         }
     }
+    let tls = tls_entries(&origin, spec)?;
+
+    // TLS hosts: the Secret's certificate, or the default one (reported) when it is unusable.
+    for (i, hosts, secret) in tls {
+        let certificate = secret.and_then(|name| match secrets.certificate(&ns, &name) {
+            Ok(c) => Some(c),
+            Err(detail) => {
+                out.reports.push(report(
+                    &origin,
+                    format!("spec.tls[{i}].secretName"),
+                    Reason::InvalidCertificate,
+                    format!("{detail}; serving the default certificate"),
+                ));
+                None
+            }
+        });
+        for host in hosts {
+            out.tls.push(TlsCandidate {
+                host,
+                certificate: certificate.clone(),
+                origin: origin.clone(),
+                age: age.clone(),
+            });
+        }
+    }
 
     // Then resolve backends and emit.
     if let Some(b) = default {
@@ -279,7 +318,48 @@ fn one(ing: &Ingress, backends: &Backends<'_>) -> Result<Translated, Report> {
             upstream,
             origin: origin.clone(),
             age: age.clone(),
+            options: options.clone(),
         });
+    }
+    Ok(out)
+}
+
+/// One validated `spec.tls` entry: its index, hosts, and Secret name (`None`: default cert).
+type TlsEntry = (usize, Vec<Host>, Option<String>);
+
+fn tls_entries(
+    origin: &ObjectRef,
+    spec: &k8s_openapi::api::networking::v1::IngressSpec,
+) -> Result<Vec<TlsEntry>, Report> {
+    let mut out = Vec::new();
+    for (i, t) in spec.tls.iter().flatten().enumerate() {
+        let mut hosts = Vec::new();
+        for (j, h) in t.hosts.iter().flatten().enumerate() {
+            hosts.push(validate::host(h).map_err(|e| {
+                report(
+                    origin,
+                    format!("spec.tls[{i}].hosts[{j}]"),
+                    Reason::InvalidHost,
+                    e.to_string(),
+                )
+            })?);
+        }
+        let secret = match t.secret_name.as_deref() {
+            None | Some("") => None,
+            Some(name) => Some(
+                validate::dns_name(name)
+                    .map_err(|e| {
+                        report(
+                            origin,
+                            format!("spec.tls[{i}].secretName"),
+                            Reason::InvalidName,
+                            e.to_string(),
+                        )
+                    })?
+                    .to_owned(),
+            ),
+        };
+        out.push((i, hosts, secret));
     }
     Ok(out)
 }

@@ -7,8 +7,10 @@
 //! timestamp count as newest), each loser is reported, and routes without a host are served
 //! for every host that has no route of its own for that path.
 
+pub mod annotations;
 pub mod backend;
 pub mod ingress;
+pub mod secrets;
 pub mod selector;
 pub mod services;
 
@@ -17,8 +19,8 @@ use std::collections::{BTreeMap, btree_map::Entry};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::model::{
-    DefaultBackend, Host, Kind, Location, Model, ObjectRef, PathKind, Reason, Report, Server,
-    Upstream,
+    Certificate, DefaultBackend, Host, Kind, Location, Model, ObjectRef, PathKind, Reason, Report,
+    RouteOptions, Server, ServerTls, Upstream,
 };
 use crate::snapshot::Snapshot;
 pub use backend::UpstreamMode;
@@ -39,6 +41,8 @@ pub struct TranslateConfig {
     pub upstream_mode: UpstreamMode,
     /// `--default-backend-service namespace/name` (its first port).
     pub default_backend_service: Option<(String, String)>,
+    /// `--default-ssl-certificate namespace/name`: the catch-all server's certificate.
+    pub default_ssl_certificate: Option<(String, String)>,
 }
 
 impl Default for TranslateConfig {
@@ -49,6 +53,7 @@ impl Default for TranslateConfig {
             controller_name: DEFAULT_CONTROLLER_NAME.into(),
             upstream_mode: UpstreamMode::ClusterIp,
             default_backend_service: None,
+            default_ssl_certificate: None,
         }
     }
 }
@@ -84,6 +89,16 @@ pub struct Candidate {
     pub upstream: Upstream,
     pub origin: ObjectRef,
     pub age: Age,
+    pub options: RouteOptions,
+}
+
+/// A host an object wants served over HTTPS; `certificate: None` = the default certificate.
+#[derive(Clone, Debug)]
+pub struct TlsCandidate {
+    pub host: Host,
+    pub certificate: Option<Certificate>,
+    pub origin: ObjectRef,
+    pub age: Age,
 }
 
 /// A default backend an object asks for.
@@ -99,6 +114,7 @@ pub struct DefaultCandidate {
 pub struct Translated {
     pub routes: Vec<Candidate>,
     pub defaults: Vec<DefaultCandidate>,
+    pub tls: Vec<TlsCandidate>,
     pub reports: Vec<Report>,
 }
 
@@ -109,12 +125,41 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
         snapshot.endpoint_slices.iter().map(|e| &**e),
         config.upstream_mode,
     );
+    let secrets = secrets::Secrets::new(snapshot.secrets.iter().map(|s| &**s));
     let mut out = Translated::default();
     services::translate(snapshot, config, &backends, &mut out);
-    ingress::translate(snapshot, config, &backends, &mut out);
+    ingress::translate(snapshot, config, &backends, &secrets, &mut out);
     flag_default_backend(config, &backends, &mut out);
+    let default_cert = flag_default_certificate(config, &secrets, &mut out.reports);
     out.reports.extend(snapshot.reports.iter().cloned());
-    merge(out)
+    let mut model = merge(out);
+    if let Some(c) = default_cert {
+        model.default_certificate = Some(c.id.clone());
+        if let Err(i) = model.certificates.binary_search_by(|x| x.id.cmp(&c.id)) {
+            model.certificates.insert(i, c);
+        }
+    }
+    model
+}
+
+fn flag_default_certificate(
+    config: &TranslateConfig,
+    secrets: &secrets::Secrets<'_>,
+    reports: &mut Vec<Report>,
+) -> Option<Certificate> {
+    let (ns, name) = config.default_ssl_certificate.as_ref()?;
+    match secrets.certificate(ns, name) {
+        Ok(c) => Some(c),
+        Err(detail) => {
+            reports.push(Report {
+                object: ObjectRef::new(Kind::Secret, ns.clone(), name.clone()),
+                field: "--default-ssl-certificate".into(),
+                reason: Reason::InvalidCertificate,
+                detail: format!("{detail}; serving the self-signed certificate"),
+            });
+            None
+        }
+    }
 }
 
 fn flag_default_backend(
@@ -194,6 +239,7 @@ pub fn merge(mut t: Translated) -> Model {
                     kind,
                     upstream: name,
                     origin: c.origin,
+                    options: c.options,
                 });
             }
         }
@@ -222,6 +268,11 @@ pub fn merge(mut t: Translated) -> Model {
         }
     }
 
+    let (tls, certificates) = merge_tls(t.tls, &mut reports);
+    for host in tls.keys() {
+        hosts.entry(Some(host.clone())).or_default();
+    }
+
     // Routes without a host apply to every host that lacks that (path, kind).
     let catch_all = hosts.get(&None).cloned().unwrap_or_default();
     let servers = hosts
@@ -233,6 +284,7 @@ pub fn merge(mut t: Translated) -> Model {
                 }
             }
             Server {
+                tls: host.as_ref().and_then(|h| tls.get(h).cloned()),
                 host,
                 locations: locations.into_values().collect(),
             }
@@ -246,7 +298,50 @@ pub fn merge(mut t: Translated) -> Model {
         upstreams: upstreams.into_values().collect(),
         default_backend,
         reports,
+        certificates,
+        default_certificate: None,
     }
+}
+
+/// TLS per host: the oldest object's choice wins; a younger object naming a different
+/// certificate is reported. Returns the per-host choice and the certificates in use.
+fn merge_tls(
+    mut candidates: Vec<TlsCandidate>,
+    reports: &mut Vec<Report>,
+) -> (BTreeMap<Host, ServerTls>, Vec<Certificate>) {
+    candidates.sort_by(|a, b| a.age.cmp(&b.age));
+    let mut chosen: BTreeMap<Host, (ServerTls, ObjectRef)> = BTreeMap::new();
+    let mut certs: BTreeMap<String, Certificate> = BTreeMap::new();
+    for c in candidates {
+        let want = match &c.certificate {
+            Some(cert) => ServerTls::Certificate(cert.id.clone()),
+            None => ServerTls::Default,
+        };
+        match chosen.entry(c.host.clone()) {
+            Entry::Occupied(winner) => {
+                if winner.get().0 != want {
+                    reports.push(Report {
+                        object: c.origin,
+                        field: "spec.tls".into(),
+                        reason: Reason::Conflict,
+                        detail: format!(
+                            "host {} already has its TLS certificate from older {}",
+                            c.host,
+                            winner.get().1
+                        ),
+                    });
+                }
+            }
+            Entry::Vacant(slot) => {
+                if let Some(cert) = c.certificate {
+                    certs.entry(cert.id.clone()).or_insert(cert);
+                }
+                slot.insert((want, c.origin));
+            }
+        }
+    }
+    let tls = chosen.into_iter().map(|(h, (t, _))| (h, t)).collect();
+    (tls, certs.into_values().collect())
 }
 
 /// The object's reference, after checking its namespace (DNS label) and name (DNS label when

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::backend::Backends;
 use super::{Age, Candidate, TranslateConfig, Translated, origin, report};
-use crate::model::{Kind, PathKind, Reason, Report};
+use crate::model::{Kind, PathKind, Reason, Report, RouteOptions};
 use crate::snapshot::Snapshot;
 use crate::validate::{self, PortRef};
 
@@ -133,6 +133,7 @@ fn candidate(
             upstream,
             origin,
             age,
+            options: RouteOptions::default(),
         },
         warning,
     ))

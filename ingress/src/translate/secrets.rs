@@ -1,0 +1,48 @@
+//! TLS Secrets of a snapshot, indexed by namespace/name and parsed at most once per build.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::model::{Kind, ObjectRef};
+use crate::tls::{self, Certificate};
+
+/// Lookup + memoised validation of `kubernetes.io/tls` Secrets.
+pub struct Secrets<'a> {
+    by_name: HashMap<(&'a str, &'a str), &'a Secret>,
+    parsed: RefCell<HashMap<(String, String), Result<Certificate, String>>>,
+}
+
+impl<'a> Secrets<'a> {
+    pub fn new(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let mut by_name = HashMap::new();
+        for s in secrets {
+            if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                by_name.insert((ns.as_str(), name.as_str()), s);
+            }
+        }
+        Self {
+            by_name,
+            parsed: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The certificate of Secret `namespace/name`, or why there is none (no key material in
+    /// the message). `namespace` and `name` must already be valid DNS names.
+    pub fn certificate(&self, namespace: &str, name: &str) -> Result<Certificate, String> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(found) = self.parsed.borrow().get(&key) {
+            return found.clone();
+        }
+        let result = match self.by_name.get(&(namespace, name)) {
+            None => Err(format!(
+                "TLS Secret {namespace}/{name} not found (or not of type kubernetes.io/tls)"
+            )),
+            Some(secret) => tls::from_secret(secret, ObjectRef::new(Kind::Secret, namespace, name))
+                .map_err(|e| format!("TLS Secret {namespace}/{name}: {e}")),
+        };
+        self.parsed.borrow_mut().insert(key, result.clone());
+        result
+    }
+}
