@@ -18,6 +18,7 @@ lint: deps
 
 test: lint build
 	bash tests/scripts/test.sh
+	bash tests/scripts/check-dockerfile.sh target/debug
 
 demo:
 	bash tests/scripts/demo.sh
