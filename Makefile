@@ -16,7 +16,9 @@ lint: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: lint build
+# cargo test builds the binaries the integration tests start (with the tests' feature set,
+# so nothing is compiled twice).
+test: lint
 	bash tests/scripts/test.sh
 	bash tests/scripts/check-dockerfile.sh target/debug
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of the workspace (unit, integration with real Ceph/nginx/mounts, end-to-end)
-# and print one closing tally over all test binaries. Binaries must be built first (make build):
-# the harness starts the real berth-csi and berth-ingress executables.
+# and print one closing tally over all test binaries. cargo builds berth-csi and berth-ingress
+# for their packages' own integration tests; the harness in tests/ then starts those executables.
 set -uo pipefail
 log=$(mktemp /tmp/berth-test-log.XXXXXX)
 trap 'rm -f "$log"' EXIT
