@@ -3,6 +3,7 @@
 //!
 //! - [`ceph`]: a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) in its own dir/ports.
 //! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
+//! - [`ingress_ctl`]: the berth-ingress binary on a manifests dir + nginx, an echo backend, a test CA.
 //! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
 //! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
 //! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
@@ -17,6 +18,7 @@ pub mod conformance;
 pub mod csi_client;
 pub mod driver;
 pub mod fuse;
+pub mod ingress_ctl;
 pub mod nginx;
 pub mod proc;
 pub mod sweep;
