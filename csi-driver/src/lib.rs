@@ -16,6 +16,10 @@
 //! - [`credentials`]: cephx user/key from request secrets, redacted everywhere (pure).
 //! - [`cluster_config`]: clusterID -> monitors, from the `--cluster-config` JSON (pure).
 //! - [`locks`]: per-volume / per-name try-locks (ABORTED on collision).
+//! - [`node`]: the Node service (stage, publish, stats, expand, restart recovery).
+//! - [`attach`]: image -> block device (krbd, rbd-nbd, rbd-fuse + loop).
+//! - [`mount`]: mount table, blkid/mkfs, mount/bind/unmount, filesystem growth.
+//! - [`program`]: running host programs with bounded time (node side).
 //! - [`params`]: StorageClass parameters, capacity ranges, capabilities (pure).
 //! - [`snapshot_id`]: the self-describing snapshot ID layout (pure).
 //! - [`ceph`]: the only module talking to Ceph (librados/librbd FFI, connections, journal).
@@ -27,6 +31,7 @@
 //! - [`program`]: running host programs with bounded time (node side).
 
 pub mod args;
+pub mod attach;
 pub mod ceph;
 pub mod attach;
 pub mod cluster_config;
@@ -37,6 +42,9 @@ pub mod error;
 pub mod identity;
 pub mod locks;
 pub mod logging;
+pub mod mount;
+pub mod node;
+pub mod program;
 pub mod metrics;
 pub mod params;
 pub mod mount;

@@ -116,10 +116,21 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<String, ProgramError>
             command,
             status: output.status.to_string(),
             code: output.status.code(),
-            stderr: stderr.trim().to_string(),
+            stderr: brief(&stderr),
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Programs print usage screens on errors: keep the first lines, enough to say what failed.
+fn brief(stderr: &str) -> String {
+    const LINES: usize = 4;
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    let mut s = lines[..lines.len().min(LINES)].join("\n");
+    if lines.len() > LINES {
+        s.push_str(" …");
+    }
+    s
 }
 
 /// Is `program` on PATH?

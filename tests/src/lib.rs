@@ -7,6 +7,7 @@
 //! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
 //! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
 //! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
+//! - [`node_fixture`]: node tests' and bench's driver + cluster fixture, leftover listing.
 //! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
 //! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
 //!
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod fuse;
 pub mod ingress_ctl;
 pub mod nginx;
+pub mod node_fixture;
 pub mod proc;
 pub mod sweep;
 

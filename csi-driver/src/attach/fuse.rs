@@ -288,7 +288,9 @@ impl Attacher for Fuse {
                 f.file.display()
             ));
         }
-        std::fs::metadata(&f.file).map(drop).map_err(|e| {
+        // statfs always reaches the fuse daemon (stat may be answered from the attribute
+        // cache): a dead rbd-fuse shows as ENOTCONN here.
+        nix::sys::statvfs::statvfs(&f.dir).map(drop).map_err(|e| {
             format!(
                 "rbd-fuse is not serving {} ({e}); restart the node plugin to re-attach",
                 f.file.display()

@@ -2,10 +2,10 @@
 //! per-volume try-lock (ABORTED when busy) and runs on the blocking pool, holding the lock
 //! until the work is done even if the caller went away.
 //!
-//! - [`stage`]: NodeStage/NodeUnstage (attach, format once, mount; undo on failure)
-//! - [`publish`]: NodePublish/NodeUnpublish (bind mounts, access-mode rules)
+//! - [`stage`]: NodeStage/NodeUnstage — attach, format once, mount; undo on failure
+//! - [`publish`]: NodePublish/NodeUnpublish — bind mounts, access-mode rules
 //! - [`stats`]: NodeGetVolumeStats with VolumeCondition
-//! - [`expand`]: NodeExpandVolume
+//! - [`expand`]: NodeExpandVolume, growing device and filesystem
 //! - [`recovery`]: what runs at start, before serving
 //! - [`stash`]: the per-staging record on disk
 //! - [`info`]: NodeGetInfo, NodeGetCapabilities

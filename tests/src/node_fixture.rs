@@ -1,0 +1,252 @@
+//! Fixtures for the node tests and the node bench: a berth-csi process wired to a test
+//! cluster, images made with the rbd CLI, CSI node requests shaped as kubelet sends them, and
+//! the list of what a volume may leave on the host (mounts, loop devices, rbd-fuse).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use berth_csi::csi::volume_capability::access_mode::Mode;
+use berth_csi::csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+use berth_csi::csi::{
+    NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest,
+    NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
+};
+use berth_csi::volume_id::VolumeId;
+
+use crate::ceph::Cluster;
+use crate::csi_client::CsiClient;
+use crate::driver::Driver;
+use crate::sweep;
+
+/// The clusterID the test driver's cluster config names.
+pub const CLUSTER_ID: &str = "berth-test";
+
+pub fn mount_cap(fs: &str, mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+pub fn block_cap(mode: Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode { mode: mode as i32 }),
+    }
+}
+
+/// A berth-csi (mode all) on a fresh socket/state dir, talking to `cluster`.
+#[derive(Debug)]
+pub struct NodeEnv<'a> {
+    pub cluster: &'a Cluster,
+    pub driver: Driver,
+    pub csi: CsiClient,
+}
+
+impl<'a> NodeEnv<'a> {
+    pub async fn start(cluster: &'a Cluster) -> Result<NodeEnv<'a>> {
+        let driver = Driver::start(&[], Some(&cluster.csi_cluster_config(CLUSTER_ID))).await?;
+        let csi = driver.client().await?;
+        Ok(NodeEnv {
+            cluster,
+            driver,
+            csi,
+        })
+    }
+
+    /// Reconnect after a driver restart.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        self.csi = self.driver.client().await?;
+        Ok(())
+    }
+
+    /// Create image `name` of `size` (rbd CLI syntax: 256M, 1G) and return its volume id.
+    pub fn image(&self, name: &str, size: &str) -> Result<String> {
+        let c = self.cluster;
+        c.rbd(&["create", "--size", size, &format!("{}/{name}", c.pool)])?;
+        Ok(VolumeId::new(CLUSTER_ID, &c.pool, name)
+            .encode()
+            .expect("short test names encode"))
+    }
+
+    pub fn resize(&self, name: &str, size: &str) -> Result<()> {
+        let c = self.cluster;
+        c.rbd(&[
+            "resize",
+            "--no-progress",
+            "--size",
+            size,
+            &format!("{}/{name}", c.pool),
+        ])?;
+        Ok(())
+    }
+
+    pub fn secrets(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("userID".to_string(), self.cluster.client_id.clone()),
+            ("userKey".to_string(), self.cluster.client_key.clone()),
+        ])
+    }
+
+    /// A staging directory (created, as kubelet does) inside the driver's directory, so the
+    /// driver guard's sweep cleans it whatever happens.
+    pub fn staging(&self, name: &str) -> PathBuf {
+        let p = self.driver.dir.join("staging").join(name);
+        let _ = std::fs::create_dir_all(&p);
+        p
+    }
+
+    /// A pod target path (parent created, the target itself left to the driver).
+    pub fn target(&self, name: &str) -> PathBuf {
+        let p = self.driver.dir.join("pods").join(name).join("mount");
+        let _ = std::fs::create_dir_all(p.parent().unwrap());
+        p
+    }
+
+    pub fn stage_req(
+        &self,
+        id: &str,
+        staging: &Path,
+        cap: VolumeCapability,
+    ) -> NodeStageVolumeRequest {
+        NodeStageVolumeRequest {
+            volume_id: id.into(),
+            staging_target_path: staging.to_string_lossy().into(),
+            volume_capability: Some(cap),
+            secrets: self.secrets(),
+            volume_context: HashMap::from([("mounter".to_string(), "fuse".to_string())]),
+            ..Default::default()
+        }
+    }
+
+    pub fn publish_req(
+        &self,
+        id: &str,
+        staging: &Path,
+        target: &Path,
+        cap: VolumeCapability,
+        readonly: bool,
+    ) -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: id.into(),
+            staging_target_path: staging.to_string_lossy().into(),
+            target_path: target.to_string_lossy().into(),
+            volume_capability: Some(cap),
+            readonly,
+            volume_context: HashMap::from([("mounter".to_string(), "fuse".to_string())]),
+            ..Default::default()
+        }
+    }
+
+    pub async fn stage(&mut self, id: &str, staging: &Path, cap: VolumeCapability) -> Result<()> {
+        let req = self.stage_req(id, staging, cap);
+        self.csi.node.node_stage_volume(req).await?;
+        Ok(())
+    }
+
+    pub async fn publish(
+        &mut self,
+        id: &str,
+        staging: &Path,
+        target: &Path,
+        cap: VolumeCapability,
+        readonly: bool,
+    ) -> Result<()> {
+        let req = self.publish_req(id, staging, target, cap, readonly);
+        self.csi.node.node_publish_volume(req).await?;
+        Ok(())
+    }
+
+    pub async fn unpublish(&mut self, id: &str, target: &Path) -> Result<()> {
+        self.csi
+            .node
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: id.into(),
+                target_path: target.to_string_lossy().into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unstage(&mut self, id: &str, staging: &Path) -> Result<()> {
+        self.csi
+            .node
+            .node_unstage_volume(NodeUnstageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.to_string_lossy().into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn stats(&mut self, id: &str, path: &Path) -> Result<NodeGetVolumeStatsResponse> {
+        Ok(self
+            .csi
+            .node
+            .node_get_volume_stats(NodeGetVolumeStatsRequest {
+                volume_id: id.into(),
+                volume_path: path.to_string_lossy().into(),
+                staging_target_path: String::new(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// What the driver left on the host: see [`leftovers_under`].
+    pub fn leftovers(&self) -> Vec<String> {
+        leftovers_under(&self.driver.dir)
+    }
+}
+
+/// Mounts under `dir`, loop devices backed by files under it, and processes naming it
+/// (rbd-fuse) — as readable lines; empty when clean.
+pub fn leftovers_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = sweep::mounts()
+        .into_iter()
+        .filter(|m| m.target.starts_with(dir))
+        .map(|m| format!("mount {} ({})", m.target.display(), m.fstype))
+        .collect();
+    out.extend(
+        sweep::loop_devices()
+            .into_iter()
+            .filter(|(_, back)| back.starts_with(dir))
+            .map(|(dev, back)| format!("loop {} -> {}", dev.display(), back.display())),
+    );
+    out.extend(sweep::processes_using(dir).into_iter().filter_map(|pid| {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        // The driver itself names its dir; only helpers it started count as leftovers.
+        (!cmd.contains("berth-csi")).then(|| format!("process {pid}: {cmd}"))
+    }));
+    out
+}
+
+/// Leftovers under every state directory this test process created (`<kind>-<pid>-<n>`),
+/// ignoring other test binaries running at the same time.
+pub fn leftovers_of_this_process() -> Vec<String> {
+    let mine = format!("-{}-", std::process::id());
+    let root = crate::state_root();
+    leftovers_under(&root)
+        .into_iter()
+        .filter(|l| {
+            l.split(root.to_str().unwrap_or("/tmp/berth-test"))
+                .nth(1)
+                .is_some_and(|rest| rest.split('/').nth(1).is_some_and(|d| d.contains(&mine)))
+        })
+        .collect()
+}
+
+/// Pids of rbd-fuse processes serving something under `dir`.
+pub fn rbd_fuse_pids(dir: &Path) -> Vec<i32> {
+    sweep::processes_using(dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "rbd-fuse")
+        })
+        .collect()
+}

@@ -1,0 +1,274 @@
+//! The node plugin's hard cases against REAL Ceph (fuse attacher): SIGKILL while a volume is
+//! staged and published (with and without its rbd-fuse dying too), online xfs growth, ext4
+//! growth refused online and done offline at the next stage, and the cephx key never showing
+//! in a log or any process's argv. Nothing may be left on the host afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use berth_csi::csi::NodeExpandVolumeRequest;
+use berth_csi::csi::volume_capability::access_mode::Mode;
+use berth_tests::ceph::Cluster;
+use berth_tests::node_fixture::{NodeEnv, leftovers_of_this_process, mount_cap, rbd_fuse_pids};
+use libtest_mimic::{Arguments, Failed, Trial};
+use tonic::Code;
+
+type Case =
+    for<'a> fn(&'a mut NodeEnv<'_>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
+fn main() {
+    let args = Arguments::from_args();
+    let cluster = match Cluster::start() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    };
+    let with = |name: &str, f: Case| {
+        let c = cluster.clone();
+        Trial::test(name, move || {
+            run(&c, f).map_err(|e| Failed::from(format!("{e:#}")))
+        })
+    };
+    let trials = vec![
+        with(
+            "sigkill_and_restart_keep_the_published_volume_working",
+            |e| Box::pin(sigkill_restart(e)),
+        ),
+        with("xfs_grows_online_with_data_intact", |e| {
+            Box::pin(xfs_grow(e))
+        }),
+        with(
+            "ext4_online_grow_refused_then_grown_offline_at_stage",
+            |e| Box::pin(ext4_grow(e)),
+        ),
+        with("cephx_key_never_in_logs_or_argv", |e| {
+            Box::pin(key_hidden(e))
+        }),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    let left = leftovers_of_this_process();
+    if !left.is_empty() {
+        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
+        std::process::exit(1);
+    }
+    conclusion.exit();
+}
+
+fn run(cluster: &Cluster, f: Case) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut env = NodeEnv::start(cluster).await?;
+        let result = f(&mut env).await;
+        if result.is_err() || std::env::var_os("BERTH_NODE_LOG").is_some() {
+            eprintln!("---- berth-csi log\n{}", env.driver.log_text());
+        }
+        result?;
+        let left = env.leftovers();
+        ensure!(left.is_empty(), "left behind: {left:?}");
+        Ok(())
+    })
+}
+
+fn sync_write(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> Result<bool> {
+    let st = e.stats(id, path).await?;
+    Ok(st.volume_condition.is_some_and(|c| !c.abnormal))
+}
+
+async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("crash", "1G")?;
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("crash");
+    let target = e.target("crashpod");
+    e.stage(&id, &staging, cap()).await?;
+    e.publish(&id, &staging, &target, cap(), false).await?;
+    sync_write(&target.join("before"), b"written before the crash")?;
+
+    // 1. The plugin alone dies (a plain host): rbd-fuse lives on, nothing breaks.
+    e.driver.kill9();
+    sync_write(&target.join("during"), b"written while the plugin was down")?;
+    e.driver.restart().await?;
+    e.reconnect().await?;
+    ensure!(
+        healthy(e, &id, &target).await?,
+        "healthy after a plain restart"
+    );
+
+    // 2. rbd-fuse dies (as with the plugin's container): stats report it.
+    let pids = rbd_fuse_pids(&e.driver.dir);
+    ensure!(pids.len() == 1, "one rbd-fuse expected, found {pids:?}");
+    for pid in pids {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    berth_tests::proc::wait_until("rbd-fuse to die", Duration::from_secs(10), || {
+        rbd_fuse_pids(&e.driver.dir).is_empty()
+    })?;
+    let st = e.stats(&id, &target).await?;
+    let cond = st.volume_condition.context("no condition")?;
+    ensure!(cond.abnormal, "dead rbd-fuse must be abnormal: {cond:?}");
+    ensure!(cond.message.contains("rbd-fuse"), "{}", cond.message);
+
+    // 3. The plugin restarts: recovery re-attaches, re-mounts and re-binds.
+    e.driver.kill9();
+    e.driver.restart().await?;
+    e.reconnect().await?;
+    ensure!(
+        e.driver.log_text().contains("recovery: repaired"),
+        "recovery did not repair"
+    );
+    ensure!(healthy(e, &id, &target).await?, "healthy after recovery");
+    sync_write(&target.join("after"), b"written after recovery")?;
+    for (f, want) in [
+        ("before", "written before the crash"),
+        ("during", "written while the plugin was down"),
+        ("after", "written after recovery"),
+    ] {
+        let got = std::fs::read_to_string(target.join(f))?;
+        ensure!(got == want, "{f}: {got:?}");
+    }
+    e.unpublish(&id, &target).await?;
+    e.unstage(&id, &staging).await?;
+    ensure!(
+        e.leftovers().is_empty(),
+        "after unstage: {:?}",
+        e.leftovers()
+    );
+    // And the data made it to Ceph: stage again and read.
+    e.stage(&id, &staging, cap()).await?;
+    let got = std::fs::read_to_string(staging.join("after"))?;
+    ensure!(got == "written after recovery", "re-staged: {got:?}");
+    e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+fn expand_req(id: &str, path: &std::path::Path, bytes: i64) -> NodeExpandVolumeRequest {
+    NodeExpandVolumeRequest {
+        volume_id: id.into(),
+        volume_path: path.to_string_lossy().into(),
+        capacity_range: Some(berth_csi::csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn fs_total(path: &std::path::Path) -> Result<u64> {
+    let v = nix::sys::statvfs::statvfs(path)?;
+    Ok(v.blocks() * v.fragment_size())
+}
+
+async fn xfs_grow(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("growx", "512M")?;
+    let cap = || mount_cap("xfs", Mode::SingleNodeWriter);
+    let staging = e.staging("growx");
+    let target = e.target("growxpod");
+    e.stage(&id, &staging, cap()).await?;
+    e.publish(&id, &staging, &target, cap(), false).await?;
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+    sync_write(&target.join("data.bin"), &data)?;
+    let before = fs_total(&target)?;
+    e.resize("growx", "1G")?;
+    let r = e
+        .csi
+        .node
+        .node_expand_volume(expand_req(&id, &target, 1 << 30))
+        .await?
+        .into_inner();
+    ensure!(r.capacity_bytes == 1 << 30, "capacity {}", r.capacity_bytes);
+    let after = fs_total(&target)?;
+    ensure!(
+        after > before + (400 << 20),
+        "xfs did not grow: {before} -> {after}"
+    );
+    ensure!(
+        std::fs::read(target.join("data.bin"))? == data,
+        "data changed"
+    );
+    e.unpublish(&id, &target).await?;
+    e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+async fn ext4_grow(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("growe", "256M")?;
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("growe");
+    e.stage(&id, &staging, cap()).await?;
+    sync_write(&staging.join("keep"), b"ext4 data")?;
+    let before = fs_total(&staging)?;
+    e.resize("growe", "512M")?;
+    let r = e
+        .csi
+        .node
+        .node_expand_volume(expand_req(&id, &staging, 512 << 20))
+        .await;
+    match r {
+        // A host with CAP_SYS_RESOURCE grows online.
+        Ok(_) => ensure!(fs_total(&staging)? > before, "grew online"),
+        Err(s) => {
+            ensure!(s.code() == Code::FailedPrecondition, "{s:?}");
+            ensure!(s.message().contains("CAP_SYS_RESOURCE"), "{}", s.message());
+            e.unstage(&id, &staging).await?;
+            e.stage(&id, &staging, cap()).await?;
+            let after = fs_total(&staging)?;
+            ensure!(
+                after > before + (200 << 20),
+                "offline grow at stage: {before} -> {after}"
+            );
+        }
+    }
+    ensure!(std::fs::read_to_string(staging.join("keep"))? == "ext4 data");
+    e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+async fn key_hidden(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("secret", "256M")?;
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("secret");
+    let target = e.target("secretpod");
+    e.stage(&id, &staging, cap()).await?;
+    e.publish(&id, &staging, &target, cap(), false).await?;
+    // A failing stage with a wrong key must not echo it either.
+    let mut bad = e.stage_req(&id, &e.staging("secret2"), cap());
+    bad.secrets.insert(
+        "userKey".into(),
+        "AQBwrongwrongwrongwrongwrongwrongwrong==".into(),
+    );
+    let err = e.csi.node.node_stage_volume(bad).await.unwrap_err();
+    ensure!(!err.message().contains("wrongwrong"), "{}", err.message());
+    let key = e.cluster.client_key.clone();
+    ensure!(!e.driver.log_text().contains(&key), "key in the driver log");
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        ensure!(
+            !cmd.contains(&key),
+            "key in argv of {}: {cmd}",
+            entry.path().display()
+        );
+        ensure!(!cmd.contains("wrongwrong"), "bad key in argv: {cmd}");
+    }
+    e.unpublish(&id, &target).await?;
+    e.unstage(&id, &staging).await?;
+    Ok(())
+}
