@@ -25,15 +25,10 @@
 //! - [`ceph`]: the only module talking to Ceph (librados/librbd FFI, connections, journal).
 //! - [`controller`]: the Controller service (create/delete/snapshot/clone/expand/list).
 //! - [`metrics`]: Prometheus metrics and /healthz over HTTP.
-//! - [`node`]: the Node service (stage, publish, stats, expand, restart recovery).
-//! - [`attach`]: image -> block device (krbd, rbd-nbd, rbd-fuse + loop).
-//! - [`mount`]: mount table, blkid/mkfs, mount/bind/unmount, filesystem growth.
-//! - [`program`]: running host programs with bounded time (node side).
 
 pub mod args;
 pub mod attach;
 pub mod ceph;
-pub mod attach;
 pub mod cluster_config;
 pub mod controller;
 pub mod credentials;
@@ -42,13 +37,10 @@ pub mod error;
 pub mod identity;
 pub mod locks;
 pub mod logging;
-pub mod mount;
-pub mod node;
-pub mod program;
 pub mod metrics;
-pub mod params;
 pub mod mount;
 pub mod node;
+pub mod params;
 pub mod program;
 pub mod server;
 pub mod snapshot_id;

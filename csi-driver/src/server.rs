@@ -51,8 +51,6 @@ pub struct Config {
     pub driver_name: String,
     pub controller: bool,
     pub node: bool,
-    /// Node configuration; the node service is served when `node` is set and this is given.
-    pub node_config: Option<crate::node::NodeConfig>,
     /// Controller configuration (cluster config, controller credentials, list pools).
     pub controller_opts: controller::Options,
     /// Node configuration; the node service is served when `node` is set and this is given.
@@ -135,10 +133,6 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
         driver_name: args.driver_name.clone(),
         controller: args.mode.controller(),
         node: args.mode.node(),
-        node_config: match args.mode.node() {
-            true => Some(crate::node::NodeConfig::from_args(&args)?),
-            false => None,
-        },
         controller_opts: controller_options(&args)?,
         node_config: match args.mode.node() {
             true => Some(crate::node::NodeConfig::from_args(&args)?),
