@@ -1,6 +1,7 @@
 //! berth-tests: the real surroundings of berth as code, shared by every integration test,
 //! end-to-end test and benchmark.
 //!
+//! - [`backend`]: a named HTTP backend answering `NAME PATH` (which backend nginx chose).
 //! - [`ceph`]: a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) in its own dir/ports.
 //! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
 //! - [`ingress_ctl`]: the berth-ingress binary on a manifests dir + nginx, an echo backend, a test CA.
@@ -14,6 +15,7 @@
 //! Everything a test creates lives under [`state_root`]`/<kind>-<pid>-<n>`; a guard's Drop
 //! removes it, and [`sweep::leftovers`] removes what a crashed earlier run left behind.
 
+pub mod backend;
 pub mod ceph;
 pub mod conformance;
 pub mod csi_client;
