@@ -9,7 +9,8 @@ start=$(date +%s)
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # Leftovers of a crashed binary (mounts, loop devices, daemons) must not outlive the run.
-cargo run -q -p berth-tests --bin testenv -- sweep || true
+# (cargo test built testenv; `cargo run` would compile it again with other features)
+"${CARGO_TARGET_DIR:-target}/debug/testenv" sweep || true
 awk '/^test result:/ {
        for (i = 1; i <= NF; i++) {
          if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1);
