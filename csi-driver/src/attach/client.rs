@@ -48,7 +48,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(text.as_bytes())?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 

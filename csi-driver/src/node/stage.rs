@@ -135,7 +135,9 @@ fn attach_and_mount(
         map_options: &a.map_options,
         work_dir: &work_dir,
     };
+    let t0 = std::time::Instant::now();
     let attached = attacher(stash.mounter).attach(&target)?;
+    tracing::debug!(volume = %a.id, ms = t0.elapsed().as_millis() as u64, "attached");
     stash.attached = Some(attached.clone());
     node.store.save(stash)?;
     if let Access::Mount { fs_type, flags } = &a.capability.access {
@@ -160,9 +162,13 @@ pub(super) fn mount_filesystem(
 ) -> Result<String, Error> {
     let dev = &attached.device;
     ops::ensure_dir(staging)?;
-    let (fs, existing) = match format::detect(dev)? {
+    let t0 = std::time::Instant::now();
+    let content = format::detect(dev)?;
+    tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, ?content, "probed");
+    let (fs, existing) = match content {
         Content::Empty => {
             format::mkfs(dev, requested, mkfs_options)?;
+            tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, "made {requested}");
             (requested.to_string(), false)
         }
         Content::Filesystem(found) => {

@@ -106,8 +106,9 @@ impl Store {
             .mode(0o600)
             .open(&tmp)
             .map_err(io(format!("write {}", tmp.display())))?;
+        // No fsync: the rename keeps the file whole; a power loss takes the mounts with it,
+        // and an fsync per step would cost NodeStage milliseconds on every call.
         f.write_all(&text)
-            .and_then(|_| f.sync_all())
             .map_err(io(format!("write {}", tmp.display())))?;
         std::fs::rename(&tmp, &path).map_err(io(format!("rename to {}", path.display())))
     }
