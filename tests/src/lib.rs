@@ -2,6 +2,7 @@
 //! end-to-end test and benchmark.
 //!
 //! - [`backend`]: a named HTTP backend answering `NAME PATH` (which backend nginx chose).
+//! - [`bench`]: benchmark subjects (`csi`, …) behind `bin/bench.rs`.
 //! - [`ceph`]: a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) in its own dir/ports.
 //! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
 //! - [`ingress_ctl`]: the berth-ingress binary on a manifests dir + nginx, an echo backend, a test CA.
@@ -16,6 +17,7 @@
 //! removes it, and [`sweep::leftovers`] removes what a crashed earlier run left behind.
 
 pub mod backend;
+pub mod bench;
 pub mod ceph;
 pub mod conformance;
 pub mod csi_client;
