@@ -88,6 +88,20 @@ async fn healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> Resul
     Ok(st.volume_condition.is_some_and(|c| !c.abnormal))
 }
 
+/// Recovery runs in the background after a restart (a re-attach may wait ~30 s for the dead
+/// client's image lock): poll the condition.
+async fn wait_healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !healthy(e, id, path).await? {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not healthy after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     let id = e.image("crash", "1G")?;
     let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
@@ -102,10 +116,7 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     sync_write(&target.join("during"), b"written while the plugin was down")?;
     e.driver.restart().await?;
     e.reconnect().await?;
-    ensure!(
-        healthy(e, &id, &target).await?,
-        "healthy after a plain restart"
-    );
+    wait_healthy(e, &id, &target).await?;
 
     // 2. rbd-fuse dies (as with the plugin's container): stats report it.
     let pids = rbd_fuse_pids(&e.driver.dir);
@@ -128,11 +139,13 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     e.driver.kill9();
     e.driver.restart().await?;
     e.reconnect().await?;
+    let restarted = std::time::Instant::now();
+    wait_healthy(e, &id, &target).await?;
+    eprintln!("recovered in {:.1?} after the restart", restarted.elapsed());
     ensure!(
         e.driver.log_text().contains("recovery: repaired"),
         "recovery did not repair"
     );
-    ensure!(healthy(e, &id, &target).await?, "healthy after recovery");
     sync_write(&target.join("after"), b"written after recovery")?;
     for (f, want) in [
         ("before", "written before the crash"),

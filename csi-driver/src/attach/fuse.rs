@@ -28,8 +28,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Poll step while waiting for the image file: stage latency matters (the bench compares
 /// NodeStage with doing it by hand), and a stat is cheap.
 const POLL: Duration = Duration::from_millis(2);
-/// How long a stopped rbd-fuse gets to exit after its mount is gone before SIGKILL.
-const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// How long a stopped rbd-fuse gets to exit after its mount is gone before SIGKILL. Generous:
+/// a clean exit closes the image, while a killed client keeps its watch on the image for the
+/// OSD watch timeout (30 s), during which DeleteVolume sees the image as in use.
+const EXIT_WAIT: Duration = Duration::from_secs(20);
 /// How long expand waits for rbd-fuse to report a grown image (fuse caches attributes ~1 s).
 const SIZE_WAIT: Duration = Duration::from_secs(10);
 

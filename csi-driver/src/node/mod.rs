@@ -86,7 +86,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Open the state dir and run restart recovery (blocking: call before serving).
+    /// Open the state dir and start restart recovery in the background. The locks of every
+    /// stashed volume are taken first, so until its recovery is done an RPC for it gets
+    /// ABORTED (the sidecars retry) while the plugin already answers Probe and everything
+    /// else — a re-attach can wait ~30 s for a dead client's image lock.
     pub fn start(config: NodeConfig) -> Result<Node, Error> {
         let store = stash::Store::new(&config.state_dir)?;
         let shared = Arc::new(Shared {
@@ -94,9 +97,22 @@ impl Node {
             store,
             locks: Locks::new(),
         });
-        let report = recovery::run(&shared);
-        if !report.is_empty() {
-            tracing::info!(volumes = report.len(), "restart recovery done");
+        let guards: Vec<_> = shared
+            .store
+            .all()
+            .iter()
+            .filter_map(|s| shared.locks.try_lock(&s.volume_id).ok())
+            .collect();
+        if !guards.is_empty() {
+            let bg = shared.clone();
+            std::thread::Builder::new()
+                .name("node-recovery".into())
+                .spawn(move || {
+                    let report = recovery::run(&bg);
+                    drop(guards);
+                    tracing::info!(volumes = report.len(), "restart recovery done");
+                })
+                .map_err(|e| Error::io("start the recovery thread", e))?;
         }
         Ok(Node { shared })
     }

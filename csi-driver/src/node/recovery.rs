@@ -1,5 +1,6 @@
 //! Restart recovery: when the node plugin starts, it reads every stash and makes what its
-//! own restart broke work again, before it serves.
+//! own restart broke work again (in the background, holding the volumes' locks; see
+//! [`crate::node::Node::start`]).
 //!
 //! - Incomplete stash (the plugin died inside NodeStage): undo what it records; kubelet
 //!   stages again.
