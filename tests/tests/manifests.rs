@@ -55,7 +55,11 @@ fn documents() -> Vec<(PathBuf, Value)> {
             }
         }
     }
-    assert!(docs.len() >= 20, "expected the full deploy/ tree, found {}", docs.len());
+    assert!(
+        docs.len() >= 20,
+        "expected the full deploy/ tree, found {}",
+        docs.len()
+    );
     docs
 }
 
@@ -188,7 +192,11 @@ fn kustomizations_list_existing_files() {
             serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let dir = file.parent().unwrap();
         for r in &k.resources {
-            assert!(dir.join(r).exists(), "{}: missing resource {r}", file.display());
+            assert!(
+                dir.join(r).exists(),
+                "{}: missing resource {r}",
+                file.display()
+            );
         }
         if let Some(ns) = &k.namespace {
             assert_eq!(ns, "berth-system", "{}", file.display());
@@ -257,8 +265,16 @@ const INGRESS_API_ACCESS: &[(&str, &str, &[&str])] = &[
     ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     ("networking.k8s.io", "ingresses", &["list", "watch"]),
     ("networking.k8s.io", "ingressclasses", &["list", "watch"]),
-    ("networking.k8s.io", "ingresses/status", &["get", "update", "patch"]),
-    ("coordination.k8s.io", "leases", &["get", "create", "update"]),
+    (
+        "networking.k8s.io",
+        "ingresses/status",
+        &["get", "update", "patch"],
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
 ];
 
 fn rules_of(kind: &str, name: &str) -> Vec<PolicyRule> {
@@ -273,8 +289,12 @@ fn rules_of(kind: &str, name: &str) -> Vec<PolicyRule> {
 
 fn covers(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
     rules.iter().any(|r| {
-        r.api_groups.as_ref().is_some_and(|g| g.iter().any(|x| x == group))
-            && r.resources.as_ref().is_some_and(|g| g.iter().any(|x| x == resource))
+        r.api_groups
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|x| x == group))
+            && r.resources
+                .as_ref()
+                .is_some_and(|g| g.iter().any(|x| x == resource))
             && r.verbs.iter().any(|v| v == verb)
     })
 }
@@ -285,14 +305,23 @@ fn ingress_rbac_covers_what_the_code_uses() {
     rules.extend(rules_of("Role", "berth-ingress-leader-election"));
     for (group, resource, verbs) in INGRESS_API_ACCESS {
         for verb in *verbs {
-            assert!(covers(&rules, group, resource, verb), "RBAC lacks {verb} {group}/{resource}");
+            assert!(
+                covers(&rules, group, resource, verb),
+                "RBAC lacks {verb} {group}/{resource}"
+            );
         }
     }
     // Least privilege: nothing that writes outside status and leases.
     for r in rules_of("ClusterRole", "berth-ingress") {
-        let writes = r.verbs.iter().any(|v| ["create", "update", "patch", "delete"].contains(&v.as_str()));
+        let writes = r
+            .verbs
+            .iter()
+            .any(|v| ["create", "update", "patch", "delete"].contains(&v.as_str()));
         if writes {
-            assert_eq!(r.resources.as_deref(), Some(&["ingresses/status".to_string()][..]));
+            assert_eq!(
+                r.resources.as_deref(),
+                Some(&["ingresses/status".to_string()][..])
+            );
         }
     }
 }
@@ -315,7 +344,8 @@ fn the_access_table_names_every_api_type_the_ingress_code_uses() {
         }
     }
     for (ty, resource) in type_to_resource {
-        let used = text.contains(&format!("Api::<{ty}>")) || text.contains(&format!("Api<{ty}>"))
+        let used = text.contains(&format!("Api::<{ty}>"))
+            || text.contains(&format!("Api<{ty}>"))
             || text.contains(&format!("reflect::<{ty}>"));
         if used {
             assert!(
@@ -370,6 +400,9 @@ fn csi_node_plugin_has_what_attach_and_mount_need() {
         .expect("kubelet dir mounted");
     assert_eq!(kubelet.mount_propagation.as_deref(), Some("Bidirectional"));
     for path in ["/dev", "/sys"] {
-        assert!(mounts.iter().any(|m| m.mount_path == path), "{path} not mounted");
+        assert!(
+            mounts.iter().any(|m| m.mount_path == path),
+            "{path} not mounted"
+        );
     }
 }
