@@ -1,0 +1,457 @@
+//! `bench ingress`: berth-ingress against the goals of issue 7, with the real binary (release
+//! build next to this executable, or $BERTH_INGRESS_BIN), a real nginx and real backends.
+//!
+//! - render of 10 000 routes (10 000 Ingresses, one host each): best of 5, in process;
+//! - RSS of berth-ingress holding 10 000 Ingresses (VmHWM and VmRSS from /proc);
+//! - change -> served: an Ingress manifest written until the first 200 through nginx, p50/p99;
+//! - reloads caused by 100 manifest changes written within one second;
+//! - failed requests of a steady wrk load (keep-alive) while 100 reloads happen.
+//!
+//! The controller runs with its default debounce (100 ms quiet, 1 s max), as in production.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use super::{Figure, Figures, percentile};
+use crate::backend::Backend;
+use crate::nginx::http_get;
+use crate::proc::{free_port, spawn_tied, wait_until};
+
+const ROUTES: usize = 10_000;
+const LATENCY_SAMPLES: usize = 50;
+const BURST: usize = 100;
+const LOAD_RELOADS: usize = 100;
+
+/// A berth-ingress process (default tunables) on a manifests dir; Drop stops it.
+struct Controller {
+    dir: PathBuf,
+    manifests: PathBuf,
+    http: u16,
+    metrics: u16,
+    child: Option<Child>,
+}
+
+impl Controller {
+    fn start(write: impl FnOnce(&std::path::Path) -> Result<()>) -> Result<Controller> {
+        let dir = crate::new_state_dir("bench-ingress")?;
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests)?;
+        write(&manifests)?;
+        let (http, metrics) = (free_port()?, free_port()?);
+        let mut cmd = Command::new(crate::ingress_ctl::binary()?);
+        cmd.args(["run", "--source", "files", "--listen-address", "127.0.0.1"])
+            .args(["--worker-processes", "1"])
+            .arg(format!("--manifests-dir={}", manifests.display()))
+            .arg(format!("--nginx-prefix={}", dir.join("nginx").display()))
+            .arg(format!(
+                "--nginx-conf={}",
+                dir.join("nginx/nginx.conf").display()
+            ))
+            .arg(format!("--http-port={http}"))
+            .arg(format!("--https-port={}", free_port()?))
+            .arg(format!("--metrics-address=127.0.0.1:{metrics}"))
+            .env("RUST_LOG", "warn");
+        let child = spawn_tied(&cmd, &dir.join("berth-ingress.log"))?;
+        let c = Controller {
+            dir,
+            manifests,
+            http,
+            metrics,
+            child: Some(child),
+        };
+        wait_until("berth-ingress ready", Duration::from_secs(120), || {
+            http_get(&c.admin(), "localhost", "/readyz").is_ok_and(|r| r.status == 200)
+                && std::net::TcpStream::connect(c.http_addr()).is_ok()
+        })
+        .with_context(|| c.log())?;
+        Ok(c)
+    }
+
+    fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http)
+    }
+
+    fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("berth-ingress.log")).unwrap_or_default()
+    }
+
+    fn write(&self, name: &str, v: &Value) -> Result<()> {
+        let tmp = self.manifests.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, v.to_string())?;
+        std::fs::rename(&tmp, self.manifests.join(format!("{name}.json")))?;
+        Ok(())
+    }
+
+    fn metric(&self, name: &str) -> Result<f64> {
+        let text = http_get(&self.admin(), "localhost", "/metrics")?.body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .with_context(|| format!("no {name}"))
+    }
+
+    /// (VmHWM, VmRSS) of berth-ingress in MiB.
+    fn rss_mib(&self) -> Result<(f64, f64)> {
+        let pid = self.child.as_ref().context("not running")?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib = |key: &str| -> Result<f64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .context("no field")?;
+            Ok(line
+                .split_whitespace()
+                .nth(1)
+                .context("no value")?
+                .parse::<f64>()?)
+        };
+        Ok((kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0))
+    }
+
+    /// Poll until `host` answers 200 with `body`.
+    fn await_served(&self, host: &str, body: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if http_get(&self.http_addr(), host, "/")
+                .is_ok_and(|r| r.status == 200 && r.body == body)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{host} not served within {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = wait_until("berth-ingress to exit", Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        crate::sweep::directory(&self.dir);
+    }
+}
+
+fn service(port: u16) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "bench"},
+           "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port}]}})
+}
+
+fn ingress(name: &str, host: &str, path: &str, port: u16) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": name, "namespace": "bench"},
+           "spec": {"ingressClassName": "berth", "rules": [{"host": host, "http": {"paths": [
+               {"path": path, "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": port}}}}]}}]}})
+}
+
+fn figure(
+    key: &'static str,
+    value: f64,
+    unit: &'static str,
+    goal: &'static str,
+    met: Option<bool>,
+) -> Figure {
+    Figure {
+        key,
+        value,
+        unit,
+        goal,
+        met,
+    }
+}
+
+/// Best of 5 renders of 10 000 routes, in milliseconds (translation not included).
+fn render_ms() -> Result<f64> {
+    use berth_ingress::render::{RenderConfig, render};
+    use berth_ingress::snapshot::Snapshot;
+    use berth_ingress::source::files::parse_manifests;
+    use berth_ingress::translate::{self, TranslateConfig};
+    let mut snap = Snapshot::default();
+    parse_manifests(&service(80).to_string(), "svc.json", &mut snap);
+    let mut all = String::new();
+    for i in 0..ROUTES {
+        all.push_str(
+            &ingress(
+                &format!("ing-{i}"),
+                &format!("host-{i}.example.com"),
+                "/app",
+                80,
+            )
+            .to_string(),
+        );
+        all.push_str("\n---\n");
+    }
+    parse_manifests(&all, "ing.yaml", &mut snap);
+    let model = translate::build(&snap, &TranslateConfig::default());
+    let locations: usize = model.servers.iter().map(|s| s.locations.len()).sum();
+    ensure!(locations >= ROUTES, "only {locations} locations");
+    let rc = RenderConfig::new("/run/berth", 80, 443)?;
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let text = render(&model, &rc);
+        best = best.min(t.elapsed());
+        std::hint::black_box(text);
+    }
+    Ok(best.as_secs_f64() * 1000.0)
+}
+
+/// RSS holding 10 000 Ingresses (100 files of 100, `kind: List`).
+fn rss_10k(port: u16) -> Result<(f64, f64)> {
+    let ctl = Controller::start(|dir| {
+        std::fs::write(dir.join("svc.json"), service(port).to_string())?;
+        for f in 0..ROUTES / 100 {
+            let items: Vec<Value> = (0..100)
+                .map(|j| {
+                    let i = f * 100 + j;
+                    ingress(
+                        &format!("ing-{i}"),
+                        &format!("host-{i}.example.com"),
+                        "/",
+                        port,
+                    )
+                })
+                .collect();
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+            std::fs::write(dir.join(format!("bulk-{f}.json")), list.to_string())?;
+        }
+        Ok(())
+    })?;
+    ctl.await_served("host-9999.example.com", "rss /", Duration::from_secs(30))?;
+    // One more change, so the figure includes a reload with 10 000 objects held.
+    ctl.write("extra", &ingress("extra", "extra.example.com", "/", port))?;
+    ctl.await_served("extra.example.com", "rss /", Duration::from_secs(30))?;
+    ctl.rss_mib()
+}
+
+/// Change -> served samples (ms), and reloads for a burst of 100 changes within 1 s.
+fn latency_and_burst(port: u16) -> Result<(Vec<f64>, f64, f64)> {
+    let ctl = Controller::start(|dir| {
+        Ok(std::fs::write(
+            dir.join("svc.json"),
+            service(port).to_string(),
+        )?)
+    })?;
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..LATENCY_SAMPLES {
+        let host = format!("lat-{i}.example.com");
+        let t = Instant::now();
+        ctl.write(
+            &format!("lat-{i}"),
+            &ingress(&format!("lat-{i}"), &host, "/", port),
+        )?;
+        ctl.await_served(&host, "lat /", Duration::from_secs(10))?;
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = ctl.metric("berth_ingress_reloads_total")?;
+    let t = Instant::now();
+    for i in 0..BURST {
+        ctl.write(
+            &format!("burst-{i}"),
+            &ingress(
+                &format!("burst-{i}"),
+                &format!("burst-{i}.example.com"),
+                "/",
+                port,
+            ),
+        )?;
+        // Spread over (just under) one second.
+        let next = Duration::from_millis(9 * (i as u64 + 1));
+        if let Some(wait) = next.checked_sub(t.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let spread = t.elapsed().as_secs_f64() * 1000.0;
+    ctl.await_served(
+        &format!("burst-{}.example.com", BURST - 1),
+        "lat /",
+        Duration::from_secs(10),
+    )?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let reloads = ctl.metric("berth_ingress_reloads_total")? - before;
+    Ok((samples, reloads, spread))
+}
+
+/// wrk's totals: (requests, failed = non-2xx/3xx + socket errors).
+fn parse_wrk(out: &str) -> (f64, f64) {
+    let mut requests = 0.0;
+    let mut failed = 0.0;
+    for l in out.lines().map(str::trim) {
+        if let Some(n) = l
+            .split(" requests in ")
+            .next()
+            .filter(|_| l.contains(" requests in "))
+        {
+            requests = n.trim().parse().unwrap_or(0.0);
+        }
+        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += n.trim().parse::<f64>().unwrap_or(0.0);
+        }
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            failed += rest
+                .split(',')
+                .filter_map(|kv| kv.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+    }
+    (requests, failed)
+}
+
+/// Failed requests of a wrk load while 100 reloads happen: (requests, failed, reloads).
+fn load_during_reloads(port: u16) -> Result<(f64, f64, f64)> {
+    ensure!(
+        crate::proc::have("wrk"),
+        "wrk not installed (apt-get install -y wrk)"
+    );
+    let ctl = Controller::start(|dir| {
+        std::fs::write(dir.join("svc.json"), service(port).to_string())?;
+        std::fs::write(
+            dir.join("load.json"),
+            ingress("load", "load.example.com", "/", port).to_string(),
+        )?;
+        Ok(())
+    })?;
+    let before = ctl.metric("berth_ingress_reloads_total")?;
+    let url = format!("http://{}/", ctl.http_addr());
+    let secs = 30;
+    let wrk = std::thread::spawn(move || {
+        Command::new("wrk")
+            .args([
+                "-t2",
+                "-c16",
+                &format!("-d{secs}s"),
+                "-H",
+                "Host: load.example.com",
+            ])
+            .arg(url)
+            .output()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut done = 0;
+    while done < LOAD_RELOADS {
+        let want = before + done as f64 + 1.0;
+        ctl.write(
+            "churn",
+            &ingress("churn", &format!("churn-{done}.example.com"), "/", port),
+        )?;
+        wait_until("a reload", Duration::from_secs(5), || {
+            ctl.metric("berth_ingress_reloads_total")
+                .is_ok_and(|v| v >= want)
+        })?;
+        done += 1;
+    }
+    let out = wrk.join().map_err(|_| anyhow::anyhow!("wrk thread"))??;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (requests, failed) = parse_wrk(&text);
+    ensure!(requests > 0.0, "wrk made no requests:\n{text}");
+    let reloads = ctl.metric("berth_ingress_reloads_total")? - before;
+    Ok((requests, failed, reloads))
+}
+
+pub fn run() -> Result<Figures> {
+    let render = render_ms()?;
+    let rss_backend = Arc::new(Backend::start("rss")?);
+    let (hwm, rss) = rss_10k(rss_backend.port)?;
+    let lat = Backend::start("lat")?;
+    let (samples, burst_reloads, spread) = latency_and_burst(lat.port)?;
+    let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+    let load = Backend::start("load")?;
+    let (requests, failed, reloads) = load_during_reloads(load.port)?;
+    Ok(vec![
+        figure(
+            "render_10k_routes_ms",
+            render,
+            "ms",
+            "<= 50",
+            Some(render <= 50.0),
+        ),
+        figure(
+            "rss_10k_ingresses_hwm_mib",
+            hwm,
+            "MiB",
+            "<= 64",
+            Some(hwm <= 64.0),
+        ),
+        figure(
+            "rss_10k_ingresses_mib",
+            rss,
+            "MiB",
+            "<= 64",
+            Some(rss <= 64.0),
+        ),
+        figure(
+            "change_to_served_p50_ms",
+            p50,
+            "ms",
+            "<= 250",
+            Some(p50 <= 250.0),
+        ),
+        figure(
+            "change_to_served_p99_ms",
+            p99,
+            "ms",
+            "<= 1000",
+            Some(p99 <= 1000.0),
+        ),
+        figure(
+            "burst_100_changes_spread_ms",
+            spread,
+            "ms",
+            "< 1000",
+            Some(spread < 1000.0),
+        ),
+        figure(
+            "burst_100_changes_reloads",
+            burst_reloads,
+            "reloads",
+            "<= 2",
+            Some(burst_reloads <= 2.0),
+        ),
+        figure("load_requests", requests, "requests", "", None),
+        figure(
+            "load_reloads",
+            reloads,
+            "reloads",
+            ">= 100",
+            Some(reloads >= LOAD_RELOADS as f64),
+        ),
+        figure(
+            "load_failed_requests",
+            failed,
+            "requests",
+            "0",
+            Some(failed == 0.0),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_parsed() {
+        let out = "Running 2s test\n  12345 requests in 2.00s, 1.2MB read\n  Socket errors: connect 0, read 3, write 1, timeout 0\n  Non-2xx or 3xx responses: 2\nRequests/sec: 6000\n";
+        assert_eq!(parse_wrk(out), (12345.0, 6.0));
+        assert_eq!(parse_wrk("  10 requests in 1.00s, 1KB read\n"), (10.0, 0.0));
+    }
+}
