@@ -7,14 +7,16 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use berth_csi::csi::volume_capability::access_mode::Mode;
 use berth_csi::csi::{
     NodeGetCapabilitiesRequest, NodeGetInfoRequest, NodePublishVolumeRequest,
     NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
 };
 use berth_tests::ceph::Cluster;
-use berth_tests::node_fixture::{NodeEnv, block_cap, leftovers_of_this_process, mount_cap};
+use berth_tests::node_fixture::{
+    CLUSTER_ID, NodeEnv, block_cap, leftovers_of_this_process, mount_cap,
+};
 use berth_tests::sweep;
 use libtest_mimic::{Arguments, Failed, Trial};
 use tonic::Code;
@@ -102,11 +104,40 @@ fn sync_write(path: &std::path::Path, data: &[u8]) -> Result<()> {
 }
 
 async fn hello_ceph(e: &mut NodeEnv<'_>) -> Result<()> {
-    let id = e.image("hello", "1G")?;
+    // create -> stage -> publish -> write -> unpublish -> unstage -> stage + publish at a new
+    // target -> read -> clean up -> delete, through the driver's own Controller service.
+    let created = e
+        .csi
+        .controller
+        .create_volume(berth_csi::csi::CreateVolumeRequest {
+            name: "pvc-hello".into(),
+            capacity_range: Some(berth_csi::csi::CapacityRange {
+                required_bytes: 1 << 30,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![mount_cap("ext4", Mode::SingleNodeWriter)],
+            parameters: std::collections::HashMap::from([
+                ("clusterID".to_string(), CLUSTER_ID.to_string()),
+                ("pool".to_string(), e.cluster.pool.clone()),
+                ("mounter".to_string(), "fuse".to_string()),
+            ]),
+            secrets: e.secrets(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .volume
+        .context("no volume")?;
+    let id = created.volume_id.clone();
     let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
     let staging = e.staging("hello");
     let pod1 = e.target("pod1");
-    e.stage(&id, &staging, cap()).await?;
+    let stage = |e: &NodeEnv<'_>| {
+        let mut r = e.stage_req(&id, &staging, cap());
+        r.volume_context = created.volume_context.clone();
+        r
+    };
+    e.csi.node.node_stage_volume(stage(e)).await?;
     e.publish(&id, &staging, &pod1, cap(), false).await?;
     sync_write(&pod1.join("greeting"), b"hello ceph")?;
     e.unpublish(&id, &pod1).await?;
@@ -118,12 +149,22 @@ async fn hello_ceph(e: &mut NodeEnv<'_>) -> Result<()> {
         e.leftovers()
     );
     let pod2 = e.target("pod2");
-    e.stage(&id, &staging, cap()).await?;
+    e.csi.node.node_stage_volume(stage(e)).await?;
     e.publish(&id, &staging, &pod2, cap(), false).await?;
     let got = std::fs::read_to_string(pod2.join("greeting"))?;
     ensure!(got == "hello ceph", "read {got:?}");
     e.unpublish(&id, &pod2).await?;
     e.unstage(&id, &staging).await?;
+    // The node let go of the image: it can be deleted at once (no stale watcher).
+    e.csi
+        .controller
+        .delete_volume(berth_csi::csi::DeleteVolumeRequest {
+            volume_id: id.clone(),
+            secrets: e.secrets(),
+        })
+        .await?;
+    let image = berth_csi::volume_id::VolumeId::decode(&id)?.image;
+    ensure!(!e.cluster.images()?.contains(&image), "{image} still there");
     Ok(())
 }
 
