@@ -5,6 +5,8 @@
 
 #[path = "csi_controller/common.rs"]
 mod common;
+#[path = "csi_controller/introspection.rs"]
+mod introspection;
 #[path = "csi_controller/lifecycle.rs"]
 mod lifecycle;
 #[path = "csi_controller/resilience.rs"]
@@ -43,13 +45,13 @@ fn main() {
         ("expand_volume", lifecycle::expand),
         (
             "list_volumes_paginated_and_bad_token",
-            lifecycle::list_volumes,
+            introspection::list_volumes,
         ),
         (
             "capabilities_and_capacity",
-            lifecycle::capabilities_and_capacity,
+            introspection::capabilities_and_capacity,
         ),
-        ("metrics_and_healthz", lifecycle::metrics),
+        ("metrics_and_healthz", introspection::metrics),
         (
             "snapshots_create_list_delete",
             snapshots::snapshot_lifecycle,

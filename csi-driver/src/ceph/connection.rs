@@ -24,6 +24,12 @@ pub const CEPH_TIMEOUT_SECS: &str = "10";
 /// before; if it has not, the RPC still answers DEADLINE_EXCEEDED.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(25);
 
+/// Blocking Ceph calls in flight at once. Each runs on its own blocking-pool thread with its
+/// own stack and malloc arena use; a burst of 100 RPCs would otherwise start 100 threads.
+/// Eight keep a 2-core controller busy (a create is ~10 ms of mostly waiting on the OSD)
+/// while bounding memory; the rest queue (in order) without failing.
+pub const MAX_CONCURRENT_CALLS: usize = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     mon_host: String,
@@ -40,16 +46,38 @@ pub struct Target {
 }
 
 /// The connection cache.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Connections {
     cache: Mutex<HashMap<Key, Arc<Rados>>>,
     /// Serialises connects so a burst of RPCs opens one connection, not one each.
     connecting: tokio::sync::Mutex<()>,
+    /// Bounds blocking calls in flight ([`MAX_CONCURRENT_CALLS`]).
+    calls: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            cache: Mutex::default(),
+            connecting: tokio::sync::Mutex::default(),
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+        }
+    }
 }
 
 impl Connections {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A slot for one blocking call; held by the call until it really ends (even past a
+    /// deadline), so a stuck cluster cannot pile up threads.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.calls
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("shutting down".into()))
     }
 
     /// Connections currently cached (the `berth_ceph_connections` gauge).
@@ -137,7 +165,9 @@ impl Connections {
     {
         let rados = self.connection(t).await?;
         let pool = t.pool.clone();
+        let slot = self.slot().await?;
         let call = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let io = rados.ioctx(&pool).map_err(|errno| {
                 if errno.0 == libc::ENOENT {
                     Error::NotFound(format!("pool {pool:?} does not exist"))
@@ -169,7 +199,11 @@ impl Connections {
         F: FnOnce(&Rados) -> Result<T> + Send + 'static,
     {
         let rados = self.connection(t).await?;
-        let call = tokio::task::spawn_blocking(move || f(&rados));
+        let slot = self.slot().await?;
+        let call = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            f(&rados)
+        });
         let result = match tokio::time::timeout(CALL_DEADLINE, call).await {
             Err(_) => Err(Error::DeadlineExceeded(format!(
                 "ceph did not answer within {CALL_DEADLINE:?}"

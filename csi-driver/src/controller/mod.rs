@@ -28,6 +28,9 @@ use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::locks::Locks;
 
+/// glibc malloc arenas for the process (see [`crate::ceph::ffi::limit_malloc_arenas`]).
+const MALLOC_ARENAS: i32 = 2;
+
 /// What the controller is configured with (typed; built from flags in server.rs).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -84,6 +87,7 @@ struct Inner {
 
 impl Controller {
     pub fn new(opts: Options) -> Self {
+        crate::ceph::ffi::limit_malloc_arenas(MALLOC_ARENAS);
         Controller {
             inner: Arc::new(Inner {
                 opts,

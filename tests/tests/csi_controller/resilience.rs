@@ -77,17 +77,34 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
     rt().block_on(async {
         let mut d = driver(c, &[]).await?;
         let cl = d.client().await?;
+        // Warm up so the burst runs on an open connection.
+        let mut warm = cl.clone();
+        let w = warm
+            .controller
+            .create_volume(create_req(c, &name("warm"), GIB))
+            .await?;
+        let warm_id = w.into_inner().volume.unwrap().volume_id;
         let before = csi_images(c)?;
-        let names: Vec<String> = (0..40).map(|_| name("crash")).collect();
+        let names: Vec<String> = (0..150).map(|_| name("crash")).collect();
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for n in &names {
             let mut cl = cl.clone();
             let req = create_req(c, n, GIB);
+            let answered = answered.clone();
             tasks.push(tokio::spawn(async move {
-                cl.controller.create_volume(req).await
+                let r = cl.controller.create_volume(req).await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r
             }));
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Kill after the first answers: the rest of the burst is mid-flight.
+        let t0 = Instant::now();
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < 10
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            tokio::task::yield_now().await;
+        }
         d.kill9();
         let mut done_before = 0;
         for t in tasks {
@@ -95,6 +112,14 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
                 done_before += 1;
             }
         }
+        ensure!(
+            done_before < names.len(),
+            "the kill came after the burst: nothing to recover"
+        );
+        eprintln!(
+            "{done_before}/{} creates answered before SIGKILL",
+            names.len()
+        );
         d.restart().await?;
         let mut cl = d.client().await?;
         let mut ids = HashMap::new();
@@ -127,7 +152,7 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
             new.len(),
             named.len()
         );
-        for id in ids.into_values() {
+        for id in ids.into_values().chain(std::iter::once(warm_id)) {
             cl.controller
                 .delete_volume(DeleteVolumeRequest {
                     volume_id: id,

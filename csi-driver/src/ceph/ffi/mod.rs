@@ -19,6 +19,16 @@ pub mod features {
     pub const JOURNALING: u64 = 1 << 6;
 }
 
+/// Cap glibc's malloc arenas. librados/librbd allocate from many threads (messenger, finisher,
+/// our blocking pool); glibc would give each its own arena (up to 8 per core) and keep the
+/// freed memory resident. Two arenas keep a controller's RSS small at no measurable cost here.
+pub fn limit_malloc_arenas(arenas: i32) {
+    // SAFETY: mallopt only adjusts allocator tunables; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
 /// A positive errno returned by librados/librbd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
