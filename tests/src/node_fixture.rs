@@ -250,3 +250,64 @@ pub fn rbd_fuse_pids(dir: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+/// One node test case: gets a fresh driver on the shared cluster.
+pub type Case = for<'a> fn(
+    &'a mut NodeEnv<'_>,
+)
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// The `main` of a node test binary (libtest-mimic): one cluster shared by the cases, a
+/// fresh driver per case (its guard sweeps what a failing case leaves), the driver log on
+/// failure (or always with `BERTH_NODE_LOG=1`), and a final check that nothing of this
+/// process is left on the host (mounts, loop devices, rbd-fuse).
+pub fn run_suite(cases: Vec<(&'static str, Case)>) -> ! {
+    use libtest_mimic::{Arguments, Failed, Trial};
+    let args = Arguments::from_args();
+    let cluster = match Cluster::start() {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    };
+    let trials = cases
+        .into_iter()
+        .map(|(name, f)| {
+            let c = cluster.clone();
+            Trial::test(name, move || {
+                run_case(&c, f).map_err(|e| Failed::from(format!("{e:#}")))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    let left = leftovers_of_this_process();
+    if !left.is_empty() {
+        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
+        std::process::exit(1);
+    }
+    conclusion.exit()
+}
+
+fn run_case(cluster: &Cluster, f: Case) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut env = NodeEnv::start(cluster).await?;
+        let result = f(&mut env).await;
+        if result.is_err() || std::env::var_os("BERTH_NODE_LOG").is_some() {
+            eprintln!("---- berth-csi log\n{}", env.driver.log_text());
+        }
+        result?;
+        let left = env.leftovers();
+        anyhow::ensure!(left.is_empty(), "left behind: {left:?}");
+        Ok(())
+    })
+}
+
+/// A named case for [`run_suite`] (gives the closure its `Case` type).
+pub fn case(name: &'static str, f: Case) -> (&'static str, Case) {
+    (name, f)
+}

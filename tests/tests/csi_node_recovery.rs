@@ -3,76 +3,31 @@
 //! growth refused online and done offline at the next stage, and the cephx key never showing
 //! in a log or any process's argv. Nothing may be left on the host afterwards.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use berth_csi::csi::NodeExpandVolumeRequest;
 use berth_csi::csi::volume_capability::access_mode::Mode;
-use berth_tests::ceph::Cluster;
-use berth_tests::node_fixture::{NodeEnv, leftovers_of_this_process, mount_cap, rbd_fuse_pids};
-use libtest_mimic::{Arguments, Failed, Trial};
+use berth_tests::node_fixture::{NodeEnv, case, mount_cap, rbd_fuse_pids, run_suite};
 use tonic::Code;
 
-type Case =
-    for<'a> fn(&'a mut NodeEnv<'_>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
-
 fn main() {
-    let args = Arguments::from_args();
-    let cluster = match Cluster::start() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
-    let with = |name: &str, f: Case| {
-        let c = cluster.clone();
-        Trial::test(name, move || {
-            run(&c, f).map_err(|e| Failed::from(format!("{e:#}")))
-        })
-    };
-    let trials = vec![
-        with(
+    run_suite(vec![
+        case(
             "sigkill_and_restart_keep_the_published_volume_working",
             |e| Box::pin(sigkill_restart(e)),
         ),
-        with("xfs_grows_online_with_data_intact", |e| {
+        case("xfs_grows_online_with_data_intact", |e| {
             Box::pin(xfs_grow(e))
         }),
-        with(
+        case(
             "ext4_online_grow_refused_then_grown_offline_at_stage",
             |e| Box::pin(ext4_grow(e)),
         ),
-        with("cephx_key_never_in_logs_or_argv", |e| {
+        case("cephx_key_never_in_logs_or_argv", |e| {
             Box::pin(key_hidden(e))
         }),
-    ];
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    let left = leftovers_of_this_process();
-    if !left.is_empty() {
-        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
-        std::process::exit(1);
-    }
-    conclusion.exit();
-}
-
-fn run(cluster: &Cluster, f: Case) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut env = NodeEnv::start(cluster).await?;
-        let result = f(&mut env).await;
-        if result.is_err() || std::env::var_os("BERTH_NODE_LOG").is_some() {
-            eprintln!("---- berth-csi log\n{}", env.driver.log_text());
-        }
-        result?;
-        let left = env.leftovers();
-        ensure!(left.is_empty(), "left behind: {left:?}");
-        Ok(())
-    })
+    ])
 }
 
 fn sync_write(path: &std::path::Path, data: &[u8]) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Filesystems and mounts on the node: the mount table ([`mountinfo`]), what a device
-//! holds and making a filesystem ([`format`]), mount flags ([`options`]), mount/bind/unmount
-//! ([`ops`]) and growing ([`grow`]).
+//! holds and making a filesystem ([`format`](mod@format)), mount flags ([`options`]),
+//! mount/bind/unmount ([`ops`]) and growing ([`grow`]).
 
 pub mod format;
 pub mod grow;
