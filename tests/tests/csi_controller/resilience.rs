@@ -187,6 +187,7 @@ pub fn ceph_paused(_shared: &Cluster) -> Result<()> {
             .await;
         let took = t0.elapsed();
         c.resume_daemons()?;
+        eprintln!("dead cluster: {:?} after {took:?}", code(&r));
         ensure!(
             matches!(code(&r), Code::Unavailable | Code::DeadlineExceeded),
             "dead cluster answered {r:?}"
