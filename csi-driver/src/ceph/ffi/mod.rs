@@ -1,4 +1,4 @@
-//! The FFI boundary: raw declarations ([`sys`]) and the safe RAII wrappers over them
+//! The FFI boundary: raw declarations (`sys`) and the safe RAII wrappers over them
 //! ([`rados`], [`rbd`]). This module tree is the only place in the crate allowed `unsafe`.
 //! Every function returns `Result<_, Errno>` (a positive errno) for the caller to map.
 #![allow(unsafe_code)]
