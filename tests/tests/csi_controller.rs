@@ -62,6 +62,10 @@ fn main() {
             snapshots::delete_source_with_snapshot,
         ),
         (
+            "deep_clone_chain_is_flattened",
+            snapshots::deep_clone_chain_is_flattened,
+        ),
+        (
             "concurrent_50_creates_one_name",
             resilience::concurrent_same_name,
         ),

@@ -235,40 +235,90 @@ fn ensure_image(io: &IoCtx<'_>, e: &Entry, p: &VolumeParams, source: &Source) ->
         Source::Empty => exists(rbd::create(io, &e.image, e.size, p.features, dp))
             .map_err(|errno| ceph_err(format!("create image {}", e.image), errno))?,
         Source::Snapshot { image, snap } => {
-            if Image::open(io, &e.image, true).is_err() {
+            if !image_exists(io, &e.image)? {
                 exists(rbd::clone(io, image, snap, &e.image, p.features, dp))
                     .map_err(not_found_source(source))?;
             }
         }
         Source::Volume { image } => {
-            if Image::open(io, &e.image, true).is_err() {
-                // Deterministic temporary snapshot: a retry reuses it.
-                let tmp = format!("csi-tmp-{}", e.image);
-                let parent = Image::open(io, image, false).map_err(not_found_source(source))?;
+            // Deterministic temporary snapshot: a retry after a crash reuses it, and removes
+            // it even when the crash came after the clone.
+            let tmp = format!("csi-tmp-{}", e.image);
+            let created = image_exists(io, &e.image)?;
+            let parent = match Image::open(io, image, false) {
+                Ok(p) => p,
+                // The clone exists and its source went since: nothing left to do.
+                Err(Errno(libc::ENOENT)) if created => return resize_clone(io, e),
+                Err(errno) => return Err(not_found_source(source)(errno)),
+            };
+            if !created {
                 exists(parent.snap_create(&tmp))
                     .map_err(|errno| ceph_err(format!("snapshot {image}@{tmp}"), errno))?;
                 exists(rbd::clone(io, image, &tmp, &e.image, p.features, dp))
                     .map_err(|errno| ceph_err(format!("clone {image}@{tmp}"), errno))?;
-                // Clone v2: the snapshot moves to the trash namespace until the clone goes.
-                match parent.snap_remove(&tmp) {
-                    Ok(()) | Err(Errno(libc::ENOENT)) => {}
-                    Err(errno) => {
-                        tracing::warn!(image, snap = tmp, %errno, "temporary snapshot kept")
-                    }
+            }
+            // Clone v2: the snapshot moves to the trash namespace until the clone goes.
+            match parent.snap_remove(&tmp) {
+                Ok(()) | Err(Errno(libc::ENOENT)) => {}
+                Err(errno) => {
+                    tracing::warn!(image, snap = tmp, %errno, "temporary snapshot kept")
                 }
             }
         }
     }
-    if !matches!(source, Source::Empty) {
-        let img = Image::open(io, &e.image, false)
-            .map_err(|errno| ceph_err(format!("open clone {}", e.image), errno))?;
-        let cur = img
-            .size()
-            .map_err(|errno| ceph_err("read clone size", errno))?;
-        if cur < e.size {
-            img.resize(e.size)
-                .map_err(|errno| ceph_err(format!("resize clone {}", e.image), errno))?;
+    if matches!(source, Source::Empty) {
+        return Ok(());
+    }
+    resize_clone(io, e)
+}
+
+/// Whether an image exists (ENOENT is "no"; other failures are errors).
+fn image_exists(io: &IoCtx<'_>, name: &str) -> Result<bool> {
+    match Image::open(io, name, true) {
+        Ok(_) => Ok(true),
+        Err(Errno(libc::ENOENT)) => Ok(false),
+        Err(errno) => Err(ceph_err(format!("open image {name}"), errno)),
+    }
+}
+
+/// Longest chain of clone parents we let grow. Every read of unwritten data walks the chain,
+/// and kernels map only limited depths (ceph-csi's hard limit is 8 as well); a clone deeper
+/// than this is flattened at creation (a copy of the data it references, done once).
+pub const MAX_CLONE_DEPTH: usize = 8;
+
+/// How many parents an image has (0 for a plain image), stopping past [`MAX_CLONE_DEPTH`].
+fn clone_depth(io: &IoCtx<'_>, img: &Image<'_>) -> Result<usize> {
+    let mut depth = 0;
+    let mut parent = img.parent().map_err(|e| ceph_err("read clone parent", e))?;
+    while let Some((_, name)) = parent {
+        depth += 1;
+        if depth > MAX_CLONE_DEPTH {
+            break;
         }
+        let p =
+            Image::open(io, &name, true).map_err(|e| ceph_err(format!("open parent {name}"), e))?;
+        parent = p.parent().map_err(|e| ceph_err("read clone parent", e))?;
+    }
+    Ok(depth)
+}
+
+/// Grow a fresh clone to the reserved size (clones start at their source's size), and
+/// flatten it when its chain of parents got too long.
+fn resize_clone(io: &IoCtx<'_>, e: &Entry) -> Result<()> {
+    let img = Image::open(io, &e.image, false)
+        .map_err(|errno| ceph_err(format!("open clone {}", e.image), errno))?;
+    let depth = clone_depth(io, &img)?;
+    if depth > MAX_CLONE_DEPTH {
+        tracing::info!(image = e.image, depth, "flattening a deep clone");
+        img.flatten()
+            .map_err(|errno| ceph_err(format!("flatten clone {}", e.image), errno))?;
+    }
+    let cur = img
+        .size()
+        .map_err(|errno| ceph_err("read clone size", errno))?;
+    if cur < e.size {
+        img.resize(e.size)
+            .map_err(|errno| ceph_err(format!("resize clone {}", e.image), errno))?;
     }
     Ok(())
 }

@@ -95,7 +95,7 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 let r = cl.controller.create_volume(req).await;
                 answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                r
+                r.map(|r| r.into_inner().volume.unwrap().volume_id)
             }));
         }
         // Kill after the first answers: the rest of the burst is mid-flight.
@@ -106,12 +106,13 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
             tokio::task::yield_now().await;
         }
         d.kill9();
-        let mut done_before = 0;
-        for t in tasks {
-            if t.await?.is_ok() {
-                done_before += 1;
+        let mut answered_before = HashMap::new();
+        for (n, t) in names.iter().zip(tasks) {
+            if let Ok(id) = t.await? {
+                answered_before.insert(n.clone(), id);
             }
         }
+        let done_before = answered_before.len();
         ensure!(
             done_before < names.len(),
             "the kill came after the burst: nothing to recover"
@@ -139,6 +140,13 @@ pub fn sigkill_mid_burst(c: &Cluster) -> Result<()> {
                     Err(s) => anyhow::bail!("{n}: {s:?}"),
                 }
             }
+        }
+        for (n, id) in &answered_before {
+            ensure!(
+                ids[n] == *id,
+                "{n}: answered {id} before the crash, {} after",
+                ids[n]
+            );
         }
         let new: HashSet<String> = csi_images(c)?.difference(&before).cloned().collect();
         let named: HashSet<String> = ids

@@ -410,3 +410,45 @@ pub fn delete_source_with_snapshot(c: &Cluster) -> Result<()> {
         Ok(())
     })
 }
+
+pub fn deep_clone_chain_is_flattened(c: &Cluster) -> Result<()> {
+    rt().block_on(async {
+        let d = driver(c, &[]).await?;
+        let mut cl = d.client().await?;
+        let mut chain = vec![volume(&mut cl, c, "chain").await?];
+        for _ in 0..9 {
+            let mut r = create_req(c, &name("chain"), GIB);
+            r.volume_content_source = source(None, Some(chain.last().unwrap()));
+            chain.push(
+                cl.controller
+                    .create_volume(r)
+                    .await?
+                    .into_inner()
+                    .volume
+                    .unwrap()
+                    .volume_id,
+            );
+        }
+        let parent_of = |id: &str| -> Result<serde_json::Value> {
+            Ok(info(c, &VolumeId::decode(id)?.image)?["parent"].clone())
+        };
+        ensure!(
+            !parent_of(&chain[8])?.is_null(),
+            "depth 8 should still be a clone"
+        );
+        ensure!(
+            parent_of(&chain[9])?.is_null(),
+            "depth 9 not flattened: {}",
+            parent_of(&chain[9])?
+        );
+        for id in chain.into_iter().rev() {
+            cl.controller
+                .delete_volume(DeleteVolumeRequest {
+                    volume_id: id,
+                    secrets: secrets(c),
+                })
+                .await?;
+        }
+        Ok(())
+    })
+}

@@ -215,6 +215,36 @@ impl<'a> Image<'a> {
         }
     }
 
+    /// The parent image of a clone (its pool and name), or `None` for an image with no parent.
+    pub fn parent(&self) -> Result<Option<(String, String)>, Errno> {
+        let mut img = sys::LinkedImageSpecT {
+            pool_id: 0,
+            pool_name: ptr::null_mut(),
+            pool_namespace: ptr::null_mut(),
+            image_id: ptr::null_mut(),
+            image_name: ptr::null_mut(),
+            trash: false,
+        };
+        let mut snap = sys::SnapSpecT {
+            id: 0,
+            namespace_type: 0,
+            name: ptr::null_mut(),
+        };
+        // SAFETY: open image; out-structs of the header's layout, cleaned up on success.
+        let rc = unsafe { sys::rbd_get_parent(self.h, &mut img, &mut snap) };
+        if rc == -libc::ENOENT {
+            return Ok(None);
+        }
+        check(rc)?;
+        // SAFETY: filled by librbd on success; freed exactly once by the cleanup calls.
+        unsafe {
+            let out = (owned(img.pool_name), owned(img.image_name));
+            sys::rbd_linked_image_spec_cleanup(&mut img);
+            sys::rbd_snap_spec_cleanup(&mut snap);
+            Ok(Some(out))
+        }
+    }
+
     /// How many clients watch the image (a mapped/attached image has one or more).
     pub fn watcher_count(&self) -> Result<usize, Errno> {
         let mut cap = 8usize;

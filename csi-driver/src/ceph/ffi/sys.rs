@@ -39,6 +39,24 @@ pub struct SnapInfoT {
 }
 
 #[repr(C)]
+pub struct LinkedImageSpecT {
+    pub pool_id: i64,
+    pub pool_name: *mut c_char,
+    pub pool_namespace: *mut c_char,
+    pub image_id: *mut c_char,
+    pub image_name: *mut c_char,
+    pub trash: bool,
+}
+
+#[repr(C)]
+pub struct SnapSpecT {
+    pub id: u64,
+    /// `rbd_snap_namespace_type_t` (a C enum: int-sized).
+    pub namespace_type: c_int,
+    pub name: *mut c_char,
+}
+
+#[repr(C)]
 pub struct ImageWatcherT {
     pub addr: *mut c_char,
     pub id: i64,
@@ -162,6 +180,13 @@ unsafe extern "C" {
     pub fn rbd_snap_exists(image: ImageT, snapname: *const c_char, exists: *mut bool) -> c_int;
     pub fn rbd_snap_list(image: ImageT, snaps: *mut SnapInfoT, max_snaps: *mut c_int) -> c_int;
     pub fn rbd_snap_list_end(snaps: *mut SnapInfoT);
+    pub fn rbd_get_parent(
+        image: ImageT,
+        parent_image: *mut LinkedImageSpecT,
+        parent_snap: *mut SnapSpecT,
+    ) -> c_int;
+    pub fn rbd_linked_image_spec_cleanup(image: *mut LinkedImageSpecT);
+    pub fn rbd_snap_spec_cleanup(snap: *mut SnapSpecT);
     pub fn rbd_watchers_list(
         image: ImageT,
         watchers: *mut ImageWatcherT,
