@@ -79,7 +79,9 @@ pub fn create_req(c: &Cluster, name: &str, bytes: i64) -> CreateVolumeRequest {
 
 /// Start berth-csi in controller mode with controller credentials and the list pool.
 pub async fn driver(c: &Cluster, extra: &[&str]) -> Result<Driver> {
-    let dir = berth_tests::new_state_dir("ctrl-secrets")?;
+    // Inside the cluster's directory: removed with the cluster, key files included.
+    let dir = c.dir.join(name("ctrl-secrets"));
+    std::fs::create_dir_all(&dir)?;
     berth_tests::ceph::write_private(&dir.join("userID"), &c.client_id)?;
     berth_tests::ceph::write_private(&dir.join("userKey"), &c.client_key)?;
     let mut flags = vec![
