@@ -57,6 +57,21 @@ async fn wait_healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> 
     Ok(())
 }
 
+/// SIGKILL the rbd-fuse serving this driver's volume and wait until it is gone.
+fn kill_rbd_fuse(e: &NodeEnv<'_>) -> Result<()> {
+    let pids = rbd_fuse_pids(&e.driver.dir);
+    ensure!(pids.len() == 1, "one rbd-fuse expected, found {pids:?}");
+    for pid in pids {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    berth_tests::proc::wait_until("rbd-fuse to die", Duration::from_secs(10), || {
+        rbd_fuse_pids(&e.driver.dir).is_empty()
+    })
+}
+
 async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     let id = e.image("crash", "1G")?;
     let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
@@ -73,24 +88,24 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     e.reconnect().await?;
     wait_healthy(e, &id, &target).await?;
 
-    // 2. rbd-fuse dies (as with the plugin's container): stats report it.
-    let pids = rbd_fuse_pids(&e.driver.dir);
-    ensure!(pids.len() == 1, "one rbd-fuse expected, found {pids:?}");
-    for pid in pids {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )?;
-    }
-    berth_tests::proc::wait_until("rbd-fuse to die", Duration::from_secs(10), || {
-        rbd_fuse_pids(&e.driver.dir).is_empty()
-    })?;
+    // 2. rbd-fuse dies while the plugin runs (OOM kill): stats report it at once, and the
+    //    plugin's watch re-attaches, re-mounts and re-binds without a restart.
+    kill_rbd_fuse(e)?;
     let st = e.stats(&id, &target).await?;
     let cond = st.volume_condition.context("no condition")?;
     ensure!(cond.abnormal, "dead rbd-fuse must be abnormal: {cond:?}");
     ensure!(cond.message.contains("rbd-fuse"), "{}", cond.message);
+    let t = std::time::Instant::now();
+    wait_healthy(e, &id, &target).await?;
+    eprintln!("repaired while running in {:.1?}", t.elapsed());
+    ensure!(
+        e.driver.log_text().contains("watch: repaired"),
+        "no watch repair logged"
+    );
+    sync_write(&target.join("between"), b"written after the repair")?;
 
-    // 3. The plugin restarts: recovery re-attaches, re-mounts and re-binds.
+    // 3. rbd-fuse dies with the plugin (its container): the restart's recovery repairs.
+    kill_rbd_fuse(e)?;
     e.driver.kill9();
     e.driver.restart().await?;
     e.reconnect().await?;
@@ -105,6 +120,7 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     for (f, want) in [
         ("before", "written before the crash"),
         ("during", "written while the plugin was down"),
+        ("between", "written after the repair"),
         ("after", "written after recovery"),
     ] {
         let got = std::fs::read_to_string(target.join(f))?;

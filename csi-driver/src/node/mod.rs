@@ -89,7 +89,8 @@ impl Node {
     /// Open the state dir and start restart recovery in the background. The locks of every
     /// stashed volume are taken first, so until its recovery is done an RPC for it gets
     /// ABORTED (the sidecars retry) while the plugin already answers Probe and everything
-    /// else — a re-attach can wait ~30 s for a dead client's image lock.
+    /// else — a re-attach can wait ~30 s for a dead client's image lock. The same thread then
+    /// keeps watching the attachments ([`recovery::watch`]).
     pub fn start(config: NodeConfig) -> Result<Node, Error> {
         let store = stash::Store::new(&config.state_dir)?;
         let shared = Arc::new(Shared {
@@ -103,17 +104,18 @@ impl Node {
             .iter()
             .filter_map(|s| shared.locks.try_lock(&s.volume_id).ok())
             .collect();
-        if !guards.is_empty() {
-            let bg = shared.clone();
-            std::thread::Builder::new()
-                .name("node-recovery".into())
-                .spawn(move || {
+        let bg = shared.clone();
+        std::thread::Builder::new()
+            .name("node-recovery".into())
+            .spawn(move || {
+                if !guards.is_empty() {
                     let report = recovery::run(&bg);
                     drop(guards);
                     tracing::info!(volumes = report.len(), "restart recovery done");
-                })
-                .map_err(|e| Error::io("start the recovery thread", e))?;
-        }
+                }
+                recovery::watch(bg);
+            })
+            .map_err(|e| Error::io("start the recovery thread", e))?;
         Ok(Node { shared })
     }
 

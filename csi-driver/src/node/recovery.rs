@@ -19,6 +19,9 @@
 //! only with HostToContainer mount propagation, otherwise the pod has to be restarted (the
 //! abnormal condition says so until then).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::Shared;
 use super::publish::bind;
 use super::request::Access;
@@ -58,6 +61,39 @@ pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, String>)> {
         report.push((id, result.map_err(|e| e.to_string())));
     }
     report
+}
+
+/// How often the running plugin checks its attachments, so a device that breaks while it
+/// runs (rbd-fuse OOM-killed, crashed) is repaired without waiting for a plugin restart. One
+/// check is a statfs and a mount-table read per staged volume.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Repair, as at start, volumes whose device broke while the plugin runs. A volume with an
+/// operation in flight (its lock held) is looked at in the next round. Never returns.
+pub fn watch(node: Arc<Shared>) {
+    loop {
+        std::thread::sleep(WATCH_INTERVAL);
+        for s in node.store.all().into_iter().filter(|s| s.complete) {
+            let Ok(_guard) = node.locks.try_lock(&s.volume_id) else {
+                continue;
+            };
+            // Read again under the lock: an unstage may have finished meanwhile.
+            let Ok(Some(s)) = node.store.load(&s.staging_path) else {
+                continue;
+            };
+            let Some(a) = s.attached.clone().filter(|_| s.complete) else {
+                continue;
+            };
+            if attacher(a.kind).check(&a).is_ok() && staging_mounted(&s, &a.device) {
+                continue;
+            }
+            let id = s.volume_id.clone();
+            match heal(&node, s) {
+                Ok(outcome) => tracing::info!(volume = %id, ?outcome, "watch: repaired"),
+                Err(e) => tracing::error!(volume = %id, "watch: repair failed: {e}"),
+            }
+        }
+    }
 }
 
 fn staging_mounted(s: &Stash, device: &std::path::Path) -> bool {
