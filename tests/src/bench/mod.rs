@@ -4,6 +4,7 @@
 
 pub mod csi;
 pub mod ingress;
+pub mod load;
 pub mod node;
 
 use std::fmt::Write as _;
