@@ -109,9 +109,11 @@ fn scan(
     }
 }
 
-/// Walk the list pools from `token`, collecting up to `max` items; the next token if any.
+/// Walk `pools` from `token`, collecting up to `max` items; the next token if any.
+#[allow(clippy::too_many_arguments)]
 async fn walk<T: Send + 'static>(
     c: &Controller,
+    pools: Vec<(String, String)>,
     kind: Kind,
     token: &str,
     max: usize,
@@ -119,7 +121,6 @@ async fn walk<T: Send + 'static>(
     keep: impl Fn(&str, &Entry) -> bool + Send + Sync + Clone + 'static,
     to_item: impl Fn(&str, &str, &Entry) -> Option<T> + Send + Sync + Clone + 'static,
 ) -> Result<(Vec<T>, String)> {
-    let pools = c.opts().list_pools.clone();
     let mut tok = Token::decode(token, pools.len().max(1))?;
     let mut items = Vec::new();
     while tok.pool < pools.len() {
@@ -176,6 +177,7 @@ pub(super) async fn list_volumes(
     let max = max_entries(req.max_entries)?;
     let (entries, next_token) = walk(
         c,
+        c.opts().list_pools.clone(),
         Kind::Volume,
         &req.starting_token,
         max,
@@ -254,6 +256,11 @@ pub(super) async fn list_snapshots(
             Err(_) => return Ok(ListSnapshotsResponse::default()),
         }
     };
+    // Snapshots of one volume live in that volume's pool, listed or not.
+    let pools = match &source {
+        Some(v) => vec![(v.cluster_id.clone(), v.pool.clone())],
+        None => c.opts().list_pools.clone(),
+    };
     let keep = move |pool: &str, e: &Entry| {
         source
             .as_ref()
@@ -261,6 +268,7 @@ pub(super) async fn list_snapshots(
     };
     let (snaps, next_token) = walk(
         c,
+        pools,
         Kind::Snapshot,
         &req.starting_token,
         max,
