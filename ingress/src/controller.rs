@@ -166,6 +166,10 @@ pub async fn shutdown_signal() {
 }
 
 /// The controller. Returns when `shutdown` resolves (Ok) or nginx dies (Err).
+/// How long a freshly started nginx may take to bind its ports before `run` stops waiting for
+/// it to become ready (it binds in milliseconds; a slow disk or huge config takes longer).
+const NGINX_START_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let listener = TcpListener::bind(opts.metrics_address)
@@ -252,8 +256,18 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     } else {
         let mut s = syncer.nginx().supervisor();
         s.start()?;
+        if !s
+            .wait_listening(&sync_config.render.pid_file(), NGINX_START_TIMEOUT)
+            .await
+        {
+            tracing::warn!("nginx has not written its pid file yet; ready once it reloads");
+        }
         Some(s)
     };
+    // Ready = nginx serves the first config (external nginx: it reloaded in the first sync).
+    if supervisor.as_ref().is_some_and(|s| s.pid() != 0) {
+        metrics.set_ready();
+    }
 
     // A dying master is restarted (supervisor.rs); `run` fails only if that keeps failing.
     let restarts = metrics.clone();

@@ -69,6 +69,11 @@ pub trait Apply: Send {
     fn check(&mut self, text: &str) -> impl Future<Output = Result<(), NginxError>> + Send;
     /// Check, swap in and reload. On `Err(Rejected)` nothing changed.
     fn apply(&mut self, text: &str) -> impl Future<Output = Result<(), NginxError>> + Send;
+    /// Is a master running that serves what `apply` installed? (Before the supervised master
+    /// starts, `apply` only installs the file: not ready yet.)
+    fn serving(&self) -> bool {
+        true
+    }
 }
 
 /// The real nginx.
@@ -222,6 +227,10 @@ impl Apply for Nginx {
     async fn apply(&mut self, text: &str) -> Result<(), NginxError> {
         self.install(text).await?;
         self.reload()
+    }
+
+    fn serving(&self) -> bool {
+        !self.supervised || self.child_pid.load(Ordering::Acquire) != 0
     }
 }
 

@@ -87,6 +87,21 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Wait (up to `timeout`) until the master has written `pid_file`: nginx binds its
+    /// listening sockets before it writes the pid file, so from then on connections are
+    /// accepted. Returns whether it happened.
+    pub async fn wait_listening(&self, pid_file: &std::path::Path, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let want = self.pid().to_string();
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim() == want) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// The running master's pid (0 when none).
     pub fn pid(&self) -> i32 {
         self.pid.load(Ordering::Acquire)

@@ -203,7 +203,9 @@ impl<A: Apply> Syncer<A> {
         match self.timed_apply(&text, h).await {
             Ok(()) => {
                 self.live_hash = Some(h);
-                self.metrics.set_ready();
+                if self.nginx.serving() {
+                    self.metrics.set_ready();
+                }
                 tracing::info!(
                     bytes = text.len(),
                     servers = model.servers.len(),
@@ -258,7 +260,9 @@ impl<A: Apply> Syncer<A> {
         match self.timed_apply(&text, h).await {
             Ok(()) => {
                 self.live_hash = Some(h);
-                self.metrics.set_ready();
+                if self.nginx.serving() {
+                    self.metrics.set_ready();
+                }
                 tracing::info!(
                     bytes = text.len(),
                     "nginx reloaded without the refused objects"

@@ -151,7 +151,10 @@ fn tls() -> Result<()> {
                 .is_ok_and(|v| v == 1.0)
         },
     )?;
-    ensure!(served_serial("secure.test", ctl.https_port)? != "03EA");
+    // The rejection is counted when the objects are translated; the reload follows.
+    wait_until("the default certificate", Duration::from_secs(10), || {
+        served_serial("secure.test", ctl.https_port).is_ok_and(|s| s != "03EA")
+    })?;
     Ok(())
 }
 
