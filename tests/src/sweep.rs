@@ -8,56 +8,12 @@ use std::time::Duration;
 use crate::proc::run_with_timeout;
 use crate::state_root;
 
-/// One line of /proc/self/mountinfo, the fields the harness needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub target: PathBuf,
-    pub fstype: String,
-    pub source: String,
-}
+/// A mount table entry: the driver's own mountinfo parser (one parser for the project).
+pub use berth_csi::mount::mountinfo::MountEntry as Mount;
 
-/// Undo the kernel's octal escapes (`\040` for a space) in mountinfo paths.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            let oct = &field[i + 1..i + 4];
-            if let Ok(v) = u8::from_str_radix(oct, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse mountinfo text.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let target = left.split(' ').nth(4)?;
-            let mut r = right.split(' ');
-            let fstype = r.next()?;
-            let source = r.next()?;
-            Some(Mount {
-                target: PathBuf::from(unescape(target)),
-                fstype: fstype.to_string(),
-                source: unescape(source),
-            })
-        })
-        .collect()
-}
-
+/// The current mount table (empty if it cannot be read).
 pub fn mounts() -> Vec<Mount> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| parse_mountinfo(&t))
-        .unwrap_or_default()
+    berth_csi::mount::mountinfo::read().unwrap_or_default()
 }
 
 /// Loop devices and their backing files, from sysfs.
@@ -247,18 +203,6 @@ fn owner_pid(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_mountinfo_with_escapes() {
-        let text = "36 35 98:0 /mnt1 /mnt\\040with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
-                    40 35 0:51 / /tmp/berth-test/ceph-1-0/fuse/rbd rw shared:9 - fuse.rbd-fuse rbd-fuse rw,user_id=0\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].target, PathBuf::from("/mnt with space"));
-        assert_eq!(m[0].fstype, "ext3");
-        assert_eq!(m[0].source, "/dev/root");
-        assert_eq!(m[1].fstype, "fuse.rbd-fuse");
-    }
 
     #[test]
     fn owner_pid_from_dir_name() {
