@@ -18,7 +18,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const CLUSTER_ID: &str = "berth-local";
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // The runs share the cluster's pool and each checks afterwards that the pool is empty:
+    // one at a time, or one run sees the other's volumes.
+    args.test_threads = Some(1);
     let cluster = match Cluster::start() {
         Ok(c) => Arc::new(c),
         Err(e) => {
