@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Run every test of the workspace (unit, integration with real Ceph/nginx/mounts, end-to-end)
-# and print one closing tally over all test binaries. cargo builds berth-csi and berth-ingress
-# for their packages' own integration tests; the harness in tests/ then starts those executables.
+# Run every test of the workspace (unit, integration with real Ceph/nginx/mounts, end-to-end),
+# then the demo as a smoke test, and print one closing tally over all of them. cargo builds
+# berth-csi and berth-ingress for their packages' own integration tests; the harness in tests/
+# then starts those executables.
 set -uo pipefail
+bin=${CARGO_TARGET_DIR:-target}/debug
 log=$(mktemp /tmp/berth-test-log.XXXXXX)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo
+echo "== demo (smoke test of the README's main job)"
+demo_passed=0 demo_failed=0
+if "$bin/demo"; then demo_passed=1; else demo_failed=1; status=1; fi
 # Leftovers of a crashed binary (mounts, loop devices, daemons) must not outlive the run.
 # (cargo test built testenv; `cargo run` would compile it again with other features)
-"${CARGO_TARGET_DIR:-target}/debug/testenv" sweep || true
-awk '/^test result:/ {
-       for (i = 1; i <= NF; i++) {
-         if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1);
-         if ($(i) ~ /^ignored;?$/) s += $(i-1)
-       }
-     }
-     END { printf "\nall test binaries, %d s:\n%d passed, %d failed, %d skipped\n", '"$(( $(date +%s) - start ))"', p, f, s }' "$log"
+"$bin/testenv" sweep || true
+awk -v dp="$demo_passed" -v df="$demo_failed" -v secs="$(( $(date +%s) - start ))" '
+  /^test result:/ {
+    for (i = 1; i <= NF; i++) {
+      if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1);
+      if ($(i) ~ /^ignored;?$/) s += $(i-1)
+    }
+  }
+  END { printf "\nall test binaries and the demo, %d s:\n%d passed, %d failed, %d skipped\n", secs, p + dp, f + df, s }' "$log"
 exit "$status"
