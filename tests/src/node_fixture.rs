@@ -262,8 +262,22 @@ pub type Case = for<'a> fn(
 /// failure (or always with `BERTH_NODE_LOG=1`), and a final check that nothing of this
 /// process is left on the host (mounts, loop devices, rbd-fuse).
 pub fn run_suite(cases: Vec<(&'static str, Case)>) -> ! {
+    suite(cases, false)
+}
+
+/// [`run_suite`] one case at a time: for cases that crash helpers on purpose (a dead
+/// rbd-fuse stalls I/O on its loop device until the kernel gives up, which can hold up loop
+/// operations of a case running beside it).
+pub fn run_suite_serial(cases: Vec<(&'static str, Case)>) -> ! {
+    suite(cases, true)
+}
+
+fn suite(cases: Vec<(&'static str, Case)>, serial: bool) -> ! {
     use libtest_mimic::{Arguments, Failed, Trial};
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    if serial {
+        args.test_threads = Some(1);
+    }
     let cluster = match Cluster::start() {
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => {

@@ -8,15 +8,18 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use berth_csi::csi::NodeExpandVolumeRequest;
 use berth_csi::csi::volume_capability::access_mode::Mode;
-use berth_tests::node_fixture::{NodeEnv, case, mount_cap, rbd_fuse_pids, run_suite};
+use berth_tests::node_fixture::{NodeEnv, case, mount_cap, rbd_fuse_pids, run_suite_serial};
 use tonic::Code;
 
 fn main() {
-    run_suite(vec![
+    run_suite_serial(vec![
         case(
             "sigkill_and_restart_keep_the_published_volume_working",
             |e| Box::pin(sigkill_restart(e)),
         ),
+        case("sigkill_inside_stage_leaves_nothing_behind", |e| {
+            Box::pin(sigkill_mid_stage(e))
+        }),
         case("xfs_grows_online_with_data_intact", |e| {
             Box::pin(xfs_grow(e))
         }),
@@ -138,6 +141,52 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     let got = std::fs::read_to_string(staging.join("after"))?;
     ensure!(got == "written after recovery", "re-staged: {got:?}");
     e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+/// The plugin dies while NodeStage runs (attach or mkfs): after the restart, recovery undoes
+/// the unfinished stage, kubelet's retry stages cleanly, and unstage leaves nothing.
+async fn sigkill_mid_stage(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("midstage", "1G")?;
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("midstage");
+    let req = e.stage_req(&id, &staging, cap());
+    let mut node = e.csi.node.clone();
+    let call = tokio::spawn(async move { node.node_stage_volume(req).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rbd_fuse_pids(&e.driver.dir).is_empty() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "rbd-fuse never started"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    e.driver.kill9();
+    let _ = call.await;
+    e.driver.restart().await?;
+    e.reconnect().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = e
+            .csi
+            .node
+            .node_stage_volume(e.stage_req(&id, &staging, cap()))
+            .await;
+        match r {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::Aborted && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+    sync_write(&staging.join("ok"), b"staged after a crash")?;
+    e.unstage(&id, &staging).await?;
+    ensure!(
+        e.leftovers().is_empty(),
+        "after unstage: {:?}",
+        e.leftovers()
+    );
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AttachError, Attached, Attacher, Kind, Target, device};
 use crate::mount::{MountError, mountinfo, ops};
-use crate::program::{self, ProgramError, SHORT};
+use crate::program::{self, LONG, ProgramError, SHORT};
 
 /// rbd-fuse's connect + first listing; a cluster that does not answer in this time fails the
 /// stage (kubelet retries) instead of hanging it.
@@ -171,7 +171,46 @@ fn teardown(dir: &Path) {
         tracing::warn!(dir = %dir.display(), "unmount rbd-fuse: {e}");
     }
     stop_processes(dir);
+    // A process that mounted after the unmount above (it was still starting) and was killed
+    // leaves a dead mount behind.
+    let _ = ops::unmount(dir, true);
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Loop devices bound to files under `dir`.
+fn loops_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with("loop"))
+        .map(|n| PathBuf::from(format!("/dev/{n}")))
+        .filter(|d| device::loop_backing_file(d).is_some_and(|b| b.starts_with(dir)))
+        .collect()
+}
+
+/// Undo a fuse attach the stash does not record (the plugin died inside attach): loop
+/// devices bound to files in `<work_dir>/fuse`, the fuse mount, rbd-fuse. Best effort.
+pub fn cleanup_unrecorded(work_dir: &Path) {
+    let dir = work_dir.join("fuse");
+    for dev in loops_under(&dir) {
+        tracing::warn!(device = %dev.display(), "detaching a loop device of an unfinished stage");
+        if let Err(e) = program::run(Command::new("losetup").arg("-d").arg(&dev), SHORT) {
+            tracing::warn!(device = %dev.display(), "losetup -d: {e}");
+        }
+    }
+    // Nothing reads through this rbd-fuse: ask it to leave (it unmounts on SIGTERM).
+    for pid in processes_with_arg(&dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if dir.exists() {
+        teardown(&dir);
+    }
 }
 
 fn spawn(t: &Target<'_>, dir: &Path, log_path: &Path) -> Result<Child, AttachError> {
@@ -219,7 +258,7 @@ impl Attacher for Fuse {
         let dir = t.work_dir.join("fuse");
         if mountinfo::is_mounted(&dir) {
             // Left by an earlier life of this staging (a crash mid-stage).
-            teardown(&dir);
+            cleanup_unrecorded(t.work_dir);
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| AttachError::io(format!("create {}", dir.display()), e))?;
@@ -240,11 +279,13 @@ impl Attacher for Fuse {
             })
             .map_err(|e| AttachError::io("spawn reaper thread", e))?;
         let file = dir.join(t.image);
+        // LONG: binding the file makes the kernel flush and validate loop state, which can
+        // wait behind another loop device whose rbd-fuse died.
         let device = match program::run(
             Command::new("losetup")
                 .args(["--find", "--show"])
                 .arg(&file),
-            SHORT,
+            LONG,
         ) {
             Ok(out) => PathBuf::from(out.trim()),
             Err(e) => {

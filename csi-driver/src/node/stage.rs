@@ -14,7 +14,7 @@ use super::Shared;
 use super::request::{Access, Capability};
 use super::stash::{Stash, VERSION};
 use crate::attach::client::ClientFiles;
-use crate::attach::{Attached, Mounter, Target, attacher, device};
+use crate::attach::{Attached, Kind, Mounter, Target, attacher, device, fuse};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::mount::format::{self, Content};
@@ -251,8 +251,13 @@ pub(super) fn teardown(node: &Shared, s: &Stash) -> Result<(), Error> {
     if matches!(s.capability.access, Access::Mount { .. }) {
         ops::unmount(&s.staging_path, false)?;
     }
-    if let Some(a) = &s.attached {
-        attacher(a.kind).detach(a)?;
+    match &s.attached {
+        Some(a) => attacher(a.kind).detach(a)?,
+        // The plugin died inside attach: rbd-fuse and a loop device may exist unrecorded.
+        None if s.mounter == Kind::Fuse => {
+            fuse::cleanup_unrecorded(&node.store.dir(&s.staging_path))
+        }
+        None => {}
     }
     node.store.remove(&s.staging_path)
 }
