@@ -26,7 +26,8 @@ demo:
 	bash tests/scripts/demo.sh
 
 bench: deps
-	cargo run --release -p berth-tests --bin bench -- all
+	cargo build --release --workspace --bins
+	target/release/bench all
 
 clean-env:
 	cargo run -q -p berth-tests --bin testenv -- sweep

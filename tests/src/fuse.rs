@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use crate::ceph::Cluster;
 use crate::proc::{require, run, spawn_tied, wait_until};
 
+/// How long a busy fuse mount may take to become free after its loop device is detached.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
 /// An image attached through rbd-fuse + loop. Drop unmounts filesystems on the device,
 /// detaches the loop device, unmounts the fuse mount and stops rbd-fuse.
 #[derive(Debug)]
@@ -72,7 +75,12 @@ impl Attachment {
                 first_err.get_or_insert(e);
             }
         }
-        if let Err(e) = run(Command::new("umount").arg(&self.fuse_dir)) {
+        // The kernel may release the loop device's hold on the file a moment after
+        // `losetup -d` returns: retry "target is busy" briefly.
+        let unmounted = wait_until("the fuse mount to be free", BUSY_WAIT, || {
+            run(Command::new("umount").arg(&self.fuse_dir)).is_ok()
+        });
+        if let Err(e) = unmounted {
             first_err.get_or_insert(e);
         }
         let _ = child.kill();

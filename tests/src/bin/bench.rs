@@ -1,6 +1,6 @@
-//! berth benchmarks: `bench csi` (more subjects can be added in `berth_tests::bench`).
+//! berth benchmarks: `bench csi|node|ingress|all` (subjects live in `berth_tests::bench`).
 //! Prints a table, or one JSON object with `--json`. Build the binaries under test first
-//! (`cargo build --release -p berth-csi`): the harness finds them next to this executable.
+//! (`cargo build --release --workspace --bins`): the harness finds them next to this executable.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +24,8 @@ enum Subject {
     /// berth-ingress: render 10k routes, RSS with 10k Ingresses, change -> served, reload
     /// coalescing, failed requests under wrk load during 100 reloads.
     Ingress,
+    /// All of the above, one after the other.
+    All,
 }
 
 fn main() -> Result<()> {
@@ -31,15 +33,32 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (name, figures) = match args.subject {
-        Subject::Csi => ("csi", rt.block_on(berth_tests::bench::csi::run())?),
-        Subject::Node => ("node", rt.block_on(berth_tests::bench::node::run())?),
-        Subject::Ingress => ("ingress", berth_tests::bench::ingress::run()?),
+    let subjects: &[&str] = match args.subject {
+        Subject::Csi => &["csi"],
+        Subject::Node => &["node"],
+        Subject::Ingress => &["ingress"],
+        Subject::All => &["csi", "node", "ingress"],
     };
+    let mut json = serde_json::Map::new();
+    for &name in subjects {
+        let figures = match name {
+            "csi" => rt.block_on(berth_tests::bench::csi::run())?,
+            "node" => rt.block_on(berth_tests::bench::node::run())?,
+            _ => berth_tests::bench::ingress::run()?,
+        };
+        if args.json {
+            json.insert(name.into(), berth_tests::bench::json(name, &figures));
+        } else {
+            print!("{}", berth_tests::bench::table(name, &figures));
+        }
+    }
     if args.json {
-        println!("{}", berth_tests::bench::json(name, &figures));
-    } else {
-        print!("{}", berth_tests::bench::table(name, &figures));
+        // One subject: its object as before; several: {"csi": {...}, "node": {...}, ...}.
+        let out = match subjects {
+            [one] => json.remove(*one).unwrap_or_default(),
+            _ => serde_json::Value::Object(json),
+        };
+        println!("{out}");
     }
     Ok(())
 }

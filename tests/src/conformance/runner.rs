@@ -144,8 +144,8 @@ pub async fn run(config: Config) -> Result<Report> {
                 println!("failed: {}", r.name);
             }
         }
+        println!("{}", report.summary());
     }
-    println!("{}", report.summary());
     Ok(report)
 }
 
