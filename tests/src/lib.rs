@@ -11,6 +11,7 @@
 //! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
 //! - [`node_fixture`]: node tests' and bench's driver + cluster fixture, leftover listing.
 //! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
+//! - [`suite`]: the `main` of a test binary sharing one cluster, with the leftover check.
 //! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
 //!
 //! Everything a test creates lives under [`state_root`]`/<kind>-<pid>-<n>`; a guard's Drop
@@ -27,6 +28,7 @@ pub mod ingress_ctl;
 pub mod nginx;
 pub mod node_fixture;
 pub mod proc;
+pub mod suite;
 pub mod sweep;
 
 use std::path::PathBuf;

@@ -225,21 +225,6 @@ pub fn leftovers_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Leftovers under every state directory this test process created (`<kind>-<pid>-<n>`),
-/// ignoring other test binaries running at the same time.
-pub fn leftovers_of_this_process() -> Vec<String> {
-    let mine = format!("-{}-", std::process::id());
-    let root = crate::state_root();
-    leftovers_under(&root)
-        .into_iter()
-        .filter(|l| {
-            l.split(root.to_str().unwrap_or("/tmp/berth-test"))
-                .nth(1)
-                .is_some_and(|rest| rest.split('/').nth(1).is_some_and(|d| d.contains(&mine)))
-        })
-        .collect()
-}
-
 /// Pids of rbd-fuse processes serving something under `dir`.
 pub fn rbd_fuse_pids(dir: &Path) -> Vec<i32> {
     sweep::processes_using(dir)
@@ -273,35 +258,18 @@ pub fn run_suite_serial(cases: Vec<(&'static str, Case)>) -> ! {
 }
 
 fn suite(cases: Vec<(&'static str, Case)>, serial: bool) -> ! {
-    use libtest_mimic::{Arguments, Failed, Trial};
-    let mut args = Arguments::from_args();
-    if serial {
-        args.test_threads = Some(1);
-    }
-    let cluster = match Cluster::start() {
-        Ok(c) => std::sync::Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
-    let trials = cases
-        .into_iter()
-        .map(|(name, f)| {
-            let c = cluster.clone();
-            Trial::test(name, move || {
-                run_case(&c, f).map_err(|e| Failed::from(format!("{e:#}")))
+    use libtest_mimic::{Failed, Trial};
+    crate::suite::run_with_cluster(serial, |cluster| {
+        cases
+            .into_iter()
+            .map(|(name, f)| {
+                let c = cluster.clone();
+                Trial::test(name, move || {
+                    run_case(&c, f).map_err(|e| Failed::from(format!("{e:#}")))
+                })
             })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    let left = leftovers_of_this_process();
-    if !left.is_empty() {
-        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
-        std::process::exit(1);
-    }
-    conclusion.exit()
+            .collect()
+    })
 }
 
 fn run_case(cluster: &Cluster, f: Case) -> Result<()> {

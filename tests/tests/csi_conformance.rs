@@ -6,42 +6,29 @@
 //! `CONFORMANCE_FILTER=node/` narrows the run; `CONFORMANCE_SIZE` overrides the 10 GiB size.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use berth_tests::ceph::Cluster;
 use berth_tests::conformance::config::SecretFor;
 use berth_tests::conformance::{AccessType, Config};
 use berth_tests::driver::Driver;
-use libtest_mimic::{Arguments, Failed, Trial};
+use berth_tests::suite::{run_with_cluster, trial};
 
 const CLUSTER_ID: &str = "berth-local";
 
 fn main() {
-    let mut args = Arguments::from_args();
     // The runs share the cluster's pool and each checks afterwards that the pool is empty:
-    // one at a time, or one run sees the other's volumes.
-    args.test_threads = Some(1);
-    let cluster = match Cluster::start() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
-    let trial = |name: &str, access: AccessType| {
-        let c = cluster.clone();
-        Trial::test(name, move || {
-            suite(&c, access).map_err(|e| Failed::from(format!("{e:#}")))
-        })
-    };
-    let trials = vec![
-        trial("berth_csi_conforms_mount", AccessType::Mount),
-        trial("berth_csi_conforms_block", AccessType::Block),
-    ];
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    conclusion.exit();
+    // one at a time (serial), or one run sees the other's volumes.
+    run_with_cluster(true, |c| {
+        vec![
+            trial("berth_csi_conforms_mount", c, |c| {
+                suite(c, AccessType::Mount)
+            }),
+            trial("berth_csi_conforms_block", c, |c| {
+                suite(c, AccessType::Block)
+            }),
+        ]
+    })
 }
 
 /// The secrets file csi-sanity would get: every section holds the CSI user's credentials.

@@ -14,23 +14,9 @@ mod resilience;
 #[path = "csi_controller/snapshots.rs"]
 mod snapshots;
 
-use std::sync::Arc;
-
-use anyhow::Result;
-use berth_tests::ceph::Cluster;
-use libtest_mimic::{Arguments, Failed, Trial};
-
-type Case = fn(&Cluster) -> Result<()>;
+use berth_tests::suite::{Case, run_with_cluster, trial};
 
 fn main() {
-    let args = Arguments::from_args();
-    let cluster = match Cluster::start() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
     let cases: Vec<(&str, Case)> = vec![
         (
             "create_delete_idempotent_10x",
@@ -79,16 +65,10 @@ fn main() {
             resilience::secrets_hidden,
         ),
     ];
-    let trials = cases
-        .into_iter()
-        .map(|(name, f)| {
-            let c = cluster.clone();
-            Trial::test(name, move || {
-                f(&c).map_err(|e| Failed::from(format!("{e:#}")))
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    conclusion.exit();
+    run_with_cluster(false, |c| {
+        cases
+            .into_iter()
+            .map(|(name, f)| trial(name, c, f))
+            .collect()
+    })
 }

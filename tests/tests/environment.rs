@@ -2,61 +2,30 @@
 //! nginx, the berth-csi binary over its socket, and the leftover sweep.
 //! One cluster is shared by the cases of this binary and removed before it exits.
 
-use std::process::Command;
-use std::sync::Arc;
-
 use anyhow::{Context, Result, ensure};
 use berth_tests::ceph::Cluster;
 use berth_tests::driver::Driver;
 use berth_tests::fuse::{Attachment, MountGuard};
 use berth_tests::nginx::{Nginx, http_get};
 use berth_tests::proc::run;
+use berth_tests::suite::{plain, run_with_cluster, trial};
 use berth_tests::sweep;
-use libtest_mimic::{Arguments, Failed, Trial};
+use std::process::Command;
 
 fn main() {
-    let args = Arguments::from_args();
-    let cluster = match Cluster::start() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
-    eprintln!(
-        "ceph cluster up in {:.2?} ({})",
-        cluster.started_in, cluster.mon_addr
-    );
-    let with = |name: &str, f: fn(&Cluster) -> Result<()>| {
-        let c = cluster.clone();
-        Trial::test(name, move || {
-            f(&c).map_err(|e| Failed::from(format!("{e:#}")))
-        })
-    };
-    let trials = vec![
-        with(
-            "ceph_image_lifecycle_as_restricted_client",
-            ceph_image_lifecycle,
-        ),
-        with("fuse_loop_ext4_data_survives_reattach", fuse_reattach),
-        Trial::test("nginx_serves_reloads_serves", || plain(nginx_reload)),
-        Trial::test("berth_csi_binary_answers_identity", || plain(csi_identity)),
-        Trial::test("sweep_removes_leftovers_of_dead_runs", || {
-            plain(sweep_leftovers)
-        }),
-    ];
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    let leftovers = sweep::own_leftovers();
-    if !leftovers.is_empty() {
-        eprintln!("left behind on the host: {leftovers:#?}");
-        std::process::exit(1);
-    }
-    conclusion.exit();
-}
-
-fn plain(f: fn() -> Result<()>) -> Result<(), Failed> {
-    f().map_err(|e| Failed::from(format!("{e:#}")))
+    run_with_cluster(false, |c| {
+        vec![
+            trial(
+                "ceph_image_lifecycle_as_restricted_client",
+                c,
+                ceph_image_lifecycle,
+            ),
+            trial("fuse_loop_ext4_data_survives_reattach", c, fuse_reattach),
+            plain("nginx_serves_reloads_serves", nginx_reload),
+            plain("berth_csi_binary_answers_identity", csi_identity),
+            plain("sweep_removes_leftovers_of_dead_runs", sweep_leftovers),
+        ]
+    })
 }
 
 fn ceph_image_lifecycle(c: &Cluster) -> Result<()> {
