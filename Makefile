@@ -20,7 +20,7 @@ lint: deps
 # so nothing is compiled twice).
 test: lint
 	bash tests/scripts/test.sh
-	bash tests/scripts/check-dockerfile.sh target/debug
+	bash tests/scripts/check-dockerfile.sh "$${CARGO_TARGET_DIR:-target}/debug"
 
 demo:
 	bash tests/scripts/demo.sh

@@ -149,11 +149,16 @@ fn sweep_leftovers() -> Result<()> {
     run(Command::new("mount")
         .args(["-t", "tmpfs", "tmpfs"])
         .arg(dir.join("mnt")))?;
-    // A process whose command line names the directory, like a leftover daemon.
-    let mut holder = Command::new("sh")
-        .arg("-c")
-        .arg("sleep 300; : \"$0\"")
-        .arg(&dir)
+    // One process whose command line names the directory and holds a file in it, like a
+    // leftover daemon (no shell: a shell's children would not name the directory). Its output
+    // goes nowhere, so even a leaked one could not hold the test runner's pipe open.
+    std::fs::write(dir.join("marker"), "")?;
+    let mut holder = Command::new("tail")
+        .arg("-f")
+        .arg(dir.join("marker"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()?;
     sweep::leftovers();
     ensure!(!dir.exists(), "leftover dir still there");
