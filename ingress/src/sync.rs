@@ -192,20 +192,9 @@ impl<A: Apply> Syncer<A> {
         full_hash: [u8; 32],
         known: Vec<Culprit>,
     ) -> Outcome {
-        let h = hash(&text);
-        if self.live_hash == Some(h) {
-            self.metrics
-                .unchanged_renders
-                .fetch_add(1, Ordering::Relaxed);
-            return Outcome::Unchanged;
-        }
-        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-        match self.timed_apply(&text, h).await {
-            Ok(()) => {
-                self.live_hash = Some(h);
-                if self.nginx.serving() {
-                    self.metrics.set_ready();
-                }
+        match self.reload_if_changed(&text).await {
+            Ok(false) => Outcome::Unchanged,
+            Ok(true) => {
                 tracing::info!(
                     bytes = text.len(),
                     servers = model.servers.len(),
@@ -248,21 +237,30 @@ impl<A: Apply> Syncer<A> {
         }
     }
 
-    async fn apply_reduced(&mut self, text: String) -> Outcome {
-        let h = hash(&text);
+    /// Reload nginx with `text` unless it already serves exactly that: Ok(false) when
+    /// unchanged, Ok(true) when reloaded (then it is the live config, and ready once a master
+    /// serves it). Failures are the caller's to count and report.
+    async fn reload_if_changed(&mut self, text: &str) -> Result<bool, NginxError> {
+        let h = hash(text);
         if self.live_hash == Some(h) {
             self.metrics
                 .unchanged_renders
                 .fetch_add(1, Ordering::Relaxed);
-            return Outcome::Unchanged;
+            return Ok(false);
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-        match self.timed_apply(&text, h).await {
-            Ok(()) => {
-                self.live_hash = Some(h);
-                if self.nginx.serving() {
-                    self.metrics.set_ready();
-                }
+        self.timed_apply(text, h).await?;
+        self.live_hash = Some(h);
+        if self.nginx.serving() {
+            self.metrics.set_ready();
+        }
+        Ok(true)
+    }
+
+    async fn apply_reduced(&mut self, text: String) -> Outcome {
+        match self.reload_if_changed(&text).await {
+            Ok(false) => Outcome::Unchanged,
+            Ok(true) => {
                 tracing::info!(
                     bytes = text.len(),
                     "nginx reloaded without the refused objects"
