@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use berth_csi::csi::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use berth_csi::csi::{CapacityRange, CreateVolumeRequest, VolumeCapability};
 
-use super::{Figure, Figures, percentile};
+use super::{Figures, figure, percentile};
 use crate::ceph::Cluster;
 use crate::driver::Driver;
 
@@ -53,22 +53,6 @@ fn rss_mib(pid: u32) -> Result<(f64, f64, f64)> {
             / 1024.0
     };
     Ok((field("VmRSS:"), field("VmHWM:"), field("RssAnon:")))
-}
-
-fn goal(
-    key: &'static str,
-    value: f64,
-    unit: &'static str,
-    goal: &'static str,
-    met: Option<bool>,
-) -> Figure {
-    Figure {
-        key,
-        value,
-        unit,
-        goal,
-        met,
-    }
 }
 
 pub async fn run() -> Result<Figures> {
@@ -130,41 +114,41 @@ pub async fn run() -> Result<Figures> {
     let ratio = p50 / cli50;
     let rate = BURST as f64 / secs;
     Ok(vec![
-        goal("create_volume_p50_ms", p50, "ms", "", None),
-        goal("create_volume_p99_ms", p99, "ms", "", None),
-        goal("rbd_create_cli_p50_ms", cli50, "ms", "", None),
-        goal(
+        figure("create_volume_p50_ms", p50, "ms", "", None),
+        figure("create_volume_p99_ms", p99, "ms", "", None),
+        figure("rbd_create_cli_p50_ms", cli50, "ms", "", None),
+        figure(
             "create_p50_over_cli_p50",
             ratio,
             "ratio",
             "<= 0.5",
             Some(ratio <= 0.5),
         ),
-        goal(
+        figure(
             "burst_100_volumes_per_s",
             rate,
             "vol/s",
             ">= 20",
             Some(rate >= 20.0),
         ),
-        goal(
+        figure(
             "burst_100_errors",
             errors as f64,
             "",
             "== 0",
             Some(errors == 0),
         ),
-        goal(
+        figure(
             "burst_100_images_created",
             created as f64,
             "",
             "== 100",
             Some(created == BURST),
         ),
-        goal("rss_idle_mib", idle, "MiB", "<= 20", Some(idle <= 20.0)),
-        goal("rss_peak_mib", peak, "MiB", "<= 60", Some(peak <= 60.0)),
+        figure("rss_idle_mib", idle, "MiB", "<= 20", Some(idle <= 20.0)),
+        figure("rss_peak_mib", peak, "MiB", "<= 60", Some(peak <= 60.0)),
         // Of the idle RSS, what is private (the rest is librados/librbd/libceph-common pages
         // shared with the page cache).
-        goal("rss_idle_anon_mib", idle_anon, "MiB", "", None),
+        figure("rss_idle_anon_mib", idle_anon, "MiB", "", None),
     ])
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use super::{Figure, Figures, percentile};
+use super::{Figures, figure, percentile};
 use crate::backend::Backend;
 use crate::nginx::http_get;
 use crate::proc::{free_port, spawn_tied, wait_until};
@@ -162,22 +162,6 @@ fn ingress(name: &str, host: &str, path: &str, port: u16) -> Value {
            "spec": {"ingressClassName": "berth", "rules": [{"host": host, "http": {"paths": [
                {"path": path, "pathType": "Prefix",
                 "backend": {"service": {"name": "web", "port": {"number": port}}}}]}}]}})
-}
-
-fn figure(
-    key: &'static str,
-    value: f64,
-    unit: &'static str,
-    goal: &'static str,
-    met: Option<bool>,
-) -> Figure {
-    Figure {
-        key,
-        value,
-        unit,
-        goal,
-        met,
-    }
 }
 
 /// Best of 5 renders of 10 000 routes, in milliseconds (translation not included).

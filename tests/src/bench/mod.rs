@@ -21,6 +21,23 @@ pub struct Figure {
     pub met: Option<bool>,
 }
 
+/// A figure: `key` = `value` `unit`, against `goal` (met or not; None when there is no goal).
+pub fn figure(
+    key: &'static str,
+    value: f64,
+    unit: &'static str,
+    goal: &'static str,
+    met: Option<bool>,
+) -> Figure {
+    Figure {
+        key,
+        value,
+        unit,
+        goal,
+        met,
+    }
+}
+
 pub type Figures = Vec<Figure>;
 
 /// Percentile (0..=100) of unsorted samples.
