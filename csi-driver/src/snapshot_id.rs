@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::volume_id::{MAX_ID_LEN, NotOurs, take_field};
+use crate::volume_id::{NotOurs, decode_parts, encode_parts};
 
 const VERSION: &str = "s001";
 
@@ -38,39 +38,16 @@ impl SnapshotId {
 
     /// Encode; `None` when a part is empty/non-ASCII or the result exceeds 128 bytes.
     pub fn encode(&self) -> Option<String> {
-        let parts = [&self.cluster_id, &self.pool, &self.image, &self.snap];
-        if parts
-            .iter()
-            .any(|p| p.is_empty() || !p.is_ascii() || p.len() > 0xffff)
-        {
-            return None;
-        }
-        let s = format!(
-            "{VERSION}-{:04x}-{}-{:04x}-{}-{:04x}-{}-{}",
-            self.cluster_id.len(),
-            self.cluster_id,
-            self.pool.len(),
-            self.pool,
-            self.image.len(),
-            self.image,
-            self.snap
-        );
-        (s.len() <= MAX_ID_LEN).then_some(s)
+        encode_parts(
+            VERSION,
+            &[&self.cluster_id, &self.pool, &self.image],
+            &self.snap,
+        )
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let bad = || NotOurs(id.to_string());
-        if id.len() > MAX_ID_LEN || !id.is_ascii() {
-            return Err(bad());
-        }
-        let rest = id.strip_prefix(VERSION).and_then(|r| r.strip_prefix('-'));
-        let rest = rest.ok_or_else(bad)?;
-        let (cluster_id, rest) = take_field(rest).ok_or_else(bad)?;
-        let (pool, rest) = take_field(rest).ok_or_else(bad)?;
-        let (image, snap) = take_field(rest).ok_or_else(bad)?;
-        if snap.is_empty() {
-            return Err(bad());
-        }
+        let ([cluster_id, pool, image], snap) =
+            decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
         Ok(SnapshotId::new(cluster_id, pool, image, snap))
     }
 }

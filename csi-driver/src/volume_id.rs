@@ -45,42 +45,54 @@ impl VolumeId {
 
     /// Encode; `None` when the result would exceed the CSI limit or a part is empty.
     pub fn encode(&self) -> Option<String> {
-        let parts = [&self.cluster_id, &self.pool, &self.image];
-        if parts.iter().any(|p| p.is_empty() || !p.is_ascii()) {
-            return None;
-        }
-        if self.cluster_id.len() > 0xffff || self.pool.len() > 0xffff {
-            return None;
-        }
-        let s = format!(
-            "{VERSION}-{:04x}-{}-{:04x}-{}-{}",
-            self.cluster_id.len(),
-            self.cluster_id,
-            self.pool.len(),
-            self.pool,
-            self.image
-        );
-        (s.len() <= MAX_ID_LEN).then_some(s)
+        encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image)
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let bad = || NotOurs(id.to_string());
-        if id.len() > MAX_ID_LEN || !id.is_ascii() {
-            return Err(bad());
-        }
-        let rest = id.strip_prefix(VERSION).and_then(|r| r.strip_prefix('-'));
-        let rest = rest.ok_or_else(bad)?;
-        let (cluster_id, rest) = take_field(rest).ok_or_else(bad)?;
-        let (pool, image) = take_field(rest).ok_or_else(bad)?;
-        if image.is_empty() {
-            return Err(bad());
-        }
+        let ([cluster_id, pool], image) =
+            decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
         Ok(VolumeId::new(cluster_id, pool, image))
     }
 }
 
+/// The codec shared by volume and snapshot IDs:
+/// `<version>-<LLLL>-<field>-…-<LLLL>-<field>-<tail>`, every field length-prefixed (4 lowercase
+/// hex digits), the tail taking the rest. `None` when a part is empty or not ASCII, a field is
+/// longer than 0xffff, or the result exceeds [`MAX_ID_LEN`].
+pub(crate) fn encode_parts(version: &str, fields: &[&str], tail: &str) -> Option<String> {
+    let all = fields.iter().chain(std::iter::once(&tail));
+    if all.clone().any(|p| p.is_empty() || !p.is_ascii()) || fields.iter().any(|f| f.len() > 0xffff)
+    {
+        return None;
+    }
+    let mut s = String::from(version);
+    for f in fields {
+        s.push_str(&format!("-{:04x}-{f}", f.len()));
+    }
+    s.push('-');
+    s.push_str(tail);
+    (s.len() <= MAX_ID_LEN).then_some(s)
+}
+
+/// Inverse of [`encode_parts`]: the `N` fields and the (non-empty) tail, or `None` for anything
+/// this driver could not have issued.
+pub(crate) fn decode_parts<'a, const N: usize>(
+    id: &'a str,
+    version: &str,
+) -> Option<([&'a str; N], &'a str)> {
+    if id.len() > MAX_ID_LEN || !id.is_ascii() {
+        return None;
+    }
+    let mut rest = id.strip_prefix(version)?.strip_prefix('-')?;
+    let mut fields = [""; N];
+    for f in &mut fields {
+        (*f, rest) = take_field(rest)?;
+    }
+    (!rest.is_empty()).then_some((fields, rest))
+}
+
 /// `LLLL-<value>-<rest>` -> (value, rest).
-pub(crate) fn take_field(s: &str) -> Option<(&str, &str)> {
+fn take_field(s: &str) -> Option<(&str, &str)> {
     let (len_hex, rest) = s.split_at_checked(4)?;
     if !len_hex
         .bytes()
