@@ -53,14 +53,19 @@ impl Token {
             return Err(bad());
         };
         let pool: usize = idx.parse().map_err(|_| bad())?;
-        if pool >= pools || hex.len() % 2 != 0 {
+        // Only ASCII hex digits, two per byte: anything else (a sign, multi-byte text) was
+        // not issued by us, and byte-pair slicing below is safe only on ASCII.
+        if pool >= pools || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
-        let bytes = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-            .collect::<std::result::Result<Vec<u8>, _>>()
-            .map_err(|_| bad())?;
+        let bytes = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| {
+                let digits = std::str::from_utf8(pair).map_err(|_| bad())?;
+                u8::from_str_radix(digits, 16).map_err(|_| bad())
+            })
+            .collect::<Result<Vec<u8>>>()?;
         Ok(Token {
             pool,
             after: String::from_utf8(bytes).map_err(|_| bad())?,
@@ -340,6 +345,10 @@ mod tests {
             "v2.0.",
             "v1.0.41.1",
             "v1.-1.",
+            // multi-byte text where hex digits belong (once panicked the handler)
+            "v1.0.a\u{e9}b",
+            "v1.0.\u{e9}",
+            "v1.0.+1",
         ] {
             let e = Token::decode(bad, 2).unwrap_err();
             assert_eq!(e.code(), tonic::Code::Aborted, "{bad}");
