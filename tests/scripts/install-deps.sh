@@ -11,6 +11,9 @@ PACKAGES=(
   e2fsprogs xfsprogs util-linux fuse3 kmod
   # the ingress side: nginx, and HTTP clients/load for tests and benchmarks
   nginx curl wrk openssl
+  # the Kubernetes tests: etcd for the control plane (kube-apiserver & co. are built from Go
+  # modules by tests/scripts/build-k8s-tools.sh), iproute2 for the ingress backends' netns
+  etcd-server iproute2
   # build
   pkg-config gcc make ca-certificates python3
 )
@@ -41,3 +44,9 @@ if ! command -v cargo >/dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] || { echo "install-deps: no Rust toolchain (cargo) found" >&2; exit 1; }
 fi
 echo "install-deps: all packages present" >&2
+
+# The Go tools of the Kubernetes tests (kube-apiserver, csi-sanity, the CSI sidecars), built from
+# the Go module proxy at the versions tests/tools pins; cached by version, so a warm run only checks.
+t=$(date +%s)
+bash "$(dirname "$0")/build-k8s-tools.sh" >/dev/null
+echo "install-deps: Go tools ready in $(( $(date +%s) - t )) s" >&2

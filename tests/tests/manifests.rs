@@ -406,3 +406,20 @@ fn csi_node_plugin_has_what_attach_and_mount_need() {
         );
     }
 }
+
+/// The CSI sidecar images deploy/ pins are the versions the Kubernetes tests build and run
+/// (tests/tools/tools.txt): what CI checks is what users deploy.
+#[test]
+fn sidecar_images_are_the_versions_the_tests_run() {
+    let mut checked = 0;
+    for (file, c) in containers_of("registry.k8s.io/sig-storage/") {
+        let image = c.image.unwrap_or_default();
+        let (repo, tag) = image.rsplit_once(':').expect("tagged image");
+        let name = repo.rsplit('/').next().unwrap();
+        if let Some(pinned) = berth_tests::tools::version(name) {
+            assert_eq!(tag, pinned, "{}: {image}", file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "provisioner, resizer, snapshotter at least");
+}
