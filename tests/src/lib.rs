@@ -11,6 +11,8 @@
 //! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
 //! - [`node_fixture`]: node tests' and bench's driver + cluster fixture, leftover listing.
 //! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
+//! - [`k8s`]: a real control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1.
+//! - [`tools`]: the pinned Go tools (Kubernetes, csi-sanity, CSI sidecars) and their cached binaries.
 //! - [`suite`]: the `main` of a test binary sharing one cluster, with the leftover check.
 //! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
 //!
@@ -25,11 +27,13 @@ pub mod csi_client;
 pub mod driver;
 pub mod fuse;
 pub mod ingress_ctl;
+pub mod k8s;
 pub mod nginx;
 pub mod node_fixture;
 pub mod proc;
 pub mod suite;
 pub mod sweep;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

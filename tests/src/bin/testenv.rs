@@ -6,12 +6,15 @@
 //! testenv env    print the env file of the running environment
 //! testenv down   stop it and remove every trace (mounts, loop devices, daemons, files)
 //! testenv sweep  remove leftovers of crashed test runs
+//! testenv k8s up|down   a Kubernetes control plane (etcd, kube-apiserver,
+//!                kube-controller-manager) on 127.0.0.1; `up` prints KUBECONFIG
 //! ```
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use berth_tests::ceph::{Cluster, Lifetime, write_private};
+use berth_tests::k8s::ControlPlane;
 use clap::{Parser, Subcommand};
 
 /// The clusterID the generated files use.
@@ -37,6 +40,17 @@ enum Cmd {
     Env,
     Down,
     Sweep,
+    /// A Kubernetes control plane in <dir>/k8s (built by tests/scripts/build-k8s-tools.sh).
+    K8s {
+        #[command(subcommand)]
+        cmd: K8sCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum K8sCmd {
+    Up,
+    Down,
 }
 
 fn main() -> Result<()> {
@@ -61,6 +75,21 @@ fn main() -> Result<()> {
             eprintln!("environment in {} removed", cli.dir.display());
         }
         Cmd::Sweep => berth_tests::sweep::leftovers(),
+        Cmd::K8s { cmd: K8sCmd::Up } => {
+            let dir = cli.dir.join("k8s");
+            std::fs::create_dir_all(&cli.dir)?;
+            let cp = ControlPlane::start_in(dir, Lifetime::Detached)?;
+            eprintln!(
+                "kubernetes control plane up in {:.2?} at {}",
+                cp.started_in, cp.server
+            );
+            println!("export KUBECONFIG={}", cp.kubeconfig.display());
+        }
+        Cmd::K8s { cmd: K8sCmd::Down } => {
+            let dir = cli.dir.join("k8s");
+            berth_tests::sweep::directory(&dir);
+            eprintln!("control plane in {} removed", dir.display());
+        }
     }
     Ok(())
 }
