@@ -18,10 +18,14 @@ impl Controller {
             T::CreateDeleteSnapshot,
             T::CloneVolume,
             T::ExpandVolume,
-            T::ListSnapshots,
             T::GetSnapshot,
             T::SingleNodeMultiWriter,
         ];
+        // Listing all snapshots covers the pools --list-pools names; without any it would
+        // answer an empty list, so it is not advertised (ListSnapshots carries secrets).
+        if !self.opts().list_pools.is_empty() {
+            types.push(T::ListSnapshots);
+        }
         // Calls without secrets need the controller's own credentials.
         if self.opts().controller_creds.is_some() {
             types.push(T::GetCapacity);
@@ -208,5 +212,36 @@ impl controller_server::Controller for Controller {
         _req: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
         unimplemented("ControllerModifyVolume")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csc::rpc::Type as T;
+
+    fn advertised(opts: super::super::Options) -> Vec<T> {
+        Controller::new(opts)
+            .capabilities()
+            .into_iter()
+            .filter_map(|c| match c.r#type {
+                Some(csc::Type::Rpc(r)) => T::try_from(r.r#type).ok(),
+                None => None,
+            })
+            .collect()
+    }
+
+    /// An RPC that would answer empty for want of a flag is not advertised: listing every
+    /// snapshot needs the pools `--list-pools` names (csi-sanity's ListSnapshots cases failed).
+    #[test]
+    fn list_snapshots_is_advertised_only_with_list_pools() {
+        let caps = advertised(Default::default());
+        assert!(!caps.contains(&T::ListSnapshots), "{caps:?}");
+        assert!(caps.contains(&T::GetSnapshot), "{caps:?}");
+        let caps = advertised(super::super::Options {
+            list_pools: vec![("c".into(), "p".into())],
+            ..Default::default()
+        });
+        assert!(caps.contains(&T::ListSnapshots), "{caps:?}");
     }
 }
