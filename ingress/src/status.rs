@@ -1,11 +1,19 @@
 //! Ingress status and leader election.
 //!
-//! Only one replica writes `status.loadBalancer.ingress` of the Ingresses we own: the holder
-//! of the `coordination.k8s.io/v1` Lease named by `--election-id` in the controller's
-//! namespace. Election ([`decide`], pure): no Lease -> create it; ours -> renew; held by
-//! nobody or not renewed for `leaseDurationSeconds` -> take over (transitions + 1); else
-//! follow. Writes go through `replace` with the resourceVersion we read, so two replicas
-//! racing for an expired Lease cannot both win (the loser gets 409 and follows).
+//! Only one replica writes `status.loadBalancer.ingress` of the Ingresses we own and serve:
+//! the holder of the `coordination.k8s.io/v1` Lease named by `--election-id` in the
+//! controller's namespace. Election ([`decide`], pure): no Lease -> create it; ours -> renew;
+//! held by nobody, or its record unchanged for `leaseDurationSeconds` of OUR clock -> take over
+//! (transitions + 1); else follow. Expiry is judged like client-go: by the local time at which
+//! the record was last seen to change, never by comparing the holder's renewTime with our
+//! clock (skewed clocks would make two leaders). Writes go through `replace` with the
+//! resourceVersion we read, so two replicas racing for an expired Lease cannot both win (the
+//! loser gets 409 and follows).
+//!
+//! Cost: the Lease is read and written on a timer only — the leader renews every
+//! [`RENEW_EVERY`], followers look every [`RETRY_EVERY`] — never per object change. On
+//! shutdown the leader releases the Lease (empty holder), so another replica takes over within
+//! [`RETRY_EVERY`] instead of waiting for it to expire.
 //!
 //! Status: the addresses come from `--publish-address` or the Service named by
 //! `--publish-service` (its load-balancer ingress, else external IPs, else ClusterIP). An
@@ -13,22 +21,27 @@
 //! still shows the resourceVersion we patched (a lagging store must not cause a second write).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use tokio::time::Instant;
 
 /// How long a Lease stays valid without renewal: client-go's default (15 s).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// How often the leader renews (and followers retry): a third of the duration, so two
-/// missed renewals still keep the lease.
+/// How often the leader renews: a third of the duration, so two missed renewals still keep
+/// the lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often a follower looks at the Lease: bounds the takeover after a release.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long a released Lease's holder waits for its release write at shutdown.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What to do with the Lease this round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +52,9 @@ pub enum Step {
     Follow,
 }
 
-/// The election rule (pure).
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Step {
+/// The election rule (pure). `unchanged_for`: how long (our clock) the record has looked the
+/// same to us.
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Step {
     let Some(spec) = spec else {
         return Step::Create;
     };
@@ -51,16 +65,25 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Step {
     }
     let duration = spec
         .lease_duration_seconds
-        .map_or(LEASE_DURATION.as_secs() as i64, i64::from);
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(|t| t.0);
-    match renewed {
-        Some(t) if now.duration_since(t) <= SignedDuration::from_secs(duration) => Step::Follow,
-        _ => Step::TakeOver,
+        .map_or(LEASE_DURATION, |s| Duration::from_secs(s.max(0) as u64));
+    if unchanged_for > duration {
+        Step::TakeOver
+    } else {
+        Step::Follow
     }
+}
+
+/// What identifies one version of the Lease record (client-go compares the whole record).
+fn record_key(lease: &Lease) -> String {
+    let spec = lease.spec.clone().unwrap_or_default();
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        lease.metadata.resource_version,
+        spec.holder_identity,
+        spec.renew_time.map(|t| t.0),
+        spec.acquire_time.map(|t| t.0),
+        spec.lease_transitions
+    )
 }
 
 /// Lease-based leader election.
@@ -68,6 +91,8 @@ pub struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The record we saw last and when (our clock) we first saw it.
+    observed: Mutex<Option<(String, Instant)>>,
 }
 
 fn is_conflict(e: &kube::Error) -> bool {
@@ -80,6 +105,20 @@ impl Elector {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
             identity: identity.to_owned(),
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// How long the record has looked like `current` to us (0 when it just changed).
+    fn unchanged_for(&self, current: Option<&Lease>) -> Duration {
+        let key = current.map(record_key).unwrap_or_default();
+        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        match &*observed {
+            Some((k, since)) if *k == key => since.elapsed(),
+            _ => {
+                *observed = Some((key, Instant::now()));
+                Duration::ZERO
+            }
         }
     }
 
@@ -90,7 +129,7 @@ impl Elector {
         let step = decide(
             current.as_ref().and_then(|l| l.spec.as_ref()),
             &self.identity,
-            now,
+            self.unchanged_for(current.as_ref()),
         );
         let mut spec = current
             .as_ref()
@@ -127,10 +166,35 @@ impl Elector {
             }
         };
         match result {
-            Ok(_) => Ok(true),
+            Ok(written) => {
+                self.unchanged_for(Some(&written));
+                Ok(true)
+            }
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Give the Lease up (if we still hold it): empty holder, so the next replica takes over
+    /// at its next look instead of after `leaseDurationSeconds`.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        let now = MicroTime(Timestamp::now());
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now.clone());
+        spec.acquire_time = Some(now);
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await?;
+        tracing::info!(lease = %self.name, "leader lease released");
+        Ok(())
     }
 }
 
@@ -254,39 +318,58 @@ impl StatusWriter {
     }
 }
 
-/// Run election + status until `shutdown`: every [`RENEW_EVERY`] and whenever `changes` bumps,
-/// renew/acquire the Lease and, when leader, sync the status of `owned()`'s Ingresses.
-pub async fn run(
+/// Run election + status until `shutdown`: the Lease is renewed (leader) or looked at
+/// (follower) on a timer only; the leader writes the status of `owned()`'s Ingresses when it
+/// becomes leader, at each renewal and whenever `changes` signals; at shutdown a leader
+/// releases the Lease.
+pub async fn run<T>(
     elector: Elector,
     mut writer: StatusWriter,
     owned: impl Fn() -> Vec<Arc<Ingress>>,
-    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut changes: tokio::sync::watch::Receiver<T>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut leader = false;
+    let mut next_round = Instant::now();
     loop {
-        match elector.round().await {
-            Ok(now_leader) => {
-                if now_leader != leader {
-                    tracing::info!(leader = now_leader, "leader election changed");
+        let write;
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep_until(next_round) => {
+                match elector.round().await {
+                    Ok(now_leader) => {
+                        if now_leader != leader {
+                            tracing::info!(leader = now_leader, "leader election changed");
+                        }
+                        leader = now_leader;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election round failed");
+                        leader = false;
+                    }
                 }
-                leader = now_leader;
+                next_round = Instant::now() + if leader { RENEW_EVERY } else { RETRY_EVERY };
+                write = leader;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "leader election round failed");
-                leader = false;
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                write = leader;
             }
         }
-        if leader {
+        if write {
             if let Err(e) = writer.sync(&owned()).await {
                 tracing::warn!(error = %e, "writing Ingress status failed");
             }
         }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(RENEW_EVERY) => {}
-            changed = changes.changed() => if changed.is_err() { return },
+    }
+    if leader {
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader lease failed"),
+            Err(_) => tracing::warn!("releasing the leader lease timed out"),
         }
     }
 }

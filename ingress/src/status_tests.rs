@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response};
+use k8s_openapi::jiff::SignedDuration;
 use kube::client::Body;
 use serde_json::{Value, json};
 
@@ -122,25 +123,26 @@ fn elector(client: &Client, me: &str) -> Elector {
 
 #[test]
 fn decide_follows_the_rules() {
-    let now = Timestamp::now();
-    let spec = |holder: &str, ago: i64| LeaseSpec {
+    let spec = |holder: &str| LeaseSpec {
         holder_identity: Some(holder.into()),
         lease_duration_seconds: Some(15),
-        renew_time: Some(MicroTime(now - SignedDuration::from_secs(ago))),
+        renew_time: Some(MicroTime(Timestamp::now())),
         ..LeaseSpec::default()
     };
-    assert_eq!(decide(None, "me", now), Step::Create);
-    assert_eq!(decide(Some(&spec("me", 100)), "me", now), Step::Renew);
-    assert_eq!(decide(Some(&spec("other", 3)), "me", now), Step::Follow);
-    assert_eq!(decide(Some(&spec("other", 16)), "me", now), Step::TakeOver);
-    assert_eq!(decide(Some(&spec("", 1)), "me", now), Step::TakeOver);
+    let secs = Duration::from_secs;
+    assert_eq!(decide(None, "me", secs(0)), Step::Create);
+    assert_eq!(decide(Some(&spec("me")), "me", secs(100)), Step::Renew);
+    assert_eq!(decide(Some(&spec("other")), "me", secs(3)), Step::Follow);
+    assert_eq!(decide(Some(&spec("other")), "me", secs(15)), Step::Follow);
+    assert_eq!(decide(Some(&spec("other")), "me", secs(16)), Step::TakeOver);
+    assert_eq!(decide(Some(&spec("")), "me", secs(0)), Step::TakeOver);
     assert_eq!(
-        decide(Some(&LeaseSpec::default()), "me", now),
+        decide(Some(&LeaseSpec::default()), "me", secs(0)),
         Step::TakeOver
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lease_acquire_renew_and_takeover_after_expiry() {
     let (client, state) = fake();
     // Acquire: no Lease yet -> created with us as holder.
@@ -153,16 +155,20 @@ async fn lease_acquire_renew_and_takeover_after_expiry() {
     assert_eq!(state.lock().unwrap().rv, 2);
     // Another replica follows while the lease is fresh, and writes nothing.
     let before = state.lock().unwrap().requests.len();
-    assert!(!elector(&client, "pod-b").round().await.unwrap());
+    let b = elector(&client, "pod-b");
+    assert!(!b.round().await.unwrap());
     let reqs = state.lock().unwrap().requests[before..].to_vec();
     assert_eq!(reqs, [(Method::GET, LEASE_PATH.to_owned())]);
-    // Expired: pod-b takes over, transitions + 1.
+    // Expired: unchanged for longer than its duration (our clock): pod-b takes over,
+    // transitions + 1.
     state.lock().unwrap().lease = Some(lease(
         "pod-a",
         Timestamp::now() - SignedDuration::from_secs(60),
         0,
     ));
-    assert!(elector(&client, "pod-b").round().await.unwrap());
+    assert!(!b.round().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert!(b.round().await.unwrap());
     let l = state.lock().unwrap().lease.clone().unwrap();
     assert_eq!(l["spec"]["holderIdentity"], "pod-b");
     assert_eq!(l["spec"]["leaseTransitions"], 1);
@@ -170,14 +176,17 @@ async fn lease_acquire_renew_and_takeover_after_expiry() {
     assert!(!elector(&client, "pod-a").round().await.unwrap());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn losing_a_race_for_the_lease_means_follow() {
     let (client, state) = fake();
     let old = Timestamp::now() - SignedDuration::from_secs(60);
     state.lock().unwrap().lease = Some(lease("gone", old, 3));
+    let a = elector(&client, "pod-a");
+    assert!(!a.round().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(16)).await;
     // Another replica replaces the Lease between our GET and our PUT: 409 -> follow.
     state.lock().unwrap().race = true;
-    assert!(!elector(&client, "pod-a").round().await.unwrap());
+    assert!(!a.round().await.unwrap());
     let l = state.lock().unwrap().lease.clone().unwrap();
     assert_eq!(l["spec"]["holderIdentity"], "gone");
 }
@@ -257,7 +266,7 @@ async fn a_follower_makes_no_status_writes() {
         "{:?}",
         st.requests
     );
-    assert!(st.requests.len() >= 2);
+    assert!(!st.requests.is_empty());
 }
 
 #[test]
@@ -274,4 +283,117 @@ fn service_addresses_prefer_load_balancer() {
     )
     .unwrap();
     assert_eq!(service_addresses(&svc), ["10.0.0.5"]);
+}
+
+fn lease_requests(state: &Shared) -> Vec<(Method, String)> {
+    state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|(_, p)| p.starts_with(LEASES))
+        .cloned()
+        .collect()
+}
+
+/// Issue 12 item 5: 20 unrelated changes cost the leader no Lease request, and a follower
+/// none either: the Lease is read and written on a timer only.
+#[tokio::test(start_paused = true)]
+async fn lease_requests_are_on_a_timer_not_per_change() {
+    for (holder, me) in [(None, "pod-a"), (Some("pod-a"), "pod-b")] {
+        let (client, state) = fake();
+        if let Some(h) = holder {
+            state.lock().unwrap().lease = Some(lease(h, Timestamp::now(), 0));
+        }
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let writer = StatusWriter::new(
+            client.clone(),
+            Publish::Addresses(vec!["192.0.2.10".into()]),
+        );
+        let task = tokio::spawn(run(
+            elector(&client, me),
+            writer,
+            || vec![ingress("web", None)],
+            rx,
+            std::future::pending(),
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first = lease_requests(&state).len();
+        for _ in 0..20 {
+            tx.send_modify(|n| *n += 1);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        let after = lease_requests(&state);
+        assert_eq!(
+            after.len(),
+            first,
+            "{me}: lease requests per change: {after:?}"
+        );
+    }
+}
+
+/// Issue 12 item 5: a holder whose clock runs 60 s behind ours keeps renewing (its Lease
+/// record changes): we must not take over by comparing its renewTime with our clock. A holder
+/// that stops renewing loses the Lease after leaseDurationSeconds of our own time.
+#[tokio::test(start_paused = true)]
+async fn clock_skew_does_not_make_two_leaders() {
+    let (client, state) = fake();
+    let skewed = Timestamp::now() - SignedDuration::from_secs(60);
+    state.lock().unwrap().lease = Some(lease("pod-a", skewed, 0));
+    let me = elector(&client, "pod-b");
+    assert!(!me.round().await.unwrap(), "took over a live holder");
+    for i in 0..5 {
+        // pod-a renews (its clock still 60 s behind): a new resourceVersion each time.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut l = lease("pod-a", skewed + SignedDuration::from_secs(5 * i), 0);
+        l["metadata"]["resourceVersion"] = json!(format!("r{i}"));
+        state.lock().unwrap().lease = Some(l);
+        assert!(
+            !me.round().await.unwrap(),
+            "took over a live holder (round {i})"
+        );
+    }
+    // pod-a stops renewing; its renewTime is from our future (clock ahead is the same bug).
+    let ahead = Timestamp::now() + SignedDuration::from_secs(3600);
+    let mut l = lease("pod-a", ahead, 0);
+    l["metadata"]["resourceVersion"] = json!("frozen");
+    state.lock().unwrap().lease = Some(l);
+    assert!(!me.round().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        !me.round().await.unwrap(),
+        "expired before leaseDurationSeconds"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(me.round().await.unwrap(), "never took over a dead holder");
+}
+
+/// Issue 12 item 5: on shutdown the leader releases the Lease, and another replica takes
+/// over at once instead of waiting for it to expire.
+#[tokio::test(start_paused = true)]
+async fn the_leader_releases_the_lease_on_shutdown() {
+    let (client, state) = fake();
+    let (_tx, rx) = tokio::sync::watch::channel(0u64);
+    let writer = StatusWriter::new(
+        client.clone(),
+        Publish::Addresses(vec!["192.0.2.10".into()]),
+    );
+    run(
+        elector(&client, "pod-a"),
+        writer,
+        Vec::new,
+        rx,
+        tokio::time::sleep(Duration::from_millis(100)),
+    )
+    .await;
+    let l = state.lock().unwrap().lease.clone().unwrap();
+    assert!(
+        l["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "still held: {l}"
+    );
+    assert!(elector(&client, "pod-b").round().await.unwrap());
 }
