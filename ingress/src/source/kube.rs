@@ -6,16 +6,23 @@
 //! drops out of the annotation routes on the next MODIFIED event. This module stays thin: it
 //! only keeps stores current and bumps the change counter once every store has its initial
 //! list, so the first rendered config is never a partial one.
+//!
+//! Watches that fail (API server unreachable, 5xx) are retried with [`WatchBackoff`]: 100 ms
+//! doubling to at most 1 s, so a change made during an outage is seen within about a second
+//! of the API server answering again (kube-runtime's default backs off to 30 s). Each watch
+//! logs once when it starts failing and once when it works again.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -58,6 +65,42 @@ impl Source for KubeSource {
 
 type Driver = future::BoxFuture<'static, ()>;
 
+/// First retry of a failed watch.
+pub const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between retries: bounds how late a change is seen after an outage.
+pub const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Exponential backoff from [`WATCH_BACKOFF_MIN`] to [`WATCH_BACKOFF_MAX`], never giving up;
+/// reset by any successful watch event.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(WATCH_BACKOFF_MAX);
+        Some(d)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_MIN;
+    }
+}
+
 /// One reflector: keeps `writer`'s store current and bumps `changes` on every event once
 /// `ready` is set.
 fn reflect<K>(
@@ -74,13 +117,26 @@ where
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = reflector::reflector(
         writer,
-        watcher(api, config).default_backoff().modify(|o: &mut K| {
-            // managedFields are large and useless here: drop them to keep RSS low.
-            o.managed_fields_mut().clear();
-        }),
+        watcher(api, config)
+            .backoff(WatchBackoff::default())
+            .modify(|o: &mut K| {
+                // managedFields are large and useless here: drop them to keep RSS low.
+                o.managed_fields_mut().clear();
+            }),
     );
+    let failing = Arc::new(AtomicBool::new(false));
+    let (failed, resumed) = (failing.clone(), kind.clone());
     let driver = stream
-        .map_err(move |e| tracing::warn!(kind = %kind, error = %e, "watch error; retrying"))
+        .map_err(move |e| {
+            if !failed.swap(true, Ordering::AcqRel) {
+                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying (up to every second)");
+            }
+        })
+        .inspect_ok(move |_| {
+            if failing.swap(false, Ordering::AcqRel) {
+                tracing::info!(kind = %resumed, "watch resumed");
+            }
+        })
         .for_each(move |event| {
             let relevant = matches!(
                 event,

@@ -184,3 +184,86 @@ async fn list_watch_relist_and_selector() {
     assert_eq!(*list_count.borrow(), 2);
     assert_eq!(routed_hosts(&source), ["b.example.com", "c.example.com"]);
 }
+
+/// An API server that answers the first Service list, then 503 while `down` is set; once it
+/// is back, a watch delivers `new`.
+async fn flaky_api_server(
+    mut handle: Handle,
+    down: watch::Receiver<bool>,
+    requests_while_down: watch::Sender<usize>,
+) {
+    let mut hanging = Vec::new();
+    let (mut delivered, mut listed) = (false, false);
+    while let Some((req, send)) = handle.next_request().await {
+        let path = req.uri().path().to_owned();
+        let is_watch = req.uri().query().unwrap_or("").contains("watch=true");
+        let ok = |body: Vec<u8>| Response::builder().body(Body::from(body)).unwrap();
+        if path != "/api/v1/services" {
+            match is_watch {
+                false => send.send_response(ok(list("1", vec![]))),
+                true => hanging.push(send),
+            }
+            continue;
+        }
+        if !listed && !is_watch {
+            listed = true;
+            send.send_response(ok(list("1", vec![service("a", "1", true)])));
+        } else if *down.borrow() {
+            requests_while_down.send_modify(|n| *n += 1);
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                              "message": "unavailable", "reason": "ServiceUnavailable", "code": 503});
+            send.send_response(
+                Response::builder()
+                    .status(503)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        } else if !is_watch {
+            send.send_response(ok(list("1", vec![service("a", "1", true)])));
+        } else if !delivered {
+            delivered = true;
+            send.send_response(ok(events(&[("ADDED", service("new", "2", true))])));
+        } else {
+            hanging.push(send);
+        }
+    }
+}
+
+/// Issue 12 item 3: after the API server was unreachable for 20 s, a change made meanwhile
+/// is in the store within 2 s of the API server answering again (not after the watcher's
+/// default back-off of up to 30 s).
+#[tokio::test(start_paused = true)]
+async fn a_change_made_during_an_api_outage_arrives_within_2s_of_recovery() {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock, "default");
+    let (down_tx, down_rx) = watch::channel(true);
+    let (count_tx, count) = watch::channel(0usize);
+    tokio::spawn(flaky_api_server(handle, down_rx, count_tx));
+    let (tx, mut changes) = watch::channel(0u64);
+    let (source, driver) = KubeSource::start(client, &KubeConfig::default(), tx);
+    tokio::spawn(driver);
+    let mut ready = changes.clone();
+    until(&mut changes, "initial lists", || {
+        *ready.borrow_and_update() > 0
+    })
+    .await;
+    assert_eq!(service_names(&source), ["a"]);
+    // The first watch finds the API server down; it stays down for 20 s.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        *count.borrow() >= 1,
+        "the watch was retried during the outage"
+    );
+    down_tx.send_replace(false);
+    let back = tokio::time::Instant::now();
+    let deadline = back + Duration::from_secs(60);
+    while service_names(&source) != ["a", "new"] {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = back.elapsed();
+    assert!(
+        took <= Duration::from_secs(2),
+        "served {took:?} after the API came back"
+    );
+}
