@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The label that puts a Service on the labelled-Service routes (`berth.dev/host`,
+/// `berth.dev/path`, `berth.dev/port` annotations); deploy/ingress and its example use it too.
+pub const DEFAULT_SERVICE_SELECTOR: &str = "berth.dev/expose=true";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth-ingress",
@@ -38,6 +42,14 @@ pub enum Command {
         from: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// (internal) Run PROGRAM so that it gets SIGTERM when process PARENT dies.
+    #[command(hide = true)]
+    ExecTied {
+        #[arg(long)]
+        parent: i32,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
     },
 }
 
@@ -129,6 +141,9 @@ pub struct Options {
         default_value = "/var/lib/berth-ingress"
     )]
     pub nginx_prefix: PathBuf,
+    /// Bound on each nginx call: `nginx -t`, and a reload until nginx serves it (e.g. 10s).
+    #[arg(long, global = true, env = "BERTH_NGINX_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub nginx_timeout: Duration,
     /// Do not start nginx; reload the one whose pid is in PREFIX/nginx.pid.
     #[arg(long, global = true, env = "BERTH_EXTERNAL_NGINX")]
     pub external_nginx: bool,
@@ -137,7 +152,7 @@ pub struct Options {
         long,
         global = true,
         env = "BERTH_SERVICE_SELECTOR",
-        default_value = "app.kubernetes.io/expose=true"
+        default_value = DEFAULT_SERVICE_SELECTOR
     )]
     pub service_selector: String,
     /// Watch only this namespace (default: all).
@@ -244,6 +259,8 @@ mod tests {
         assert!(a.command.is_none());
         assert_eq!(a.opts.ingress_class, "berth");
         assert_eq!(a.opts.debounce_min, Duration::from_millis(100));
+        assert_eq!(a.opts.service_selector, "berth.dev/expose=true");
+        assert_eq!(a.opts.nginx_timeout, Duration::from_secs(10));
         let a = Args::try_parse_from([
             "berth-ingress",
             "render",

@@ -2,11 +2,19 @@
 //!
 //! Start-up order of `run` (the original design's "nginx never starts without a config"):
 //! source ready (files read / every kube list received) -> first render -> `nginx -t` +
-//! atomic install -> start nginx as a child (unless `--external-nginx`) -> sync loop. SIGTERM
-//! or SIGINT stop the loop and send nginx SIGQUIT (graceful drain, bounded by [`QUIT_GRACE`]).
+//! atomic install (retried with backoff until it works) -> stop a leftover nginx named by the
+//! pid file, start nginx as a child (unless `--external-nginx`) -> ready once nginx serves the
+//! installed config (its status socket answers its hash) -> sync loop.
+//!
+//! SIGTERM or SIGINT: /readyz turns 503 at once, the leader releases its Lease, the sync loop
+//! stops (a running nginx call is dropped, never waited for) and nginx gets SIGQUIT (graceful
+//! drain: old workers end after `worker_shutdown_timeout`; all of it bounded by [`QUIT_GRACE`]).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use kube::ResourceExt as _;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,13 +22,13 @@ use tokio::sync::watch;
 use crate::args::{Options, SourceKind, UpstreamArg};
 use crate::certfiles::{CertFileError, CertFiles};
 use crate::metrics::{self, Metrics};
-use crate::model::Report;
+use crate::model::{Kind, ObjectRef, Report};
 use crate::nginx::{Nginx, NginxError, NginxPaths};
 use crate::render::{RenderConfig, UnsafePrefix, render};
 use crate::source::Source;
 use crate::source::files::FilesSource;
 use crate::source::kube::{KubeConfig, KubeSource};
-use crate::sync::{Outcome, SyncConfig, Syncer};
+use crate::sync::{SyncConfig, Syncer};
 use crate::translate::{
     self, LabelSelector, TranslateConfig, UpstreamMode, selector::SelectorError,
 };
@@ -101,27 +109,30 @@ pub async fn init(
     files.write(&crate::tls::self_signed()?)?;
     files.install(&model.certificates)?;
     let (text, reports) = (render(&model, &rc), model.reports);
-    let nginx = Nginx::new(
+    let mut nginx = Nginx::new(
         NginxPaths {
             binary: opts.nginx_binary.clone(),
             conf: out.to_owned(),
             prefix: opts.nginx_prefix.clone(),
         },
         false,
-    );
+    )
+    .with_timeout(opts.nginx_timeout);
     nginx.prepare_dirs()?;
     nginx.install(&text).await?;
     Ok(reports)
 }
 
-/// Leader election + Ingress status (kube source only, when an address to publish is set).
+/// Leader election + Ingress status (kube source only, when an address to publish is set):
+/// status is written for the Ingresses the live config serves (`served`), whenever that set
+/// changes. Returns the task (it releases the Lease when `stop` turns true).
 fn spawn_status(
     opts: &Options,
     client: kube::Client,
     source: &KubeSource,
-    changes: watch::Receiver<u64>,
+    served: watch::Receiver<BTreeSet<ObjectRef>>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), Error> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
     use crate::status::{self, Elector, Publish, StatusWriter};
     let publish = match (&opts.publish_address, &opts.publish_service) {
         (Some(a), _) => Publish::Addresses(a.0.clone()),
@@ -130,7 +141,7 @@ fn spawn_status(
             tracing::info!(
                 "no --publish-address or --publish-service: Ingress status is not written"
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     let identity = opts.pod_name.clone().unwrap_or_else(|| {
@@ -147,11 +158,25 @@ fn spawn_status(
     let writer = StatusWriter::new(client, publish);
     let src = source.clone();
     let tc = translate_config(opts)?;
-    let owned = move || translate::ingress::owned(&src.snapshot(), &tc);
-    tokio::spawn(status::run(elector, writer, owned, changes, async move {
-        _ = stop.wait_for(|s| *s).await;
-    }));
-    Ok(())
+    let live = served.clone();
+    let owned = move || {
+        let live = live.borrow();
+        let mut ingresses = translate::ingress::owned(&src.snapshot(), &tc);
+        ingresses.retain(|i| {
+            let (ns, name) = (i.namespace().unwrap_or_default(), i.name_any());
+            live.contains(&ObjectRef::new(Kind::Ingress, ns, name))
+        });
+        ingresses
+    };
+    Ok(Some(tokio::spawn(status::run(
+        elector,
+        writer,
+        owned,
+        served,
+        async move {
+            _ = stop.wait_for(|s| *s).await;
+        },
+    ))))
 }
 
 /// Wait for SIGTERM or SIGINT.
@@ -165,12 +190,14 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// The controller. Returns when `shutdown` resolves (Ok) or nginx dies (Err).
-/// How long a freshly started nginx may take to bind its ports before `run` stops waiting for
-/// it to become ready (it binds in milliseconds; a slow disk or huge config takes longer).
-const NGINX_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the status task to release the Lease at shutdown.
+const STATUS_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+/// The controller. Returns when `shutdown` resolves (Ok) or nginx dies (Err).
+pub async fn run(
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let listener = TcpListener::bind(opts.metrics_address)
         .await
@@ -178,14 +205,31 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
             address: opts.metrics_address,
             source,
         })?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut stop_metrics = stop_rx.clone();
+    // The metrics server outlives the drain (it reports 503 meanwhile); stopped last.
+    let (metrics_stop, mut stop_metrics) = watch::channel(false);
     tokio::spawn(metrics::serve(listener, metrics.clone(), async move {
         _ = stop_metrics.wait_for(|s| *s).await;
     }));
+    // Shutdown: unready at once (load balancers stop sending), then everything else stops.
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let quit_tx = Arc::new(quit_tx);
+    let (m, q) = (metrics.clone(), quit_tx.clone());
+    tokio::spawn(async move {
+        shutdown.await;
+        m.set_shutting_down();
+        _ = q.send(true);
+    });
+    let quitting = || {
+        let mut q = quit_rx.clone();
+        async move {
+            _ = q.wait_for(|q| *q).await;
+        }
+    };
 
     let (changes_tx, mut changes) = watch::channel(0u64);
+    let (served_tx, served_rx) = watch::channel(BTreeSet::new());
     let mut _watcher = None;
+    let mut status_task = None;
     let source: Arc<dyn Source> = match opts.source {
         SourceKind::Files => {
             let dir = opts.manifests_dir.clone().ok_or(Error::NoManifestsDir)?;
@@ -203,13 +247,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
             let (kube_source, driver) =
                 KubeSource::start(client.clone(), &config, changes_tx.clone());
             tokio::spawn(driver);
-            spawn_status(
-                &opts,
-                client,
-                &kube_source,
-                changes.clone(),
-                stop_rx.clone(),
-            )?;
+            status_task = spawn_status(&opts, client, &kube_source, served_rx, quit_rx.clone())?;
             Arc::new(kube_source)
         }
     };
@@ -227,70 +265,71 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         conf: opts.nginx_conf.clone(),
         prefix: opts.nginx_prefix.clone(),
     };
-    let nginx = Nginx::new(paths, !opts.external_nginx);
+    let nginx = Nginx::new(paths, !opts.external_nginx).with_timeout(opts.nginx_timeout);
     nginx.prepare_dirs()?;
     let cert_files = CertFiles::new(sync_config.render.tls_dir())?;
     cert_files.write(&crate::tls::self_signed()?)?;
     metrics.set_pid_file(sync_config.render.pid_file());
-    let mut syncer =
-        Syncer::new(nginx, sync_config.clone(), metrics.clone()).with_cert_files(cert_files);
+    let mut syncer = Syncer::new(nginx, sync_config, metrics.clone())
+        .with_cert_files(cert_files)
+        .with_served(served_tx);
 
-    tokio::pin!(shutdown);
-    // First config before nginx serves.
-    tokio::select! {
-        _ = &mut shutdown => return Ok(()),
-        _ = changes.changed() => {}
-    }
-    changes.borrow_and_update();
-    let src = source.clone();
-    let tc = sync_config.translate.clone();
-    let m = metrics.clone();
-    let model = tokio::task::spawn_blocking(move || crate::sync::build_model(&*src, &tc, &m))
+    // First config before nginx serves (retried until it applies), then nginx.
+    let mut supervisor = None;
+    let mut result = Ok(());
+    if syncer
+        .run_until_applied(&source, &mut changes, quitting())
         .await
-        .expect("translation does not panic");
-    if syncer.sync_model(model).await == Outcome::Failed {
-        return Err(Error::FirstSync);
-    }
-    let mut supervisor = if opts.external_nginx {
-        None
-    } else {
+        && !opts.external_nginx
+    {
         let mut s = syncer.nginx().supervisor();
-        s.start()?;
-        if !s
-            .wait_listening(&sync_config.render.pid_file(), NGINX_START_TIMEOUT)
-            .await
-        {
-            tracing::warn!("nginx has not written its pid file yet; ready once it reloads");
+        if let Ok(exe) = std::env::current_exe() {
+            s = s.tied_to(exe);
         }
-        Some(s)
-    };
-    // Ready = nginx serves the first config (external nginx: it reloaded in the first sync).
-    if supervisor.as_ref().is_some_and(|s| s.pid() != 0) {
-        metrics.set_ready();
+        result = s.start().await.map_err(Error::from);
+        if result.is_ok() {
+            // Ready = nginx serves the first config on every new connection.
+            tokio::select! {
+                _ = quitting() => {}
+                served = syncer.nginx().wait_serving(&[]) => match served {
+                    Ok(()) => metrics.set_ready(),
+                    Err(e) => tracing::warn!(error = %e, "nginx does not serve the first config yet; ready once a reload is verified"),
+                },
+            }
+            supervisor = Some(s);
+        }
     }
 
-    // A dying master is restarted (supervisor.rs); `run` fails only if that keeps failing.
-    let restarts = metrics.clone();
-    let exited = async {
-        match &mut supervisor {
-            Some(s) => {
-                s.supervise(|_| {
-                    restarts
-                        .nginx_restarts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                })
-                .await
+    if result.is_ok() && !*quit_rx.borrow() {
+        // A dying master is restarted (supervisor.rs); `run` fails only if that keeps failing.
+        let restarts = metrics.clone();
+        let exited = async {
+            match &mut supervisor {
+                Some(s) => {
+                    s.supervise(|_| {
+                        restarts
+                            .nginx_restarts
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    })
+                    .await
+                }
+                None => std::future::pending().await,
             }
-            None => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        _ = syncer.run(source, changes, &mut shutdown) => Ok(()),
-        status = exited => Err(Error::NginxExited(status)),
-    };
+        };
+        result = tokio::select! {
+            _ = syncer.run(source, changes, quitting()) => Ok(()),
+            status = exited => Err(Error::NginxExited(status)),
+        };
+    }
+    metrics.set_shutting_down();
+    _ = quit_tx.send(true);
     if let Some(s) = &mut supervisor {
         s.quit(QUIT_GRACE).await;
     }
-    _ = stop_tx.send(true);
+    if let Some(task) = status_task {
+        // It releases the Lease on quit (concurrently with the drain above).
+        _ = tokio::time::timeout(STATUS_STOP_TIMEOUT, task).await;
+    }
+    _ = metrics_stop.send(true);
     result
 }

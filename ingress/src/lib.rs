@@ -25,6 +25,7 @@
 pub mod args;
 pub mod certfiles;
 pub mod controller;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod nginx;

@@ -28,6 +28,10 @@ fn print_reports(reports: &[berth_ingress::model::Report]) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::ExecTied { parent, command }) = &args.command {
+        let err = berth_ingress::supervisor::exec_tied(*parent, &command[0], &command[1..]);
+        return Err(anyhow::Error::new(err).context("starting nginx"));
+    }
     init_logging(args.opts.log_format);
     match args.command.unwrap_or(Command::Run) {
         Command::Run => controller::run(args.opts, controller::shutdown_signal()).await?,
@@ -36,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{text}");
             print_reports(&reports);
         }
+        Command::ExecTied { .. } => unreachable!("handled above"),
         Command::Init { from, out } => {
             let reports = controller::init(&args.opts, &from, &out)
                 .await

@@ -1,9 +1,13 @@
 //! nginx process control: test a candidate, swap it in atomically, reload, supervise.
 //!
-//! Contract: the candidate is written to a temp file in the live config's directory, checked
-//! with `nginx -t -q -e stderr -p PREFIX -c CANDIDATE`, then renamed over the live file (same
-//! filesystem, so the swap is atomic) and the master gets SIGHUP, nginx's graceful reload. If
-//! `nginx -t` refuses the candidate, the live file and the running nginx are untouched.
+//! Contract: the candidate (stamped, `live.rs`) is written to a temp file in the live config's
+//! directory, checked with `nginx -t -q -e stderr -p PREFIX -c CANDIDATE`, then renamed over
+//! the live file (same filesystem, so the swap is atomic) and the master gets SIGHUP, nginx's
+//! graceful reload. If `nginx -t` refuses the candidate, the live file and the running nginx
+//! are untouched. A reload counts only once nginx serves the new config on every new
+//! connection (`live::wait_serving`); one it does not take is an error. Every nginx call is
+//! bounded by a timeout (`nginx -t` resolves upstream names and can hang on DNS); a timed-out
+//! `nginx -t` is killed.
 //!
 //! Two ways to run nginx: supervised (`berth-ingress run` starts `nginx -g 'daemon off;'` as
 //! its child after writing the first config, signals the child and restarts it if it dies:
@@ -15,12 +19,17 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
+use crate::live;
 use crate::supervisor::Supervisor;
+
+/// Default bound on one nginx call (`nginx -t`, or a reload until it is verified).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where nginx and its files are.
 #[derive(Clone, Debug)]
@@ -61,6 +70,11 @@ pub enum NginxError {
         #[source]
         source: nix::Error,
     },
+    #[error("{what} timed out after {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    /// SIGHUP was sent but nginx did not start serving the new config in time.
+    #[error("nginx did not take the reload within {after:?}: {detail}")]
+    NotTaken { after: Duration, detail: String },
 }
 
 /// What the sync loop needs from nginx; [`Nginx`] is the real one, tests use fakes.
@@ -85,6 +99,10 @@ pub struct Nginx {
     /// config is what the next master loads).
     supervised: bool,
     child_pid: Arc<AtomicI32>,
+    /// Bound on each nginx call.
+    timeout: Duration,
+    /// Hash (hex) of the last installed config.
+    installed: Option<String>,
 }
 
 /// Keep nginx's message short in logs and errors (validated values only reach it anyway).
@@ -111,7 +129,15 @@ impl Nginx {
             paths,
             supervised,
             child_pid: Arc::new(AtomicI32::new(0)),
+            timeout: DEFAULT_TIMEOUT,
+            installed: None,
         }
+    }
+
+    /// Bound each nginx call by `timeout` instead of [`DEFAULT_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub fn paths(&self) -> &NginxPaths {
@@ -148,20 +174,27 @@ impl Nginx {
             .suffix(".conf")
             .tempfile_in(dir)
             .map_err(err)?;
-        file.write_all(text.as_bytes()).map_err(err)?;
+        file.write_all(live::stamp(text, &self.paths.prefix).as_bytes())
+            .map_err(err)?;
         file.as_file().sync_all().map_err(err)?;
         Ok(file)
     }
 
     async fn test_file(&self, path: &Path) -> Result<(), NginxError> {
-        let out = Command::new(&self.paths.binary)
+        let run = Command::new(&self.paths.binary)
             .args(["-t", "-q", "-e", "stderr", "-p"])
             .arg(&self.paths.prefix)
             .arg("-c")
             .arg(path)
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(self.timeout, run)
             .await
+            .map_err(|_| NginxError::Timeout {
+                what: "nginx -t",
+                after: self.timeout,
+            })?
             .map_err(|source| NginxError::Spawn {
                 binary: self.paths.binary.clone(),
                 source,
@@ -174,7 +207,7 @@ impl Nginx {
     }
 
     /// Test and atomically install a config, without reloading (the `init` step).
-    pub async fn install(&self, text: &str) -> Result<(), NginxError> {
+    pub async fn install(&mut self, text: &str) -> Result<(), NginxError> {
         let candidate = self.write_candidate(text)?;
         self.test_file(candidate.path()).await?;
         candidate
@@ -183,7 +216,21 @@ impl Nginx {
                 path: self.paths.conf.clone(),
                 source: e.error,
             })?;
+        self.installed = Some(live::hex_hash(text));
         Ok(())
+    }
+
+    /// Wait (up to the call timeout) until nginx serves the installed config on every new
+    /// connection and none of `old` (workers accepting before a reload) still accepts.
+    pub async fn wait_serving(&self, old: &[i32]) -> Result<(), NginxError> {
+        let hash = self.installed.as_deref().unwrap_or_default();
+        let socket = live::socket(&self.paths.prefix);
+        live::wait_serving(&socket, hash, old, self.timeout)
+            .await
+            .map_err(|e| NginxError::NotTaken {
+                after: self.timeout,
+                detail: e.to_string(),
+            })
     }
 
     /// The supervisor of a berth-started nginx: it starts, restarts and stops the master and
@@ -208,13 +255,17 @@ impl Nginx {
     }
 
     /// Ask the master to reload (SIGHUP): new workers get the new config, old ones drain.
-    pub fn reload(&self) -> Result<(), NginxError> {
+    /// Returns the workers that accepted connections before the signal (empty: no master,
+    /// nothing signalled; the installed config is what the next master loads).
+    fn reload(&self) -> Result<Option<Vec<i32>>, NginxError> {
         let pid = self.master_pid()?;
         if pid == 0 {
-            return Ok(());
+            return Ok(None);
         }
+        let old = live::accepting_workers(pid);
         kill(Pid::from_raw(pid), Signal::SIGHUP)
-            .map_err(|source| NginxError::Signal { pid, source })
+            .map_err(|source| NginxError::Signal { pid, source })?;
+        Ok(Some(old))
     }
 }
 
@@ -226,7 +277,10 @@ impl Apply for Nginx {
 
     async fn apply(&mut self, text: &str) -> Result<(), NginxError> {
         self.install(text).await?;
-        self.reload()
+        match self.reload()? {
+            Some(old) => self.wait_serving(&old).await,
+            None => Ok(()),
+        }
     }
 
     fn serving(&self) -> bool {

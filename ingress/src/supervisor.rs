@@ -12,6 +12,13 @@
 //! [`BACKOFF_MIN`] to [`BACKOFF_MAX`]; a master that ran for [`HEALTHY_UPTIME`] resets the
 //! backoff; after [`MAX_QUICK_DEATHS`] deaths in a row shortly after start the supervisor gives
 //! up and `run` fails (the pod restarts, and the cause is in the log).
+//!
+//! nginx never outlives its controller: the master is started through `berth-ingress
+//! exec-tied` ([`exec_tied`]: set the parent-death signal `PR_SET_PDEATHSIG` = SIGTERM, check
+//! the parent still lives, exec nginx; the signal survives exec), so when berth-ingress dies —
+//! even by SIGKILL — the master stops its workers and exits. A master
+//! left over anyway (an older controller, one started by hand with our prefix) is found by
+//! [`Supervisor::start`] through the pid file and stopped before ours starts, so ours can bind.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,11 +43,16 @@ pub const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 pub const MAX_QUICK_DEATHS: u32 = 8;
 /// How long orphaned workers of a dead master may take to finish in-flight requests.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+/// How long a leftover master from the pid file gets to stop (SIGTERM) before SIGKILL.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 
 /// Starts, restarts and stops the nginx master; shares its pid with [`crate::nginx::Nginx`].
 #[derive(Debug)]
 pub struct Supervisor {
     paths: NginxPaths,
+    /// The berth-ingress executable that ties nginx to us ([`exec_tied`]); `None`: nginx is
+    /// started directly (unit tests, whose executable has no such command).
+    tie: Option<std::path::PathBuf>,
     pid: Arc<AtomicI32>,
     child: Option<Child>,
     started: Instant,
@@ -58,48 +70,58 @@ impl Supervisor {
     pub(crate) fn new(paths: NginxPaths, pid: Arc<AtomicI32>) -> Self {
         Self {
             paths,
+            tie: None,
             pid,
             child: None,
             started: Instant::now(),
         }
     }
 
+    /// Start nginx through `exe exec-tied` so it dies with this process.
+    pub fn tied_to(mut self, exe: std::path::PathBuf) -> Self {
+        self.tie = Some(exe);
+        self
+    }
+
     /// Start the master on the installed config (call after the first successful install).
-    pub fn start(&mut self) -> Result<(), NginxError> {
-        let child = Command::new(&self.paths.binary)
-            .args(["-g", "daemon off;", "-e", "stderr", "-p"])
+    /// A leftover master named by the pid file is stopped first, and a stale status socket
+    /// (left by a master that was killed) removed.
+    pub async fn start(&mut self) -> Result<(), NginxError> {
+        stop_leftover(&self.paths.prefix).await;
+        let socket = crate::live::socket(&self.paths.prefix);
+        if let Err(e) = std::fs::remove_file(&socket) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %socket.display(), error = %e, "removing the stale status socket failed");
+            }
+        }
+        let mut cmd = match &self.tie {
+            Some(exe) => {
+                let mut c = Command::new(exe);
+                c.arg("exec-tied")
+                    .arg(format!("--parent={}", std::process::id()))
+                    .arg("--")
+                    .arg(&self.paths.binary);
+                c
+            }
+            None => Command::new(&self.paths.binary),
+        };
+        cmd.args(["-g", "daemon off;", "-e", "stderr", "-p"])
             .arg(&self.paths.prefix)
             .arg("-c")
             .arg(&self.paths.conf)
             .stdin(Stdio::null())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| NginxError::Spawn {
-                binary: self.paths.binary.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|source| NginxError::Spawn {
+            binary: self.paths.binary.clone(),
+            source,
+        })?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         tracing::info!(pid, "nginx started");
         self.pid.store(pid, Ordering::Release);
         self.child = Some(child);
         self.started = Instant::now();
         Ok(())
-    }
-
-    /// Wait (up to `timeout`) until the master has written `pid_file`: nginx binds its
-    /// listening sockets before it writes the pid file, so from then on connections are
-    /// accepted. Returns whether it happened.
-    pub async fn wait_listening(&self, pid_file: &std::path::Path, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let want = self.pid().to_string();
-        while Instant::now() < deadline {
-            if std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim() == want) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
     }
 
     /// The running master's pid (0 when none).
@@ -146,7 +168,7 @@ impl Supervisor {
             }
             sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            if let Err(e) = self.start() {
+            if let Err(e) = self.start().await {
                 tracing::error!(error = %e, "restarting nginx failed");
                 self.started = Instant::now();
             }
@@ -172,6 +194,63 @@ impl Supervisor {
         }
         tracing::info!("nginx stopped");
     }
+}
+
+/// `berth-ingress exec-tied --parent PID -- PROGRAM ARGS...`: make the kernel send us SIGTERM
+/// when the thread that started us dies (the controller), make sure it has not died already,
+/// then become PROGRAM. Returns only on failure.
+pub fn exec_tied(
+    parent: i32,
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+) -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM) {
+        return e.into();
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        return std::io::Error::other("the controller exited before nginx started");
+    }
+    std::process::Command::new(program).args(args).exec()
+}
+
+/// Stop the nginx master named by `PREFIX/nginx.pid` if one still runs (left by an earlier
+/// controller or started by hand with our prefix; its title must name the prefix, so a
+/// recycled pid is never signalled): SIGTERM (it stops its workers), after
+/// [`LEFTOVER_GRACE`] SIGKILL for it and its workers.
+async fn stop_leftover(prefix: &std::path::Path) {
+    use crate::live::{alive, children, title};
+    let pid_file = prefix.join("nginx.pid");
+    let ours = |p: i32| {
+        let t = title(p);
+        t.starts_with("nginx: master process") && t.contains(&*prefix.to_string_lossy())
+    };
+    let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|&p| p > 0 && alive(p) && ours(p))
+    else {
+        return;
+    };
+    let workers = children(pid);
+    tracing::warn!(pid, ?workers, pid_file = %pid_file.display(), "an nginx master from an earlier run still runs; stopping it");
+    _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let deadline = Instant::now() + LEFTOVER_GRACE;
+    let gone = |p: &i32| !alive(*p);
+    while Instant::now() < deadline && !(gone(&pid) && workers.iter().all(gone)) {
+        sleep(Duration::from_millis(10)).await;
+    }
+    if !(gone(&pid) && workers.iter().all(gone)) {
+        tracing::warn!(pid, "the leftover nginx did not stop in time; killing it");
+        for p in workers.iter().chain([&pid]) {
+            _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + LEFTOVER_GRACE;
+        while Instant::now() < deadline && !(gone(&pid) && workers.iter().all(gone)) {
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+    tracing::info!(pid, "leftover nginx stopped");
 }
 
 /// Live (non-zombie) processes in process group `pgid`, from /proc.
@@ -242,7 +321,7 @@ mod tests {
             prefix: dir.path().to_owned(),
         };
         let mut s = Supervisor::new(paths, Arc::new(AtomicI32::new(0)));
-        s.start().unwrap();
+        s.start().await.unwrap();
         let deaths = std::sync::atomic::AtomicU32::new(0);
         tokio::time::pause();
         let last = s

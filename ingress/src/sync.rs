@@ -7,7 +7,14 @@
 //! config (by SHA-256) causes no reload. If nginx refuses the candidate the live config keeps
 //! serving, the refusing objects are isolated (`quarantine.rs`), reported by name and counted,
 //! and the config without them goes live.
+//!
+//! A pass that fails (nginx timed out, did not take the reload, a file could not be written) is
+//! retried on its own with backoff from [`RETRY_MIN`] to [`RETRY_MAX`], without waiting for the
+//! next change. Shutdown never waits behind a pass: the pass is dropped (a running `nginx -t`
+//! is killed). After each applied pass the objects the live config serves are published
+//! ([`Syncer::with_served`]), so Ingress status is written only for those.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,7 +25,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::certfiles::CertFiles;
 use crate::metrics::Metrics;
-use crate::model::{Model, Reason, Report};
+use crate::model::{Model, ObjectRef, Reason, Report};
 use crate::nginx::{Apply, NginxError};
 use crate::quarantine::{self, Culprit};
 use crate::render::{RenderConfig, render};
@@ -30,6 +37,13 @@ use crate::translate::{self, TranslateConfig};
 pub const DEFAULT_DEBOUNCE_MIN: Duration = Duration::from_millis(100);
 /// Longest a change waits under a continuous stream of changes (p99 ≤ 1 s goal).
 pub const DEFAULT_DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+/// First retry of a failed pass: a transient failure costs well under a second.
+pub const RETRY_MIN: Duration = Duration::from_millis(200);
+/// Longest wait between retries of a pass that keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Objects the live config serves (published after every applied pass).
+pub type Served = watch::Sender<BTreeSet<ObjectRef>>;
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -75,6 +89,7 @@ pub struct Syncer<A: Apply> {
     last_reports: Vec<Report>,
     /// Where certificate files go (`None`: models carry no certificates, e.g. unit tests).
     cert_files: Option<CertFiles>,
+    served: Option<Served>,
 }
 
 /// Snapshot the source, count its objects, translate (blocking: run off the async threads).
@@ -111,7 +126,14 @@ impl<A: Apply> Syncer<A> {
             refused: None,
             last_reports: Vec::new(),
             cert_files: None,
+            served: None,
         }
+    }
+
+    /// Publish the objects of each applied config on `served`.
+    pub fn with_served(mut self, served: Served) -> Self {
+        self.served = Some(served);
+        self
     }
 
     /// Write the models' certificates into `files` before each candidate is tested.
@@ -166,6 +188,14 @@ impl<A: Apply> Syncer<A> {
         if let (Outcome::Reloaded, Some(files)) = (&outcome, &self.cert_files) {
             files.prune(&model.certificates);
         }
+        if let (Outcome::Reloaded | Outcome::Unchanged, Some(served)) = (&outcome, &self.served) {
+            let now = model.origins();
+            served.send_if_modified(|s| {
+                let changed = *s != now;
+                *s = now;
+                changed
+            });
+        }
         self.publish_reports(&model);
         outcome
     }
@@ -195,11 +225,19 @@ impl<A: Apply> Syncer<A> {
         match self.reload_if_changed(&text).await {
             Ok(false) => Outcome::Unchanged,
             Ok(true) => {
-                tracing::info!(
-                    bytes = text.len(),
-                    servers = model.servers.len(),
-                    "nginx reloaded"
-                );
+                if self.nginx.serving() {
+                    tracing::info!(
+                        bytes = text.len(),
+                        servers = model.servers.len(),
+                        "nginx reloaded"
+                    );
+                } else {
+                    tracing::info!(
+                        bytes = text.len(),
+                        servers = model.servers.len(),
+                        "config installed; nginx starts on it"
+                    );
+                }
                 Outcome::Reloaded
             }
             Err(NginxError::Rejected(msg)) => {
@@ -230,10 +268,20 @@ impl<A: Apply> Syncer<A> {
                 }
             }
             Err(e) => {
-                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.failed(&e);
                 tracing::error!(error = %e, "applying the config failed; keeping the last good config");
                 Outcome::Failed
             }
+        }
+    }
+
+    /// Count a failed apply (and a reload nginx did not take).
+    fn failed(&self, e: &NginxError) {
+        self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+        if matches!(e, NginxError::NotTaken { .. }) {
+            self.metrics
+                .reload_not_taken
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -263,12 +311,13 @@ impl<A: Apply> Syncer<A> {
             Ok(true) => {
                 tracing::info!(
                     bytes = text.len(),
+                    live = self.nginx.serving(),
                     "nginx reloaded without the refused objects"
                 );
                 Outcome::Reloaded
             }
             Err(e) => {
-                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.failed(&e);
                 tracing::error!(error = %e, "even the reduced config failed; keeping the last good config");
                 Outcome::Failed
             }
@@ -286,8 +335,23 @@ impl<A: Apply> Syncer<A> {
         self.last_reports = model.reports.clone();
     }
 
+    /// Snapshot, translate (off the async threads) and sync once.
+    async fn pass<S: Source + ?Sized>(&mut self, source: &Arc<S>) -> Outcome {
+        let src = source.clone();
+        let translate = self.config.translate.clone();
+        let metrics = self.metrics.clone();
+        match tokio::task::spawn_blocking(move || build_model(&*src, &translate, &metrics)).await {
+            Ok(model) => self.sync_model(model).await,
+            Err(e) => {
+                tracing::error!(error = %e, "translation task failed");
+                Outcome::Failed
+            }
+        }
+    }
+
     /// Run until `changes` closes or `shutdown` resolves. Each burst of changes becomes one
-    /// snapshot, one render and at most one reload (plus isolation if nginx refuses it).
+    /// snapshot, one render and at most one reload (plus isolation if nginx refuses it); a
+    /// failed pass is retried with backoff.
     pub async fn run<S: Source + ?Sized>(
         &mut self,
         source: Arc<S>,
@@ -295,32 +359,73 @@ impl<A: Apply> Syncer<A> {
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        self.drive(&source, &mut changes, &mut shutdown, false)
+            .await;
+    }
+
+    /// Like [`Self::run`], but return after the first pass that applied (true), or on
+    /// shutdown / a closed source (false). Start-up uses it for the first config.
+    pub async fn run_until_applied<S: Source + ?Sized>(
+        &mut self,
+        source: &Arc<S>,
+        changes: &mut watch::Receiver<u64>,
+        shutdown: impl Future<Output = ()>,
+    ) -> bool {
+        tokio::pin!(shutdown);
+        self.drive(source, changes, &mut shutdown, true).await
+    }
+
+    async fn drive<S: Source + ?Sized>(
+        &mut self,
+        source: &Arc<S>,
+        changes: &mut watch::Receiver<u64>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        until_applied: bool,
+    ) -> bool {
+        let mut retry: Option<Instant> = None;
+        let mut backoff = RETRY_MIN;
         loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                changed = changes.changed() => if changed.is_err() { return },
-            }
-            let start = Instant::now();
-            tokio::select! {
-                _ = &mut shutdown => return,
-                open = settle(&mut changes, start, self.config.debounce_min, self.config.debounce_max) => if !open { return },
-            }
-            changes.borrow_and_update();
-            let src = source.clone();
-            let translate = self.config.translate.clone();
-            let metrics = self.metrics.clone();
-            let built =
-                tokio::task::spawn_blocking(move || build_model(&*src, &translate, &metrics)).await;
-            match built {
-                Ok(model) => {
-                    let outcome = self.sync_model(model).await;
-                    tracing::debug!(
-                        ?outcome,
-                        waited_ms = start.elapsed().as_millis() as u64,
-                        "sync pass"
-                    );
+            let start = tokio::select! {
+                _ = &mut *shutdown => return false,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                    let start = Instant::now();
+                    tokio::select! {
+                        _ = &mut *shutdown => return false,
+                        open = settle(changes, start, self.config.debounce_min, self.config.debounce_max) => if !open { return false },
+                    }
+                    start
                 }
-                Err(e) => tracing::error!(error = %e, "translation task failed"),
+                _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                    tracing::info!("retrying the failed sync");
+                    Instant::now()
+                }
+            };
+            changes.borrow_and_update();
+            let outcome = tokio::select! {
+                _ = &mut *shutdown => return false,
+                outcome = self.pass(source) => outcome,
+            };
+            tracing::debug!(
+                ?outcome,
+                waited_ms = start.elapsed().as_millis() as u64,
+                "sync pass"
+            );
+            if outcome == Outcome::Failed {
+                tracing::warn!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "sync failed; retrying"
+                );
+                retry = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+            } else {
+                retry = None;
+                backoff = RETRY_MIN;
+                if until_applied {
+                    return true;
+                }
             }
         }
     }

@@ -178,3 +178,52 @@ async fn a_burst_of_100_changes_costs_at_most_two_reloads() {
             .contains("h100.example.com")
     );
 }
+
+/// Fails the first `fail` applies the way a timed-out or unverified reload fails (not a
+/// refusal: nothing to isolate), then applies.
+#[derive(Clone, Default)]
+struct FlakyNginx {
+    attempts: Arc<Mutex<Vec<Instant>>>,
+    fail: usize,
+}
+
+impl Apply for FlakyNginx {
+    async fn check(&mut self, _text: &str) -> Result<(), NginxError> {
+        Ok(())
+    }
+    async fn apply(&mut self, _text: &str) -> Result<(), NginxError> {
+        let mut attempts = self.attempts.lock().unwrap();
+        attempts.push(Instant::now());
+        if attempts.len() <= self.fail {
+            return Err(NginxError::Signal {
+                pid: 1,
+                source: nix::Error::EPERM,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_sync_is_retried_without_a_new_change() {
+    let nginx = FlakyNginx {
+        fail: 3,
+        ..FlakyNginx::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let mut s = Syncer::new(nginx.clone(), config(), metrics.clone());
+    let (tx, rx) = watch::channel(0u64);
+    tx.send_replace(1); // one change, then silence
+    let source = Arc::new(Snapshot::default());
+    let started = Instant::now();
+    s.run(source, rx, tokio::time::sleep(Duration::from_secs(30)))
+        .await;
+    drop(tx);
+    let attempts = nginx.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 4, "retried until it worked, then stopped");
+    assert!(metrics.is_ready());
+    // Backoff: the gaps grow, and the whole recovery takes seconds, not the next change.
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] > g[0]), "{gaps:?}");
+    assert!(attempts[3] - started < Duration::from_secs(5), "{gaps:?}");
+}

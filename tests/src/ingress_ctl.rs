@@ -43,12 +43,21 @@ pub struct IngressCtl {
     pub https_port: u16,
     pub metrics_port: u16,
     pub log: PathBuf,
+    /// Extra environment for the controller (set before [`Self::launch`]).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl IngressCtl {
     /// Start with `manifests` already written (name -> JSON object), plus `extra` flags.
     pub fn start(manifests: &[(&str, Value)], extra: &[String]) -> Result<IngressCtl> {
+        let mut ctl = IngressCtl::create(manifests)?;
+        ctl.launch(extra)?;
+        Ok(ctl)
+    }
+
+    /// The directories, ports and manifests, without starting the controller ([`Self::launch`]).
+    pub fn create(manifests: &[(&str, Value)]) -> Result<IngressCtl> {
         require(&[("nginx", "nginx"), ("setpriv", "util-linux")])?;
         let dir = crate::new_state_dir("ingress")?;
         let ctl = IngressCtl {
@@ -59,30 +68,70 @@ impl IngressCtl {
             metrics_port: free_port()?,
             log: dir.join("berth-ingress.log"),
             dir,
+            env: Vec::new(),
             child: None,
         };
         std::fs::create_dir_all(&ctl.manifests)?;
         for (name, v) in manifests {
             ctl.write(name, v)?;
         }
-        let mut ctl = ctl;
+        Ok(ctl)
+    }
+
+    /// Start (or start again, after [`Self::kill_hard`]) the controller on the same
+    /// directories and ports.
+    pub fn launch(&mut self, extra: &[String]) -> Result<()> {
         let mut cmd = Command::new(binary()?);
         cmd.arg("run")
             .args(["--source", "files", "--listen-address", "127.0.0.1"])
             .args(["--worker-processes", "1", "--debounce-min", "20ms"])
-            .arg(format!("--manifests-dir={}", ctl.manifests.display()))
-            .arg(format!("--nginx-prefix={}", ctl.prefix.display()))
+            .arg(format!("--manifests-dir={}", self.manifests.display()))
+            .arg(format!("--nginx-prefix={}", self.prefix.display()))
             .arg(format!(
                 "--nginx-conf={}",
-                ctl.prefix.join("nginx.conf").display()
+                self.prefix.join("nginx.conf").display()
             ))
-            .arg(format!("--http-port={}", ctl.http_port))
-            .arg(format!("--https-port={}", ctl.https_port))
-            .arg(format!("--metrics-address=127.0.0.1:{}", ctl.metrics_port))
+            .arg(format!("--http-port={}", self.http_port))
+            .arg(format!("--https-port={}", self.https_port))
+            .arg(format!("--metrics-address=127.0.0.1:{}", self.metrics_port))
             .args(extra)
-            .env("RUST_LOG", "info");
-        ctl.child = Some(spawn_tied(&cmd, &ctl.log)?);
-        Ok(ctl)
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.child = Some(spawn_tied(&cmd, &self.log)?);
+        Ok(())
+    }
+
+    /// SIGKILL the controller (nothing of it runs any more: no cleanup, no signal handler).
+    pub fn kill_hard(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("controller not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM the controller and wait (up to `limit`) for it to exit: how long it took and
+    /// its exit status (`None`: still running after `limit`; it is then killed).
+    pub fn terminate(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(Duration, Option<std::process::ExitStatus>)> {
+        let mut child = self.child.take().context("controller not running")?;
+        let started = std::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let mut status = None;
+        let _ = wait_until("berth-ingress to exit", limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let took = started.elapsed();
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok((took, status))
     }
 
     /// Write (or replace, atomically) one manifest file `name.json`.

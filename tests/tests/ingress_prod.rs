@@ -285,7 +285,7 @@ fn annotations() -> Result<()> {
         "bad Ingress served"
     );
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
-    ensure!(!conf.contains("return 200") && !conf.contains("bad.test"));
+    ensure!(!conf.contains("1m; return 200") && !conf.contains("bad.test"));
     ensure!(ctl.metric("berth_ingress_rejected_objects{reason=\"invalid_annotation\"}")? == 1.0);
     Ok(())
 }
