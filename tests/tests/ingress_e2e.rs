@@ -54,7 +54,7 @@ pub const SERVED_WITHIN: Duration = Duration::from_secs(10);
 pub fn labelled_service(ns: &str, name: &str, host: &str, port: u16) -> Value {
     json!({"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": name, "namespace": ns,
-                        "labels": {"app.kubernetes.io/expose": "true"},
+                        "labels": {"berth.dev/expose": "true"},
                         "annotations": {"berth.dev/host": host}},
            "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port}]}})
 }

@@ -226,7 +226,7 @@ async fn storage(s: &mut Steps) -> Result<()> {
 fn exposed_service(name: &str, host: &str, port: u16) -> Value {
     json!({"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": name, "namespace": "demo",
-                        "labels": {"app.kubernetes.io/expose": "true"},
+                        "labels": {"berth.dev/expose": "true"},
                         "annotations": {"berth.dev/host": host, "berth.dev/path": "/"}},
            "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "http", "port": port}]}})
 }
