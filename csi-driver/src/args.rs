@@ -93,6 +93,11 @@ pub struct Args {
     )]
     pub list_pools: Vec<String>,
 
+    /// Controller (hidden, for tests): the backstop deadline over one blocking Ceph call, in
+    /// milliseconds (default 25 000).
+    #[arg(long, env = "BERTH_CSI_CEPH_CALL_DEADLINE_MS", hide = true)]
+    pub ceph_call_deadline_ms: Option<u64>,
+
     /// Log format.
     #[arg(long, env = "BERTH_CSI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -122,6 +122,9 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
         controller_creds,
         list_pools: controller::Options::parse_list_pools(&args.list_pools)
             .map_err(Error::InvalidArgument)?,
+        call_deadline: args
+            .ceph_call_deadline_ms
+            .map(std::time::Duration::from_millis),
     })
 }
 

@@ -263,21 +263,33 @@ impl Cluster {
 
     /// Stop a daemon by name (e.g. to test a dead cluster); `resume` starts it again.
     pub fn pause_daemons(&mut self) -> Result<()> {
-        for child in &self.children {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGSTOP,
-            )?;
-        }
-        Ok(())
+        self.signal(0.., nix::sys::signal::Signal::SIGSTOP)
     }
 
     pub fn resume_daemons(&mut self) -> Result<()> {
-        for child in &self.children {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGCONT,
-            )?;
+        self.signal(0.., nix::sys::signal::Signal::SIGCONT)
+    }
+
+    /// SIGSTOP the OSD only (the monitor keeps answering, so clients still connect and
+    /// every object operation stalls): a Ceph call that is slow, not a dead cluster.
+    pub fn pause_osd(&mut self) -> Result<()> {
+        self.signal(1..2, nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    pub fn resume_osd(&mut self) -> Result<()> {
+        self.signal(1..2, nix::sys::signal::Signal::SIGCONT)
+    }
+
+    /// Signal the tied daemons in `which` (0 = mon, 1 = osd, in start order).
+    fn signal(
+        &self,
+        which: impl std::ops::RangeBounds<usize>,
+        sig: nix::sys::signal::Signal,
+    ) -> Result<()> {
+        for (i, child) in self.children.iter().enumerate() {
+            if which.contains(&i) {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig)?;
+            }
         }
         Ok(())
     }

@@ -61,6 +61,14 @@ fn main() {
         ),
         ("ceph_paused_bounded_then_recovers", resilience::ceph_paused),
         (
+            "stalled_create_retry_one_image",
+            resilience::stalled_create_retry_one_image,
+        ),
+        (
+            "journal_reservation_is_exclusive",
+            resilience::journal_reservation_is_exclusive,
+        ),
+        (
             "secrets_never_in_logs_or_errors",
             resilience::secrets_hidden,
         ),

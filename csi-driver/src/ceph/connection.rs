@@ -2,6 +2,14 @@
 //! every RPC, created on first use, dropped when the cluster says it is broken (auth failure,
 //! timeout, shutdown) so the next call reconnects. Every blocking call runs on the blocking
 //! pool under a deadline, so a dead cluster answers in bounded time instead of hanging.
+//!
+//! The deadline ends the RPC, not the Ceph call: librados goes on until it answers. So what
+//! must stay held while Ceph works (the per-name lock, the call slot, the connection) moves
+//! into the blocking task and is released only when the call really ends ([`Connections::
+//! with_pool_held`]); a retry meanwhile gets ABORTED instead of running beside it. Connects
+//! are serialised per cluster, so a dead cluster never delays calls to another one, and a
+//! dropped connection is shut down on the blocking pool (`rados_shutdown` waits for the
+//! messenger threads), never on an async worker.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,18 +57,22 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Connections {
     cache: Mutex<HashMap<Key, Arc<Rados>>>,
-    /// Serialises connects so a burst of RPCs opens one connection, not one each.
-    connecting: tokio::sync::Mutex<()>,
+    /// Serialises connects per cluster (and user), so a burst of RPCs opens one connection,
+    /// not one each, and a slow cluster delays only its own callers.
+    connecting: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds blocking calls in flight ([`MAX_CONCURRENT_CALLS`]).
     calls: Arc<tokio::sync::Semaphore>,
+    /// Backstop over one blocking call ([`CALL_DEADLINE`] unless configured).
+    deadline: Duration,
 }
 
 impl Default for Connections {
     fn default() -> Self {
         Connections {
             cache: Mutex::default(),
-            connecting: tokio::sync::Mutex::default(),
+            connecting: Mutex::default(),
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
+            deadline: CALL_DEADLINE,
         }
     }
 }
@@ -68,6 +80,14 @@ impl Default for Connections {
 impl Connections {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A cache whose blocking calls answer DEADLINE_EXCEEDED after `deadline`.
+    pub fn with_deadline(deadline: Duration) -> Self {
+        Connections {
+            deadline,
+            ..Self::default()
+        }
     }
 
     /// A slot for one blocking call; held by the call until it really ends (even past a
@@ -100,11 +120,19 @@ impl Connections {
 
     fn invalidate(&self, key: &Key) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let removed = cache.remove(key).is_some();
+        let removed = cache.remove(key);
         crate::metrics::global().set_ceph_connections(cache.len());
-        if removed {
+        drop(cache);
+        if let Some(rados) = removed {
             tracing::info!(mon_host = %key.mon_host, user = %key.user, "dropped ceph connection");
+            drop_off_async(rados);
         }
+    }
+
+    /// The connect lock of one cluster (and user).
+    fn connect_lock(&self, key: &Key) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.clone()).or_default().clone()
     }
 
     async fn connection(&self, t: &Target) -> Result<Arc<Rados>> {
@@ -112,7 +140,8 @@ impl Connections {
         if let Some(c) = self.cached(&key) {
             return Ok(c);
         }
-        let _turn = self.connecting.lock().await;
+        let turn = self.connect_lock(&key);
+        let _turn = turn.lock().await;
         if let Some(c) = self.cached(&key) {
             return Ok(c);
         }
@@ -138,11 +167,11 @@ impl Connections {
                 ],
             )
         });
-        let rados = match tokio::time::timeout(CALL_DEADLINE, connect).await {
+        let rados = match tokio::time::timeout(self.deadline, connect).await {
             Err(_) => {
                 return Err(Error::DeadlineExceeded(format!(
-                    "connect to ceph at {}: no answer within {CALL_DEADLINE:?}",
-                    t.mon_host
+                    "connect to ceph at {}: no answer within {:?}",
+                    t.mon_host, self.deadline
                 )));
             }
             Ok(Err(join)) => return Err(Error::Internal(format!("connect task: {join}"))),
@@ -163,11 +192,23 @@ impl Connections {
         T: Send + 'static,
         F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
     {
+        self.with_pool_held(t, (), f).await
+    }
+
+    /// [`Self::with_pool`], holding `held` (a per-name lock guard) until `f` has really
+    /// ended, even when the RPC already answered DEADLINE_EXCEEDED.
+    pub async fn with_pool_held<T, F, H>(&self, t: &Target, held: H, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
+        H: Send + 'static,
+    {
         let rados = self.connection(t).await?;
         let pool = t.pool.clone();
         let slot = self.slot().await?;
         let call = tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            let _held = held;
             let io = rados.ioctx(&pool).map_err(|errno| {
                 if errno.0 == libc::ENOENT {
                     Error::NotFound(format!("pool {pool:?} does not exist"))
@@ -177,9 +218,10 @@ impl Connections {
             })?;
             f(&io)
         });
-        let result = match tokio::time::timeout(CALL_DEADLINE, call).await {
+        let result = match tokio::time::timeout(self.deadline, call).await {
             Err(_) => Err(Error::DeadlineExceeded(format!(
-                "ceph did not answer within {CALL_DEADLINE:?}"
+                "ceph did not answer within {:?}",
+                self.deadline
             ))),
             Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
             Ok(Ok(r)) => r,
@@ -204,9 +246,10 @@ impl Connections {
             let _slot = slot;
             f(&rados)
         });
-        let result = match tokio::time::timeout(CALL_DEADLINE, call).await {
+        let result = match tokio::time::timeout(self.deadline, call).await {
             Err(_) => Err(Error::DeadlineExceeded(format!(
-                "ceph did not answer within {CALL_DEADLINE:?}"
+                "ceph did not answer within {:?}",
+                self.deadline
             ))),
             Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
             Ok(Ok(r)) => r,
@@ -217,6 +260,17 @@ impl Connections {
             self.invalidate(&Self::key(t));
         }
         result
+    }
+}
+
+/// Drop a connection on the blocking pool when this is an async worker: the last reference
+/// runs `rados_shutdown`, which joins librados threads and may wait for the network.
+fn drop_off_async(rados: Arc<Rados>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn_blocking(move || drop(rados));
+        }
+        Err(_) => drop(rados),
     }
 }
 

@@ -125,8 +125,21 @@ pub fn owner(io: &IoCtx<'_>, kind: Kind, image: &str, snap: &str) -> Result<Opti
     Ok(vals.get(&key).cloned())
 }
 
-/// Reserve (or rewrite) `name` -> `entry` and its reverse key, atomically.
+/// Reserve `name` -> `entry` and its reverse key, atomically, only if `name` is not reserved
+/// yet: the OSD checks and writes in one operation, so of two creators racing for one name
+/// exactly one wins; the other gets [`Error::OperationPending`] (ABORTED) and writes nothing.
 pub fn put(io: &IoCtx<'_>, kind: Kind, name: &str, entry: &Entry) -> Result<()> {
+    let (k1, k2) = (kind.name_key(name), kind.object_key(entry));
+    match io.omap_update_if_absent(kind.oid(), &k1, &[(&k1, &entry.encode()), (&k2, name)], &[]) {
+        Err(e) if e.0 == libc::ECANCELED => Err(Error::OperationPending(format!(
+            "{name:?} was reserved by another call meanwhile"
+        ))),
+        r => r.map_err(|e| ceph_err(format!("write journal {}", kind.oid()), e)),
+    }
+}
+
+/// Rewrite the entry of an already reserved `name` (same object; e.g. a new size).
+pub fn rewrite(io: &IoCtx<'_>, kind: Kind, name: &str, entry: &Entry) -> Result<()> {
     let (k1, k2) = (kind.name_key(name), kind.object_key(entry));
     io.omap_update(kind.oid(), &[(&k1, &entry.encode()), (&k2, name)], &[])
         .map_err(|e| ceph_err(format!("write journal {}", kind.oid()), e))

@@ -98,14 +98,14 @@ pub(super) async fn create_volume(
                 p.cluster_id
             ))
         })?;
-    let _guard = c.locks().try_lock(&format!("create-volume/{}", req.name))?;
+    let guard = c.locks().try_lock(&format!("create-volume/{}", req.name))?;
 
     let name = req.name.clone();
     let range = req.capacity_range;
     let pc = p.clone();
     let entry = c
         .ceph()
-        .with_pool(&target, move |io| {
+        .with_pool_held(&target, guard, move |io| {
             reserve_and_create(io, &name, &pc, size, range.as_ref(), &source, fp)
         })
         .await

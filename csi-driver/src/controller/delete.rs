@@ -31,11 +31,11 @@ pub(super) async fn delete_volume(
     let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
         return Ok(DeleteVolumeResponse {});
     };
-    let _guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;
+    let guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;
     let image = id.image.clone();
     let result = c
         .ceph()
-        .with_pool(&target, move |io| {
+        .with_pool_held(&target, guard, move |io| {
             remove_volume(io, &image)?;
             collect_gone(io);
             Ok(())

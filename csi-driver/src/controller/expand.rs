@@ -31,12 +31,12 @@ pub(super) async fn expand_volume(
         .ok_or_else(missing)?;
     let want = params::size_for(Some(&range))?;
     let limit = range.limit_bytes.max(0) as u64;
-    let _guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;
+    let guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;
     let image = id.image.clone();
     let vid = req.volume_id.clone();
     let size = c
         .ceph()
-        .with_pool(&target, move |io| {
+        .with_pool_held(&target, guard, move |io| {
             let missing = || Error::NotFound(format!("volume {vid:?} does not exist"));
             let Some(name) = journal::owner(io, Kind::Volume, &image, "")? else {
                 return Err(missing());
@@ -59,7 +59,7 @@ pub(super) async fn expand_volume(
                 .map_err(|e| ceph_err(format!("resize image {image}"), e))?;
             if let Some(mut e) = journal::lookup(io, Kind::Volume, &name)? {
                 e.size = want;
-                journal::put(io, Kind::Volume, &name, &e)?;
+                journal::rewrite(io, Kind::Volume, &name, &e)?;
             }
             Ok(want)
         })

@@ -39,6 +39,8 @@ pub struct Options {
     pub controller_creds: Option<Credentials>,
     /// (clusterID, pool) pairs ListVolumes / ListSnapshots cover.
     pub list_pools: Vec<(String, String)>,
+    /// Backstop over one blocking Ceph call (default [`crate::ceph::connection::CALL_DEADLINE`]).
+    pub call_deadline: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -88,10 +90,13 @@ struct Inner {
 impl Controller {
     pub fn new(opts: Options) -> Self {
         crate::ceph::ffi::limit_malloc_arenas(MALLOC_ARENAS);
+        let deadline = opts
+            .call_deadline
+            .unwrap_or(crate::ceph::connection::CALL_DEADLINE);
         Controller {
             inner: Arc::new(Inner {
                 opts,
-                ceph: Connections::new(),
+                ceph: Connections::with_deadline(deadline),
                 locks: Locks::new(),
             }),
         }

@@ -79,7 +79,7 @@ pub(super) async fn create_snapshot(
     let target = c
         .target(&src.cluster_id, &src.pool, &req.secrets)?
         .ok_or_else(missing)?;
-    let _guard = c
+    let guard = c
         .locks()
         .try_lock(&format!("create-snapshot/{}", req.name))?;
     let (name, image, source_id) = (
@@ -89,7 +89,7 @@ pub(super) async fn create_snapshot(
     );
     let entry = c
         .ceph()
-        .with_pool(&target, move |io| {
+        .with_pool_held(&target, guard, move |io| {
             reserve_and_snap(io, &name, &image, &source_id, &prefix)
         })
         .await?;
@@ -164,12 +164,12 @@ pub(super) async fn delete_snapshot(
     let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
         return Ok(DeleteSnapshotResponse {});
     };
-    let _guard = c
+    let guard = c
         .locks()
         .try_lock(&format!("snapshot/{}", req.snapshot_id))?;
     let result = c
         .ceph()
-        .with_pool(&target, move |io| {
+        .with_pool_held(&target, guard, move |io| {
             let owner = journal::owner(io, Kind::Snapshot, &id.image, &id.snap)?;
             match Image::open(io, &id.image, false) {
                 Ok(img) => match img.snap_remove(&id.snap) {

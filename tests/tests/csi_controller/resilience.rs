@@ -259,3 +259,123 @@ pub fn secrets_hidden(c: &Cluster) -> Result<()> {
         Ok(())
     })
 }
+
+/// A create whose Ceph call outlives the RPC deadline keeps its name locked until Ceph is
+/// done: a retry meanwhile is ABORTED (never a second reservation beside the first), and once
+/// the first call ends the retry answers the one volume it made.
+pub fn stalled_create_retry_one_image(_shared: &Cluster) -> Result<()> {
+    // A private cluster: its OSD is stopped for a while.
+    let mut c = Cluster::start()?;
+    rt().block_on(async {
+        let d = driver(&c, &["--ceph-call-deadline-ms=1500"]).await?;
+        let mut cl = d.client().await?;
+        let warm = cl
+            .controller
+            .create_volume(create_req(&c, &name("warm"), GIB))
+            .await?
+            .into_inner()
+            .volume
+            .unwrap()
+            .volume_id;
+        let before = csi_images(&c)?;
+        let n = name("stall");
+        c.pause_osd()?;
+        let first = cl.controller.create_volume(create_req(&c, &n, GIB)).await;
+        let t0 = Instant::now();
+        let retry = cl.controller.create_volume(create_req(&c, &n, GIB)).await;
+        let retry_took = t0.elapsed();
+        c.resume_osd()?;
+        eprintln!(
+            "stalled create: {:?}; retry meanwhile: {:?} after {retry_took:?}",
+            code(&first),
+            code(&retry)
+        );
+        // Until the first call has finished, retries stay ABORTED; then the one volume.
+        let t0 = Instant::now();
+        let mut codes = Vec::new();
+        let id = loop {
+            match cl.controller.create_volume(create_req(&c, &n, GIB)).await {
+                Ok(r) => break r.into_inner().volume.unwrap().volume_id,
+                Err(s) if t0.elapsed() < Duration::from_secs(60) => {
+                    codes.push(s.code());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(s) => anyhow::bail!("still failing after the OSD resumed: {s:?}"),
+            }
+        };
+        let new: Vec<String> = csi_images(&c)?.difference(&before).cloned().collect();
+        for v in [id.clone(), warm] {
+            cl.controller
+                .delete_volume(DeleteVolumeRequest {
+                    volume_id: v,
+                    secrets: secrets(&c),
+                })
+                .await?;
+        }
+        ensure!(new.len() == 1, "{} images for one name: {new:?}", new.len());
+        ensure!(
+            code(&first) == Code::DeadlineExceeded,
+            "the stalled create answered {first:?}"
+        );
+        ensure!(
+            code(&retry) == Code::Aborted,
+            "a retry while the first create still runs in Ceph answered {:?} after {retry_took:?}, \
+             not ABORTED",
+            code(&retry)
+        );
+        ensure!(
+            codes.iter().all(|c| *c == Code::Aborted),
+            "retries after resume answered {codes:?}"
+        );
+        ensure!(
+            VolumeId::decode(&id)?.image == new[0],
+            "id names another image"
+        );
+        let left: Vec<String> = csi_images(&c)?.into_iter().collect();
+        ensure!(left.is_empty(), "images left after delete: {left:?}");
+        Ok(())
+    })
+}
+
+/// Two creators reserving one request name can never both succeed, whatever the timing: the
+/// second reservation is refused and the first one stands (real RADOS omap, the driver's own
+/// journal code).
+pub fn journal_reservation_is_exclusive(c: &Cluster) -> Result<()> {
+    use berth_csi::ceph::ffi::rados::Rados;
+    use berth_csi::ceph::journal::{self, Entry, Kind};
+    let rados = Rados::connect(
+        &c.client_id,
+        &[
+            ("mon_host", c.mon_host.as_str()),
+            ("key", c.client_key.as_str()),
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    let io = rados
+        .ioctx(&c.pool)
+        .map_err(|e| anyhow::anyhow!("ioctx: {e}"))?;
+    let n = name("reserve");
+    let entry = |image: &str| Entry {
+        image: image.into(),
+        snap: String::new(),
+        size: 1,
+        fp: "fp".into(),
+        created: 0,
+    };
+    let (a, b) = (entry("csi-vol-reserve-a"), entry("csi-vol-reserve-b"));
+    let first = journal::put(&io, Kind::Volume, &n, &a);
+    let second = journal::put(&io, Kind::Volume, &n, &b);
+    let stored = journal::lookup(&io, Kind::Volume, &n)?;
+    let owner_b = journal::owner(&io, Kind::Volume, &b.image, "")?;
+    journal::remove(&io, Kind::Volume, &n, &a.image, "")?;
+    journal::remove(&io, Kind::Volume, &n, &b.image, "")?;
+    ensure!(first.is_ok(), "first reservation failed: {first:?}");
+    ensure!(
+        second.is_err(),
+        "a second reservation of one name succeeded: the journal now names {:?}",
+        stored.map(|e| e.image)
+    );
+    ensure!(stored == Some(a), "the first reservation was overwritten");
+    ensure!(owner_b.is_none(), "the refused image got a reverse key");
+    Ok(())
+}

@@ -108,6 +108,52 @@ impl IoCtx<'_> {
 
     /// Atomically set `set` and remove `rm` keys in the omap of `oid` (created if missing).
     pub fn omap_update(&self, oid: &str, set: &[(&str, &str)], rm: &[&str]) -> Result<(), Errno> {
+        self.omap_update_if(oid, None, set, rm)
+    }
+
+    /// [`Self::omap_update`], applied only while key `absent` has no (or an empty) value: the
+    /// OSD compares and writes in one operation, so of two racing writers guarded by the same
+    /// key exactly one succeeds; the other gets `ECANCELED` and nothing is written.
+    pub fn omap_update_if_absent(
+        &self,
+        oid: &str,
+        absent: &str,
+        set: &[(&str, &str)],
+        rm: &[&str],
+    ) -> Result<(), Errno> {
+        match self.omap_update_if(oid, Some(absent), set, rm) {
+            // The comparison needs the object: create it (idempotently) and try once more.
+            Err(Errno(libc::ENOENT)) => {
+                self.create_object(oid)?;
+                self.omap_update_if(oid, Some(absent), set, rm)
+            }
+            r => r,
+        }
+    }
+
+    /// Create `oid` unless it exists.
+    fn create_object(&self, oid: &str) -> Result<(), Errno> {
+        let oid = cstr(oid)?;
+        // SAFETY: the op is created, filled and released once; oid outlives operate.
+        unsafe {
+            let op = sys::rados_create_write_op();
+            if op.is_null() {
+                return Err(Errno(libc::ENOMEM));
+            }
+            sys::rados_write_op_create(op, sys::CREATE_IDEMPOTENT, ptr::null());
+            let rc = sys::rados_write_op_operate(op, self.h, oid.as_ptr(), ptr::null_mut(), 0);
+            sys::rados_release_write_op(op);
+            check(rc)
+        }
+    }
+
+    fn omap_update_if(
+        &self,
+        oid: &str,
+        absent: Option<&str>,
+        set: &[(&str, &str)],
+        rm: &[&str],
+    ) -> Result<(), Errno> {
         let oid = cstr(oid)?;
         let skeys: Vec<&[u8]> = set.iter().map(|(k, _)| k.as_bytes()).collect();
         let svals: Vec<&[u8]> = set.iter().map(|(_, v)| v.as_bytes()).collect();
@@ -121,12 +167,27 @@ impl IoCtx<'_> {
         let (sk, skl) = ptrs(&skeys);
         let (sv, svl) = ptrs(&svals);
         let (rk, rkl) = ptrs(&rkeys);
+        let mut cmp_rval: libc::c_int = 0;
         // SAFETY: the op is created, filled with pointers into buffers that live until after
-        // operate returns (librados copies them when the op is built), and released once.
+        // operate returns (librados copies them when the op is built; `cmp_rval` is a local
+        // that outlives operate), and released once.
         unsafe {
             let op = sys::rados_create_write_op();
             if op.is_null() {
                 return Err(Errno(libc::ENOMEM));
+            }
+            if let Some(key) = absent {
+                // A missing key compares as the empty value, so EQ "" means "absent".
+                let empty = b"";
+                sys::rados_write_op_omap_cmp2(
+                    op,
+                    key.as_ptr().cast(),
+                    sys::CMPXATTR_OP_EQ,
+                    empty.as_ptr().cast(),
+                    key.len(),
+                    0,
+                    &mut cmp_rval,
+                );
             }
             if !set.is_empty() {
                 sys::rados_write_op_omap_set2(

@@ -63,6 +63,11 @@ pub struct ImageWatcherT {
     pub cookie: u64,
 }
 
+/// `LIBRADOS_CMPXATTR_OP_EQ` (librados.h).
+pub const CMPXATTR_OP_EQ: u8 = 1;
+/// `LIBRADOS_CREATE_IDEMPOTENT` (librados.h): create the object unless it exists.
+pub const CREATE_IDEMPOTENT: c_int = 0;
+
 unsafe extern "C" {
     pub fn rados_create2(
         cluster: *mut RadosT,
@@ -92,6 +97,16 @@ unsafe extern "C" {
         keys: *const *const c_char,
         key_lens: *const usize,
         num: usize,
+    );
+    pub fn rados_write_op_create(op: WriteOpT, exclusive: c_int, category: *const c_char);
+    pub fn rados_write_op_omap_cmp2(
+        op: WriteOpT,
+        key: *const c_char,
+        comparison_operator: u8,
+        val: *const c_char,
+        key_len: usize,
+        val_len: usize,
+        prval: *mut c_int,
     );
     pub fn rados_write_op_operate(
         op: WriteOpT,
