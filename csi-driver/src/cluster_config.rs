@@ -49,6 +49,14 @@ impl ClusterConfig {
         Ok(ClusterConfig { monitors })
     }
 
+    /// The clusterID when exactly one cluster is configured.
+    pub fn sole_cluster(&self) -> Option<&str> {
+        match self.monitors.len() {
+            1 => self.monitors.keys().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// Read the file; a missing file is an empty config (a node-only or identity-only process
     /// may run without one; calls that need a cluster then fail with a clear message).
     pub fn load(path: &Path) -> Result<Self, Error> {

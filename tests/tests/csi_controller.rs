@@ -69,6 +69,10 @@ fn main() {
             resilience::journal_reservation_is_exclusive,
         ),
         (
+            "gone_images_past_one_page",
+            resilience::gone_images_past_one_page,
+        ),
+        (
             "secrets_never_in_logs_or_errors",
             resilience::secrets_hidden,
         ),

@@ -173,16 +173,28 @@ pub fn mark_gone(io: &IoCtx<'_>, name: Option<&str>, image: &str) -> Result<()> 
         .map_err(|e| ceph_err(format!("write journal {VOLUMES_OID}"), e))
 }
 
-/// Images marked gone.
+/// Images marked gone (every page of them).
 pub fn gone_images(io: &IoCtx<'_>) -> Result<Vec<String>> {
-    let page = io
-        .omap_list(VOLUMES_OID, "", GONE_PREFIX, 1000)
-        .map_err(|e| ceph_err(format!("read journal {VOLUMES_OID}"), e))?;
-    Ok(page
-        .entries
-        .into_iter()
-        .filter_map(|(k, _)| k.strip_prefix(GONE_PREFIX).map(str::to_string))
-        .collect())
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = io
+            .omap_list(VOLUMES_OID, &after, GONE_PREFIX, 1000)
+            .map_err(|e| ceph_err(format!("read journal {VOLUMES_OID}"), e))?;
+        let Some((last, _)) = page.entries.last() else {
+            break;
+        };
+        after = last.clone();
+        out.extend(
+            page.entries
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix(GONE_PREFIX).map(str::to_string)),
+        );
+        if !page.more {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Forget a gone image (after it was finally removed).

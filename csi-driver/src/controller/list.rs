@@ -299,8 +299,8 @@ pub(super) async fn get_capacity(
         }
     }
     let (cluster, pool) = if req.parameters.is_empty() {
-        match c.opts().list_pools.first() {
-            Some(p) => p.clone(),
+        match c.capacity_cluster() {
+            Some(p) => p,
             None => return Ok(GetCapacityResponse::default()),
         }
     } else {

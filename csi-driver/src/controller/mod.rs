@@ -156,6 +156,17 @@ impl Controller {
         }))
     }
 
+    /// The cluster a GetCapacity without parameters reports: the first `--list-pools` item's,
+    /// else the only configured cluster.
+    fn capacity_cluster(&self) -> Option<(String, String)> {
+        let o = self.opts();
+        o.list_pools.first().cloned().or_else(|| {
+            o.cluster_config
+                .sole_cluster()
+                .map(|c| (c.to_string(), String::new()))
+        })
+    }
+
     /// Number of live Ceph connections (for the metrics gauge).
     pub fn connection_count(&self) -> usize {
         self.ceph().count()

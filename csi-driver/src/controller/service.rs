@@ -26,9 +26,12 @@ impl Controller {
         if !self.opts().list_pools.is_empty() {
             types.push(T::ListSnapshots);
         }
-        // Calls without secrets need the controller's own credentials.
+        // Calls without secrets need the controller's own credentials; GetCapacity without
+        // parameters also needs to know which cluster to ask.
         if self.opts().controller_creds.is_some() {
-            types.push(T::GetCapacity);
+            if self.capacity_cluster().is_some() {
+                types.push(T::GetCapacity);
+            }
             if !self.opts().list_pools.is_empty() {
                 types.push(T::ListVolumes);
             }
@@ -243,5 +246,47 @@ mod tests {
             ..Default::default()
         });
         assert!(caps.contains(&T::ListSnapshots), "{caps:?}");
+    }
+
+    /// GetCapacity without parameters needs to know which cluster to ask: with controller
+    /// credentials but neither --list-pools nor a single configured cluster it answered 0
+    /// bytes (wrong, for want of a flag), so it is not advertised then.
+    #[test]
+    fn get_capacity_is_advertised_only_when_it_can_answer() {
+        let creds = crate::credentials::Credentials::from_secrets(
+            &[
+                ("userID".to_string(), "csi".to_string()),
+                (
+                    "userKey".to_string(),
+                    "AQBHeXhlAAAAABAAdGVzdHRlc3R0ZXN0dGVzdHRlc3Q=".to_string(),
+                ),
+            ]
+            .into(),
+        )
+        .unwrap();
+        let with = |cfg: &str, pools: Vec<(String, String)>| {
+            advertised(super::super::Options {
+                controller_creds: Some(creds.clone()),
+                cluster_config: crate::cluster_config::ClusterConfig::parse(cfg).unwrap(),
+                list_pools: pools,
+                ..Default::default()
+            })
+        };
+        let two = r#"[{"clusterID":"a","monitors":["10.0.0.1:6789"]},
+                      {"clusterID":"b","monitors":["10.0.0.2:6789"]}]"#;
+        let caps = with("[]", vec![]);
+        assert!(!caps.contains(&T::GetCapacity), "{caps:?}");
+        let caps = with(two, vec![]);
+        assert!(!caps.contains(&T::GetCapacity), "{caps:?}");
+        let caps = with(
+            r#"[{"clusterID":"a","monitors":["10.0.0.1:6789"]}]"#,
+            vec![],
+        );
+        assert!(caps.contains(&T::GetCapacity), "{caps:?}");
+        let caps = with(two, vec![("b".into(), "p".into())]);
+        assert!(caps.contains(&T::GetCapacity), "{caps:?}");
+        assert!(caps.contains(&T::ListVolumes), "{caps:?}");
+        let caps = advertised(Default::default());
+        assert!(!caps.contains(&T::GetCapacity), "{caps:?}");
     }
 }

@@ -379,3 +379,40 @@ pub fn journal_reservation_is_exclusive(c: &Cluster) -> Result<()> {
     ensure!(owner_b.is_none(), "the refused image got a reverse key");
     Ok(())
 }
+
+/// More than one omap page of images marked gone: every one is read (the collector once saw
+/// only the first 1000, so the rest stayed in the pool forever). A pool of its own, so no
+/// other case's deletes collect these marks meanwhile.
+pub fn gone_images_past_one_page(c: &Cluster) -> Result<()> {
+    use berth_csi::ceph::ffi::rados::Rados;
+    use berth_csi::ceph::journal::{self, GONE_PREFIX, VOLUMES_OID};
+    let pool = format!("gone-{}", std::process::id());
+    c.ceph(&["osd", "pool", "create", &pool, "8", "8"])?;
+    let rados = Rados::connect(
+        "admin",
+        &[
+            ("mon_host", c.mon_host.as_str()),
+            ("key", c.admin_key.as_str()),
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    let io = rados
+        .ioctx(&pool)
+        .map_err(|e| anyhow::anyhow!("ioctx: {e}"))?;
+    let keys: Vec<String> = (0..1100)
+        .map(|i| format!("{GONE_PREFIX}csi-vol-gone-{i:05}"))
+        .collect();
+    for chunk in keys.chunks(500) {
+        let set: Vec<(&str, &str)> = chunk.iter().map(|k| (k.as_str(), "")).collect();
+        io.omap_update(VOLUMES_OID, &set, &[])
+            .map_err(|e| anyhow::anyhow!("write: {e}"))?;
+    }
+    let gone = journal::gone_images(&io)?;
+    ensure!(
+        gone.len() == keys.len(),
+        "read {} of {} gone images",
+        gone.len(),
+        keys.len()
+    );
+    Ok(())
+}
