@@ -169,6 +169,14 @@ pub enum ServerTls {
     Certificate(String),
 }
 
+/// A host's HTTPS setting and the object that asked for it (so a certificate nginx refuses is
+/// blamed on that object and dropped with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsChoice {
+    pub certificate: ServerTls,
+    pub origin: ObjectRef,
+}
+
 /// A virtual server: one host (or the catch-all, `host == None`) and its locations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
@@ -176,7 +184,24 @@ pub struct Server {
     /// Sorted by (path, kind); unique per (path, kind).
     pub locations: Vec<Location>,
     /// HTTPS for this host (`spec.tls`); `None` for the catch-all and plain hosts.
-    pub tls: Option<ServerTls>,
+    pub tls: Option<TlsChoice>,
+    /// Where requests that match no location go (`None`: 404). The catch-all: the flag's
+    /// default backend, else the oldest Ingress `spec.defaultBackend`. A host: the flag's, else
+    /// the `spec.defaultBackend` of an Ingress that routes this host (never another
+    /// namespace's).
+    pub fallback: Option<DefaultBackend>,
+}
+
+impl Server {
+    /// A server with nothing in it yet.
+    pub fn new(host: Option<Host>) -> Self {
+        Self {
+            host,
+            locations: Vec::new(),
+            tls: None,
+            fallback: None,
+        }
+    }
 }
 
 /// One backend address: an IP (ClusterIP or pod IP) or, for ExternalName Services, a DNS name.
@@ -281,10 +306,8 @@ pub struct Model {
     /// Servers sorted by host; the catch-all (`host: None`, host-less routes) sorts first and
     /// may be absent (render then writes an empty one).
     pub servers: Vec<Server>,
-    /// Sorted by name, unique; only upstreams some location or the default backend uses.
+    /// Sorted by name, unique; only upstreams some location or fallback uses.
     pub upstreams: Vec<Upstream>,
-    /// Upstream for requests no rule matches; `None` means 404.
-    pub default_backend: Option<DefaultBackend>,
     /// Sorted.
     pub reports: Vec<Report>,
     /// Certificates some server (or the catch-all) uses, sorted by id, unique.
@@ -293,7 +316,7 @@ pub struct Model {
     pub default_certificate: Option<String>,
 }
 
-/// The catch-all backend and the object (or flag) that set it.
+/// A fallback backend and the object (or flag) that set it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefaultBackend {
     pub upstream: String,
@@ -301,46 +324,69 @@ pub struct DefaultBackend {
 }
 
 impl Model {
-    /// Every object that contributes something to the config, sorted.
-    pub fn origins(&self) -> BTreeSet<ObjectRef> {
-        let mut set: BTreeSet<ObjectRef> = self
-            .servers
+    /// The catch-all server, if the model has one.
+    pub fn catch_all(&self) -> Option<&Server> {
+        self.servers.iter().find(|s| s.host.is_none())
+    }
+
+    fn default_certificate_origin(&self) -> Option<&ObjectRef> {
+        let id = self.default_certificate.as_ref()?;
+        self.certificates
             .iter()
-            .flat_map(|s| s.locations.iter().map(|l| l.origin.clone()))
-            .collect();
-        if let Some(d) = &self.default_backend {
-            set.insert(d.origin.clone());
+            .find(|c| &c.id == id)
+            .map(|c| &c.origin)
+    }
+
+    /// Every object that contributes something to the config (locations, server TLS,
+    /// fallbacks, the default certificate), sorted. Isolation bisects over exactly this set,
+    /// so nothing in a rendered config is unattributed.
+    pub fn origins(&self) -> BTreeSet<ObjectRef> {
+        let mut set = BTreeSet::new();
+        for s in &self.servers {
+            set.extend(s.locations.iter().map(|l| l.origin.clone()));
+            set.extend(s.tls.iter().map(|t| t.origin.clone()));
+            set.extend(s.fallback.iter().map(|f| f.origin.clone()));
         }
+        set.extend(self.default_certificate_origin().cloned());
         set
     }
 
     /// The same model without anything `excluded` objects contributed (used to isolate an object
-    /// nginx refuses). Unused upstreams and empty servers disappear too.
+    /// nginx refuses). `without(&empty)` is the model itself. Servers left with nothing (other
+    /// than the catch-all), unused upstreams and unused certificates disappear too.
     pub fn without(&self, excluded: &BTreeSet<ObjectRef>) -> Model {
+        let keep = |o: &ObjectRef| !excluded.contains(o);
         let mut servers = Vec::with_capacity(self.servers.len());
         for s in &self.servers {
-            let locations: Vec<Location> = s
-                .locations
-                .iter()
-                .filter(|l| !excluded.contains(&l.origin))
-                .cloned()
-                .collect();
-            if !locations.is_empty() {
-                servers.push(Server {
-                    host: s.host.clone(),
-                    locations,
-                    tls: s.tls.clone(),
-                });
+            let server = Server {
+                host: s.host.clone(),
+                locations: s
+                    .locations
+                    .iter()
+                    .filter(|l| keep(&l.origin))
+                    .cloned()
+                    .collect(),
+                tls: s.tls.clone().filter(|t| keep(&t.origin)),
+                fallback: s.fallback.clone().filter(|f| keep(&f.origin)),
+            };
+            let empty =
+                server.locations.is_empty() && server.tls.is_none() && server.fallback.is_none();
+            if server.host.is_none() || !empty {
+                servers.push(server);
             }
         }
-        let default_backend = self
-            .default_backend
+        let default_certificate = self
+            .default_certificate
             .clone()
-            .filter(|d| !excluded.contains(&d.origin));
+            .filter(|_| self.default_certificate_origin().is_none_or(keep));
         let used: BTreeSet<&str> = servers
             .iter()
-            .flat_map(|s| s.locations.iter().map(|l| l.upstream.as_str()))
-            .chain(default_backend.as_ref().map(|d| d.upstream.as_str()))
+            .flat_map(|s| {
+                s.locations
+                    .iter()
+                    .map(|l| l.upstream.as_str())
+                    .chain(s.fallback.iter().map(|f| f.upstream.as_str()))
+            })
             .collect();
         let upstreams = self
             .upstreams
@@ -348,13 +394,29 @@ impl Model {
             .filter(|u| used.contains(u.name.as_str()))
             .cloned()
             .collect();
+        let certs: BTreeSet<&str> = servers
+            .iter()
+            .filter_map(|s| match &s.tls {
+                Some(TlsChoice {
+                    certificate: ServerTls::Certificate(id),
+                    ..
+                }) => Some(id.as_str()),
+                _ => None,
+            })
+            .chain(default_certificate.as_deref())
+            .collect();
+        let certificates = self
+            .certificates
+            .iter()
+            .filter(|c| certs.contains(c.id.as_str()))
+            .cloned()
+            .collect();
         Model {
             servers,
             upstreams,
-            default_backend,
             reports: self.reports.clone(),
-            certificates: self.certificates.clone(),
-            default_certificate: self.default_certificate.clone(),
+            certificates,
+            default_certificate,
         }
     }
 }

@@ -140,9 +140,8 @@ mod tests {
             .collect();
         Model {
             servers: vec![Server {
-                host: None,
                 locations,
-                tls: None,
+                ..Server::new(None)
             }],
             upstreams: vec![Upstream {
                 name: "u".into(),

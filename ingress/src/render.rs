@@ -6,13 +6,14 @@
 //! - `http`: access log off (or to stderr), proxy headers set once (Host, X-Real-IP,
 //!   X-Forwarded-For/-Proto/-Host, Upgrade/Connection via a `map`), one `upstream` per backend
 //!   that has endpoints (an upstream without endpoints is never written; its routes `return 503`).
-//! - a catch-all `server` (`default_server`, `server_name _`) with the host-less routes, then one
-//!   `server` per host. Exact hosts use `server_name host`; a `*.example.com` wildcard uses the
+//! - a catch-all `server` (`default_server`, `server_name _`) with the host-less routes (and
+//!   only there), then one `server` per host. Exact hosts use `server_name host`; a `*.example.com` wildcard uses the
 //!   regex `~^[^.]+\.example\.com$` because nginx's own `*.` form would match several labels.
 //! - locations: Exact `/p` -> `location = /p`; Prefix `/p` -> `location = /p` plus
 //!   `location ^~ /p/` (element-wise: `/p`, `/p/`, `/p/x`, never `/px`); Prefix `/` ->
 //!   `location /`. Exact wins over Prefix for the same path. A server without a `/` route falls
-//!   back to the default backend, else `return 404`.
+//!   back to its own fallback ([`Server::fallback`], commented with its origin), else
+//!   `return 404`.
 //! - TLS (only when a certificate exists: [`RenderConfig::self_signed_default`], the model's
 //!   default certificate or a server's own): the catch-all also listens on `https_port` with
 //!   `ssl http2 default_server`; a host with `spec.tls` listens there too with its certificate
@@ -126,11 +127,7 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
     for u in &model.upstreams {
         upstream(&mut out, u);
     }
-    let empty = Server {
-        host: None,
-        locations: Vec::new(),
-        tls: None,
-    };
+    let empty = Server::new(None);
     let catch_all = model
         .servers
         .iter()
@@ -157,10 +154,11 @@ fn default_certificate<'a>(model: &'a Model, config: &RenderConfig) -> Option<&'
 /// Does any server listen for TLS?
 fn any_tls(model: &Model, config: &RenderConfig) -> bool {
     default_certificate(model, config).is_some()
-        || model
-            .servers
-            .iter()
-            .any(|s| matches!(s.tls, Some(ServerTls::Certificate(_))))
+        || model.servers.iter().any(|s| {
+            s.tls
+                .as_ref()
+                .is_some_and(|t| matches!(t.certificate, ServerTls::Certificate(_)))
+        })
 }
 
 fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
@@ -265,7 +263,7 @@ fn server(
 ) {
     out.push_str("    server {\n");
     listen(out, config, config.http_port, false, s.host.is_none());
-    let cert = match (&s.host, &s.tls) {
+    let cert = match (&s.host, s.tls.as_ref().map(|t| &t.certificate)) {
         (None, _) => default_cert,
         (Some(_), Some(ServerTls::Certificate(id))) => Some(id.as_str()),
         (Some(_), Some(ServerTls::Default)) => default_cert,
@@ -319,7 +317,10 @@ fn server(
         }
     }
     if !has_root {
-        let target = match &model.default_backend {
+        if let Some(d) = &s.fallback {
+            _ = writeln!(out, "        # {} (default backend)", d.origin);
+        }
+        let target = match &s.fallback {
             Some(d) => Target::for_upstream(&d.upstream, model),
             None => Target::NotFound,
         };

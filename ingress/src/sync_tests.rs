@@ -54,9 +54,8 @@ fn model(names: &[&str]) -> Model {
         .collect();
     Model {
         servers: vec![Server {
-            host: None,
             locations,
-            tls: None,
+            ..Server::new(None)
         }],
         upstreams: vec![Upstream {
             name: "u".into(),

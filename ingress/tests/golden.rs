@@ -61,3 +61,73 @@ fn golden_cases() {
         check(&case.with_extension("reports"), &reports);
     }
 }
+
+/// The `server { ... }` block whose `server_name` is `name` (`_` for the catch-all).
+fn server_block<'a>(conf: &'a str, name: &str) -> &'a str {
+    let marker = format!("        server_name {name};\n");
+    let at = conf
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no server {name}"));
+    let start = conf[..at].rfind("    server {\n").unwrap();
+    let end = at + conf[at..].find("\n    }\n").unwrap();
+    &conf[start..end]
+}
+
+/// Issue 12 item 1, asserted on the multi-tenant corpus (the golden files pin the rest).
+#[test]
+fn tenants_never_receive_each_others_traffic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut snapshot = Snapshot::default();
+    let text = fs::read_to_string(dir.join("tenants.yaml")).unwrap();
+    parse_manifests(&text, "tenants", &mut snapshot);
+    let config = TranslateConfig {
+        service_selector: LabelSelector::parse("app.kubernetes.io/expose=true").unwrap(),
+        ..TranslateConfig::default()
+    };
+    let model = translate::build(&snapshot, &config);
+    let rc = RenderConfig::new("/run/berth-golden", 8080, 8443).unwrap();
+    let conf = render(&model, &rc);
+    let shop = server_block(&conf, "shop.example.com");
+    for foreign in ["team-b", "team-c", "team-d"] {
+        assert!(
+            !shop.contains(foreign),
+            "{foreign} in shop.example.com:\n{shop}"
+        );
+    }
+    assert!(shop.contains("proxy_pass http://team-a_api_80;"), "{shop}");
+    assert!(shop.contains("ssl_certificate "), "{shop}");
+    let catch_all = server_block(&conf, "_");
+    assert!(catch_all.contains("location ^~ /login/"), "{catch_all}");
+    assert!(
+        catch_all.contains("proxy_pass http://team-c_fallback_80;"),
+        "{catch_all}"
+    );
+    let d = server_block(&conf, "d.example.com");
+    assert!(
+        d.contains("proxy_pass http://team-d_other_80;") && !d.contains("team-c"),
+        "{d}"
+    );
+    let c = server_block(&conf, "c.example.com");
+    assert!(c.contains("proxy_pass http://team-c_fallback_80;"), "{c}");
+    let reported = |object: &str, what: &str| {
+        model
+            .reports
+            .iter()
+            .any(|r| r.object.to_string() == object && r.to_string().contains(what))
+    };
+    assert!(
+        reported("Ingress/team-b/grab", "shop.example.com"),
+        "{:#?}",
+        model.reports
+    );
+    assert!(
+        reported("Service/team-b/grab-svc", "shop.example.com"),
+        "{:#?}",
+        model.reports
+    );
+    assert!(
+        reported("Ingress/team-d/fallback", "default backend"),
+        "{:#?}",
+        model.reports
+    );
+}

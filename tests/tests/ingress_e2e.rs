@@ -9,6 +9,8 @@
 
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
+#[path = "ingress_e2e/tenancy.rs"]
+mod tenancy;
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +37,10 @@ fn main() {
         t("wildcard_host_matches_one_label_only", wildcard_host),
         t("default_backend_flag_then_ingress", default_backend),
         t("conflict_oldest_wins_loser_reported", conflict),
+        t(
+            "tenancy_host_less_and_default_backend_stay_in_catch_all",
+            tenancy::host_less_rules_and_default_backends_stay_in_the_catch_all,
+        ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(
             "nginx_refuses_candidate_last_good_serves",
@@ -254,7 +260,8 @@ fn default_backend() -> Result<()> {
     served(&ctl, "unknown.test", "/x", 200, Some("flag /x"))?;
     served(&ctl, "app.test", "/other", 200, Some("flag /other"))?;
     served(&ctl, "app.test", "/app", 200, Some("spec /app"))?;
-    // An Ingress's spec.defaultBackend takes over from the flag.
+    // An Ingress's spec.defaultBackend: the operator's flag still wins (issue 12 item 1),
+    // and the Ingress is reported.
     let mut with_default = ingress_rule(
         "web",
         "app",
@@ -264,8 +271,20 @@ fn default_backend() -> Result<()> {
     with_default["spec"]["defaultBackend"] =
         json!({"service": {"name": "two", "port": {"number": b2.port}}});
     ctl.write("app", &with_default)?;
-    served(&ctl, "unknown.test", "/y", 200, Some("spec /y"))?;
-    served(&ctl, "app.test", "/other", 200, Some("spec /other"))?;
+    wait_until(
+        "the overridden defaultBackend reported",
+        SERVED_WITHIN,
+        || {
+            ctl.log_text().lines().any(|l| {
+                l.contains("not served as written")
+                    && l.contains("Ingress/web/app")
+                    && l.contains("default-backend-service")
+            })
+        },
+    )
+    .with_context(|| ctl.log_text())?;
+    served(&ctl, "unknown.test", "/y", 200, Some("flag /y"))?;
+    served(&ctl, "app.test", "/other", 200, Some("flag /other"))?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
 //!
 //! Paths: Exact, Prefix, ImplementationSpecific (= Prefix). Hosts: exact or one `*.` label; no
-//! host means every host. Backends: Service by port number or name; `resource` backends are
+//! host means the catch-all server only (`merge.rs`). Backends: Service by port number or name; `resource` backends are
 //! refused. Any invalid value rejects the whole Ingress (one report naming the field); a
 //! missing Service keeps the route, answering 503, and is reported.
 //!
@@ -220,6 +220,8 @@ fn one(
         None => None,
     };
     let mut routes = Vec::new();
+    // The hosts this Ingress names: its defaultBackend may serve their unmatched paths.
+    let mut own_hosts = BTreeSet::new();
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
         let host = match rule.host.as_deref() {
             None | Some("") => None,
@@ -232,6 +234,7 @@ fn one(
                 )
             })?),
         };
+        own_hosts.extend(host.clone());
         let Some(http) = &rule.http else { continue };
         for (j, p) in http.paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
@@ -263,6 +266,7 @@ fn one(
     let tls = tls_entries(&origin, spec)?;
 
     // TLS hosts: the Secret's certificate, or the default one (reported) when it is unusable.
+    own_hosts.extend(tls.iter().flat_map(|(_, hosts, _)| hosts.iter().cloned()));
     for (i, hosts, secret) in tls {
         let certificate = secret.and_then(|name| match secrets.certificate(&ns, &name) {
             Ok(c) => Some(c),
@@ -300,6 +304,8 @@ fn one(
             upstream,
             origin: origin.clone(),
             age: age.clone(),
+            hosts: own_hosts.into_iter().collect(),
+            flag: false,
         });
     }
     for (host, path, kind, b, field) in routes {

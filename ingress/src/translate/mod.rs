@@ -2,28 +2,27 @@
 //!
 //! `services.rs` turns label-selected, annotated Services into route candidates (the original
 //! design), `ingress.rs` does the same for Ingress v1 objects of our class, `backend.rs` resolves
-//! a backend to an upstream. This module merges the candidates: oldest object wins a
-//! (host, path, match kind) key (creationTimestamp, then namespace/name; objects without a
-//! timestamp count as newest), each loser is reported, and routes without a host are served
-//! for every host that has no route of its own for that path.
+//! a backend to an upstream. `merge.rs` merges the candidates: a host belongs to one namespace,
+//! the oldest object wins a (host, path, match kind) key (creationTimestamp, then
+//! namespace/name; objects without a timestamp count as newest), each loser is reported, and
+//! routes without a host are served by the catch-all server only.
 
 pub mod annotations;
 pub mod backend;
 pub mod ingress;
+pub mod merge;
 pub mod secrets;
 pub mod selector;
 pub mod services;
 
-use std::collections::{BTreeMap, btree_map::Entry};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::model::{
-    Certificate, DefaultBackend, Host, Kind, Location, Model, ObjectRef, PathKind, Reason, Report,
-    RouteOptions, Server, ServerTls, Upstream,
+    Certificate, Host, Kind, Model, ObjectRef, PathKind, Reason, Report, RouteOptions, Upstream,
 };
 use crate::snapshot::Snapshot;
 pub use backend::UpstreamMode;
+pub use merge::merge;
 pub use selector::LabelSelector;
 
 /// The controller's name in `IngressClass.spec.controller`, unless `--controller-name` says
@@ -107,6 +106,10 @@ pub struct DefaultCandidate {
     pub upstream: Upstream,
     pub origin: ObjectRef,
     pub age: Age,
+    /// The Ingress's own hosts (rules and `spec.tls`): it may serve their unmatched paths.
+    pub hosts: Vec<Host>,
+    /// `--default-backend-service`: serves unmatched requests of every server.
+    pub flag: bool,
 }
 
 /// What one translator produced.
@@ -188,7 +191,7 @@ fn flag_default_backend(
         Ok(u) => u,
         Err(e) => e.upstream,
     };
-    // The flag is the fallback: sort it after every object's own defaultBackend.
+    // Sorted last; `flag` (not the age) makes it win.
     let age = Age {
         missing_timestamp: true,
         created: None,
@@ -200,148 +203,9 @@ fn flag_default_backend(
         upstream,
         origin,
         age,
+        hosts: Vec::new(),
+        flag: true,
     });
-}
-
-/// Resolve conflicts (oldest wins) and assemble the model.
-pub fn merge(mut t: Translated) -> Model {
-    t.routes.sort_by(|a, b| a.age.cmp(&b.age));
-    t.defaults.sort_by(|a, b| a.age.cmp(&b.age));
-
-    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
-    let mut hosts: BTreeMap<Option<Host>, BTreeMap<(String, PathKind), Location>> = BTreeMap::new();
-    hosts.insert(None, BTreeMap::new());
-    let mut reports = t.reports;
-
-    for c in t.routes {
-        let key = (c.path, c.kind);
-        match hosts.entry(c.host.clone()).or_default().entry(key) {
-            Entry::Occupied(winner) => {
-                let (path, _) = winner.key();
-                reports.push(Report {
-                    object: c.origin,
-                    field: "route".into(),
-                    reason: Reason::Conflict,
-                    detail: format!(
-                        "{} {:?} {path} is already served by older {}",
-                        c.host.as_ref().map_or("*".to_owned(), Host::to_string),
-                        c.kind,
-                        winner.get().origin
-                    ),
-                });
-            }
-            Entry::Vacant(slot) => {
-                let (path, kind) = slot.key().clone();
-                let name = c.upstream.name.clone();
-                upstreams.entry(name.clone()).or_insert(c.upstream);
-                slot.insert(Location {
-                    path,
-                    kind,
-                    upstream: name,
-                    origin: c.origin,
-                    options: c.options,
-                });
-            }
-        }
-    }
-
-    let mut defaults = t.defaults.into_iter();
-    let default_backend = defaults.next().map(|d| {
-        let name = d.upstream.name.clone();
-        upstreams.entry(name.clone()).or_insert(d.upstream);
-        DefaultBackend {
-            upstream: name,
-            origin: d.origin,
-        }
-    });
-    if let Some(winner) = &default_backend {
-        for loser in defaults.filter(|d| d.origin.kind != Kind::Service) {
-            reports.push(Report {
-                object: loser.origin,
-                field: "spec.defaultBackend".into(),
-                reason: Reason::Conflict,
-                detail: format!(
-                    "the default backend is already set by older {}",
-                    winner.origin
-                ),
-            });
-        }
-    }
-
-    let (tls, certificates) = merge_tls(t.tls, &mut reports);
-    for host in tls.keys() {
-        hosts.entry(Some(host.clone())).or_default();
-    }
-
-    // Routes without a host apply to every host that lacks that (path, kind).
-    let catch_all = hosts.get(&None).cloned().unwrap_or_default();
-    let servers = hosts
-        .into_iter()
-        .map(|(host, mut locations)| {
-            if host.is_some() {
-                for (key, loc) in &catch_all {
-                    locations.entry(key.clone()).or_insert_with(|| loc.clone());
-                }
-            }
-            Server {
-                tls: host.as_ref().and_then(|h| tls.get(h).cloned()),
-                host,
-                locations: locations.into_values().collect(),
-            }
-        })
-        .collect();
-
-    reports.sort();
-    reports.dedup();
-    Model {
-        servers,
-        upstreams: upstreams.into_values().collect(),
-        default_backend,
-        reports,
-        certificates,
-        default_certificate: None,
-    }
-}
-
-/// TLS per host: the oldest object's choice wins; a younger object naming a different
-/// certificate is reported. Returns the per-host choice and the certificates in use.
-fn merge_tls(
-    mut candidates: Vec<TlsCandidate>,
-    reports: &mut Vec<Report>,
-) -> (BTreeMap<Host, ServerTls>, Vec<Certificate>) {
-    candidates.sort_by(|a, b| a.age.cmp(&b.age));
-    let mut chosen: BTreeMap<Host, (ServerTls, ObjectRef)> = BTreeMap::new();
-    let mut certs: BTreeMap<String, Certificate> = BTreeMap::new();
-    for c in candidates {
-        let want = match &c.certificate {
-            Some(cert) => ServerTls::Certificate(cert.id.clone()),
-            None => ServerTls::Default,
-        };
-        match chosen.entry(c.host.clone()) {
-            Entry::Occupied(winner) => {
-                if winner.get().0 != want {
-                    reports.push(Report {
-                        object: c.origin,
-                        field: "spec.tls".into(),
-                        reason: Reason::Conflict,
-                        detail: format!(
-                            "host {} already has its TLS certificate from older {}",
-                            c.host,
-                            winner.get().1
-                        ),
-                    });
-                }
-            }
-            Entry::Vacant(slot) => {
-                if let Some(cert) = c.certificate {
-                    certs.entry(cert.id.clone()).or_insert(cert);
-                }
-                slot.insert((want, c.origin));
-            }
-        }
-    }
-    let tls = chosen.into_iter().map(|(h, (t, _))| (h, t)).collect();
-    (tls, certs.into_values().collect())
 }
 
 /// The object's reference, after checking its namespace (DNS label) and name (DNS label when
