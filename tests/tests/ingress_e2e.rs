@@ -314,7 +314,10 @@ fn conflict() -> Result<()> {
     )?;
     served(&ctl, "clash.test", "/shared/x", 200, Some("old /shared/x"))?;
     let conflicts = r#"berth_ingress_rejected_objects{reason="conflict"}"#;
-    ensure!(ctl.metric(conflicts)? >= 1.0, "conflict gauge not set");
+    // Reports are published right after the reload: the gauge may trail the first 200.
+    wait_until("conflict gauge set", SERVED_WITHIN, || {
+        ctl.metric(conflicts).is_ok_and(|v| v >= 1.0)
+    })?;
     let log = ctl.log_text();
     ensure!(
         log.lines().any(|l| l.contains("Ingress/b/newer")
