@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use berth_tests::ceph::{Cluster, Lifetime, write_private};
+use berth_tests::ceph::{Cluster, Lifetime};
 use berth_tests::k8s::ControlPlane;
 use clap::{Parser, Subcommand};
 
@@ -99,7 +99,8 @@ fn next_steps(dir: &std::path::Path) -> String {
     let d = dir.display();
     format!(
         "\nstart berth-csi:\n  berth-csi --mode all --endpoint unix:///tmp/berth-csi.sock \\\n    \
-         --cluster-config {d}/cluster-config.json --node-id $(hostname)\n\
+         --cluster-config {d}/cluster-config.json --node-id $(hostname) \\\n    \
+         --controller-secrets-dir {d}/controller-secrets --list-pools $BERTH_LIST_POOLS\n\
          check it with csi-sanity:\n  csi-sanity --csi.endpoint unix:///tmp/berth-csi.sock \\\n    \
          --csi.stagingdir /tmp/csi-staging --csi.mountdir /tmp/csi-mount \\\n    \
          --csi.testvolumeparameters {d}/csi-sanity-params.yaml --csi.secrets {d}/csi-sanity-secrets.yaml\n\
@@ -108,55 +109,35 @@ fn next_steps(dir: &std::path::Path) -> String {
     )
 }
 
-/// The files tools need to use the cluster: env, cluster config, csi-sanity YAMLs.
+/// The files tools need to use the cluster: env, cluster config, csi-sanity YAMLs, the
+/// controller's own credentials.
 fn write_files(dir: &std::path::Path, c: &Cluster) -> Result<()> {
     let cfg = dir.join("cluster-config.json");
     std::fs::write(&cfg, c.csi_cluster_config(CLUSTER_ID))?;
-    let params = dir.join("csi-sanity-params.yaml");
-    std::fs::write(
-        &params,
-        format!(
-            "clusterID: {CLUSTER_ID}\npool: {}\nmounter: fuse\nimageFeatures: layering\n\
-             csi.storage.k8s.io/fstype: ext4\n",
-            c.pool
-        ),
-    )?;
-    let secrets = dir.join("csi-sanity-secrets.yaml");
-    let mut s = String::new();
-    for key in [
-        "CreateVolumeSecret",
-        "DeleteVolumeSecret",
-        "ControllerPublishVolumeSecret",
-        "ControllerUnpublishVolumeSecret",
-        "ControllerValidateVolumeCapabilitiesSecret",
-        "NodeStageVolumeSecret",
-        "NodePublishVolumeSecret",
-        "CreateSnapshotSecret",
-        "DeleteSnapshotSecret",
-        "ControllerExpandVolumeSecret",
-        "NodeExpandVolumeSecret",
-        "ListSnapshotsSecret",
-    ] {
-        s.push_str(&format!(
-            "{key}:\n  userID: {}\n  userKey: {}\n",
-            c.client_id, c.client_key
-        ));
-    }
-    write_private(&secrets, &s)?;
+    let f = berth_tests::csi_sanity::write_files(dir, c, CLUSTER_ID)?;
+    // csi-sanity once it is built (tests/scripts/build-k8s-tools.sh csi-sanity).
+    let sanity = berth_tests::tools::path("csi-sanity")
+        .map(|p| format!("export BERTH_CSI_SANITY={}\n", p.display()))
+        .unwrap_or_default();
     let env = format!(
         "export CEPH_CONF={conf}\nexport BERTH_CEPH_DIR={d}\nexport BERTH_MON_ADDR={mon}\n\
          export BERTH_POOL={pool}\nexport BERTH_CLIENT_ID={id}\n\
          export BERTH_CLIENT_KEYRING={d}/ceph.client.{id}.keyring\n\
-         export BERTH_CLUSTER_CONFIG={cfg}\nexport BERTH_CSI_SANITY_PARAMS={params}\n\
-         export BERTH_CSI_SANITY_SECRETS={secrets}\n",
+         export BERTH_CLUSTER_CONFIG={cfg}\nexport BERTH_CONTROLLER_SECRETS_DIR={csd}\n\
+         export BERTH_LIST_POOLS={lp}\nexport BERTH_CSI_SANITY_PARAMS={params}\n\
+         export BERTH_CSI_SANITY_PARAMS_XFS={params_xfs}\n\
+         export BERTH_CSI_SANITY_SECRETS={secrets}\n{sanity}",
         conf = c.conf.display(),
         d = c.dir.display(),
         mon = c.mon_addr,
         pool = c.pool,
         id = c.client_id,
         cfg = cfg.display(),
-        params = params.display(),
-        secrets = secrets.display(),
+        csd = f.controller_secrets_dir.display(),
+        lp = f.list_pools,
+        params = f.params_ext4.display(),
+        params_xfs = f.params_xfs.display(),
+        secrets = f.secrets.display(),
     );
     std::fs::write(dir.join("env"), env)?;
     Ok(())

@@ -1,0 +1,289 @@
+//! csi-sanity (kubernetes-csi/csi-test, the version tests/tools/tools.txt pins) against berth-csi
+//! on a real local Ceph cluster, as the README's "Checking berth-csi with csi-sanity" recipe runs
+//! it: the files `testenv up` writes (same writer), berth-csi with the recipe's flags, csi-sanity
+//! with the recipe's flags. Three runs: ext4 mount, xfs mount, block.
+//!
+//! Every csi-sanity spec is one counted case here (read from its JUnit report): passed, failed
+//! or ignored. A skipped spec is expected only when its reason is in [`SKIPS`] AND berth does not
+//! advertise the capability named there; any other skip fails, so a new skip cannot hide.
+//!
+//! Needs `bash tests/scripts/build-k8s-tools.sh` (csi-sanity) and the berth-csi binary.
+
+use std::sync::Arc;
+
+use anyhow::{Result, ensure};
+use berth_csi::csi::{self, controller_service_capability as csc, plugin_capability as pc};
+use berth_tests::ceph::Cluster;
+use berth_tests::csi_sanity::{self, Case, Outcome};
+use berth_tests::driver::Driver;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const CLUSTER_ID: &str = "berth-local";
+
+/// What berth would have to advertise for csi-sanity to run a spec it skipped.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    Controller(csc::rpc::Type),
+    Plugin(pc::service::Type),
+    /// A capability of CSI v1.13 (csi-test's spec), absent from berth's v1.12 proto.
+    Csi113,
+}
+
+/// csi-sanity's skip reasons (its `Skip("...")` texts) for capabilities berth does not advertise.
+const SKIPS: &[(&str, Needs)] = {
+    use Needs::*;
+    use csc::rpc::Type as T;
+    &[
+        (
+            "skipped - ControllerPublishVolume not supported",
+            Controller(T::PublishUnpublishVolume),
+        ),
+        (
+            "skipped - ControllerUnpublishVolume not supported",
+            Controller(T::PublishUnpublishVolume),
+        ),
+        (
+            "skipped - Controller Publish, UnpublishVolume not supported",
+            Controller(T::PublishUnpublishVolume),
+        ),
+        (
+            "skipped - Modify volume not supported",
+            Controller(T::ModifyVolume),
+        ),
+        (
+            "skipped - Modify Volume not supported",
+            Controller(T::ModifyVolume),
+        ),
+        (
+            "skipped - ControllerModifyVolume not supported",
+            Controller(T::ModifyVolume),
+        ),
+        (
+            "skipped - GroupControllerService not supported",
+            Plugin(pc::service::Type::GroupControllerService),
+        ),
+        ("skipped - ControllerGetVolumeHealth not supported", Csi113),
+        ("skipped - ControllerListVolumeHealth not supported", Csi113),
+        ("skipped - NodeGetVolumeHealth not supported", Csi113),
+        ("skipped - NodeGetStorageHealth not supported", Csi113),
+        (
+            "skipped - SNAPSHOT_ACCESSIBILITY_CONSTRAINTS not supported",
+            Csi113,
+        ),
+        (
+            "skipped - GetCapacity not supported",
+            Controller(T::GetCapacity),
+        ),
+        (
+            "skipped - ListVolumes not supported",
+            Controller(T::ListVolumes),
+        ),
+        (
+            "skipped - ListSnapshots not supported",
+            Controller(T::ListSnapshots),
+        ),
+    ]
+};
+
+/// Specs csi-test itself marks pending (`PIt`): they never run, in any driver.
+const PENDING_IN_CSI_TEST: &[&str] = &[
+    "Controller Service [Controller Server] ListVolumes pagination should detect volumes added between pages and accept tokens when the last volume from a page is deleted",
+];
+
+/// One run of the recipe: its name and csi-sanity's extra flags.
+struct Run {
+    name: &'static str,
+    xfs: bool,
+    block: bool,
+}
+
+const RUNS: [Run; 3] = [
+    Run {
+        name: "ext4",
+        xfs: false,
+        block: false,
+    },
+    Run {
+        name: "xfs",
+        xfs: true,
+        block: false,
+    },
+    Run {
+        name: "block",
+        xfs: false,
+        block: true,
+    },
+];
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let cluster = match Cluster::start() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    };
+    let mut trials = Vec::new();
+    for run in RUNS {
+        trials.extend(run_recipe(&cluster, &run));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    let left = berth_tests::sweep::own_leftovers();
+    if !left.is_empty() {
+        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
+        std::process::exit(1);
+    }
+    conclusion.exit()
+}
+
+/// Run the recipe once; one trial per spec, plus the run's own checks.
+fn run_recipe(c: &Cluster, run: &Run) -> Vec<Trial> {
+    let prefix = format!("csi_sanity_{}", run.name);
+    match run_sanity(c, run) {
+        Ok((cases, advertised, pool_left)) => {
+            let mut trials: Vec<Trial> = cases
+                .into_iter()
+                .map(|case| case_trial(&prefix, case, &advertised))
+                .collect();
+            trials.push(Trial::test(
+                format!("{prefix}::leaves_the_pool_empty"),
+                move || {
+                    if pool_left.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(Failed::from(format!("left in the pool: {pool_left:?}")))
+                    }
+                },
+            ));
+            trials
+        }
+        Err(e) => vec![Trial::test(format!("{prefix}::runs"), move || {
+            Err(Failed::from(format!("{e:#}")))
+        })],
+    }
+}
+
+/// Capabilities the driver advertises, as csi-sanity sees them.
+#[derive(Debug, Default)]
+struct Advertised {
+    controller: Vec<i32>,
+    plugin: Vec<i32>,
+}
+
+fn case_trial(prefix: &str, case: Case, adv: &Advertised) -> Trial {
+    let name = format!("{prefix}::{}", case.name);
+    match case.outcome {
+        Outcome::Passed => Trial::test(name, || Ok(())),
+        Outcome::Failed => {
+            let msg = case.message;
+            Trial::test(name, move || Err(Failed::from(msg)))
+        }
+        Outcome::Pending if PENDING_IN_CSI_TEST.contains(&case.name.as_str()) => {
+            Trial::test(name, || Ok(())).with_ignored_flag(true)
+        }
+        Outcome::Pending => Trial::test(name, || {
+            Err(Failed::from(
+                "pending in csi-sanity but not listed in PENDING_IN_CSI_TEST",
+            ))
+        }),
+        Outcome::Skipped => {
+            let why = match SKIPS.iter().find(|(m, _)| *m == case.message) {
+                None => Some(format!("unexpected skip: {:?}", case.message)),
+                Some((_, Needs::Controller(t))) if adv.controller.contains(&(*t as i32)) => {
+                    Some(format!(
+                        "skipped although berth advertises {t:?}: {:?}",
+                        case.message
+                    ))
+                }
+                Some((_, Needs::Plugin(t))) if adv.plugin.contains(&(*t as i32)) => Some(format!(
+                    "skipped although berth advertises {t:?}: {:?}",
+                    case.message
+                )),
+                Some(_) => None,
+            };
+            match why {
+                None => Trial::test(name, || Ok(())).with_ignored_flag(true),
+                Some(why) => Trial::test(name, move || Err(Failed::from(why))),
+            }
+        }
+    }
+}
+
+/// The recipe: berth-csi with the README's flags, then csi-sanity with the README's flags.
+fn run_sanity(c: &Cluster, run: &Run) -> Result<(Vec<Case>, Advertised, Vec<String>)> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let dir = berth_tests::new_state_dir("csi-sanity")?;
+        let files = csi_sanity::write_files(&dir, c, CLUSTER_ID)?;
+        let flags = [
+            format!(
+                "--controller-secrets-dir={}",
+                files.controller_secrets_dir.display()
+            ),
+            format!("--list-pools={}", files.list_pools),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let driver = Driver::start(&flags, Some(&c.csi_cluster_config(CLUSTER_ID))).await?;
+        let mut client = driver.client().await?;
+        let adv = Advertised {
+            controller: client
+                .controller
+                .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+                .await?
+                .into_inner()
+                .capabilities
+                .iter()
+                .filter_map(|c| c.r#type.as_ref().map(|csc::Type::Rpc(r)| r.r#type))
+                .collect(),
+            plugin: client
+                .identity
+                .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+                .await?
+                .into_inner()
+                .capabilities
+                .iter()
+                .filter_map(|c| match c.r#type.as_ref()? {
+                    pc::Type::Service(s) => Some(s.r#type),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let params = if run.xfs {
+            &files.params_xfs
+        } else {
+            &files.params_ext4
+        };
+        let mut args = vec![
+            format!("--csi.endpoint=unix://{}", driver.socket.display()),
+            format!("--csi.stagingdir={}", dir.join("csi-staging").display()),
+            format!("--csi.mountdir={}", dir.join("csi-mount").display()),
+            format!("--csi.testvolumeparameters={}", params.display()),
+            format!("--csi.secrets={}", files.secrets.display()),
+        ];
+        if run.block {
+            args.push("--csi.testvolumeaccesstype=block".into());
+        }
+        let t0 = std::time::Instant::now();
+        let cases = tokio::task::block_in_place(|| {
+            csi_sanity::run(&args, &dir.join("junit.xml"), &dir.join("csi-sanity.log"))
+        })?;
+        let count = |o| cases.iter().filter(|c| c.outcome == o).count();
+        eprintln!(
+            "csi-sanity {}: {} passed, {} failed, {} skipped, {} pending in {:.1?}",
+            run.name,
+            count(Outcome::Passed),
+            count(Outcome::Failed),
+            count(Outcome::Skipped),
+            count(Outcome::Pending),
+            t0.elapsed()
+        );
+        ensure!(!cases.is_empty(), "csi-sanity reported no specs");
+        drop(driver);
+        let left = c.images()?;
+        berth_tests::sweep::directory(&dir);
+        Ok((cases, adv, left))
+    })
+}
