@@ -38,6 +38,8 @@ pub struct Driver {
     pub state_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Extra environment for the process (applied from the next start or restart).
+    envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -68,6 +70,7 @@ impl Driver {
             socket,
             state_dir,
             args,
+            envs: Vec::new(),
             child: None,
         };
         d.spawn().await?;
@@ -77,6 +80,7 @@ impl Driver {
     async fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new(binary()?);
         cmd.args(&self.args).env("RUST_LOG", "info,berth_csi=debug");
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         self.child = Some(spawn_tied(&cmd, &self.log)?);
         self.wait_ready().await
     }
@@ -143,6 +147,12 @@ impl Driver {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Set an environment variable for the process from its next (re)start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.to_string(), value.to_string()));
     }
 
     /// Start the process again with the same flags and directory.

@@ -15,6 +15,7 @@ pub mod client;
 pub mod device;
 pub mod fuse;
 pub mod krbd;
+pub mod meta;
 pub mod nbd;
 
 use std::path::{Path, PathBuf};

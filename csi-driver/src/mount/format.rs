@@ -1,6 +1,7 @@
 //! Filesystems on a device: detect what is there (blkid) and make one only when there is
-//! nothing (mkfs). The one rule: a device that holds anything — a filesystem, a partition
-//! table, an ambiguous signature — is never formatted.
+//! provably nothing (mkfs). The one rule: a device that holds anything — a filesystem, a
+//! partition table, an ambiguous signature — or that cannot be read is never formatted.
+//! blkid's "nothing found" is checked by reading the device's edges ([`super::empty`]).
 //!
 //! Fast defaults, as ceph-csi users know them: ext4 `-m0 -E
 //! nodiscard,lazy_itable_init=1,lazy_journal_init=1` (thin RBD images: no discard pass, no
@@ -10,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::MountError;
+use super::{MountError, empty};
 use crate::program::{self, LONG, SHORT};
 
 /// Filesystems the driver formats and mounts.
@@ -18,10 +19,10 @@ pub const SUPPORTED: &[&str] = &["ext4", "ext3", "xfs"];
 /// The fs type used when the capability names none.
 pub const DEFAULT_FS: &str = "ext4";
 
-/// What blkid found on a device.
+/// What is on a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Nothing: safe to format.
+    /// Provably nothing: blkid found nothing, the edges read back and hold no signature.
     Empty,
     Filesystem(String),
     /// A partition table or another signature without a filesystem: never format.
@@ -49,6 +50,8 @@ pub fn parse_blkid_export(out: &str) -> Content {
 }
 
 /// Probe `device` (low-level, no cache: a freshly attached device has no cache entry).
+/// "Nothing" is believed only after the device's edges were read back directly and hold
+/// no signature; a read that fails is [`MountError::Unreadable`], never [`Content::Empty`].
 pub fn detect(device: &Path) -> Result<Content, MountError> {
     match program::run(
         Command::new("blkid")
@@ -57,8 +60,17 @@ pub fn detect(device: &Path) -> Result<Content, MountError> {
         SHORT,
     ) {
         Ok(out) => Ok(parse_blkid_export(&out)),
-        // blkid: exit 2 = nothing found.
-        Err(e) if e.exit_code() == Some(2) => Ok(Content::Empty),
+        // blkid: exit 2 = nothing found, OR the device could not be opened or read.
+        Err(e) if e.exit_code() == Some(2) => {
+            let edges = empty::read_edges(device).map_err(|source| MountError::Unreadable {
+                device: device.to_path_buf(),
+                source,
+            })?;
+            Ok(match empty::signature(&edges) {
+                Some(what) => Content::Other(format!("{what} (which blkid did not report)")),
+                None => Content::Empty,
+            })
+        }
         // exit 8 = ambivalent probe (several signatures): refuse rather than guess.
         Err(e) if e.exit_code() == Some(8) => Ok(Content::Other("several signatures".into())),
         Err(e) => Err(e.into()),
@@ -110,8 +122,9 @@ pub fn mkfs_args(fstype: &str, options: Option<&str>) -> Result<Vec<String>, Mou
         .collect()
 }
 
-/// Make a filesystem on an empty device. Callers check [`detect`] first; mkfs itself also
-/// refuses to overwrite a signature it finds (no `-f`/`-F`, stdin closed).
+/// Make a filesystem on an empty device. Callers check [`detect`] first (and the image's
+/// format mark): mkfs itself is no safeguard — `mkfs.ext4 -q` without a terminal overwrites
+/// an existing filesystem without asking.
 pub fn mkfs(device: &Path, fstype: &str, options: Option<&str>) -> Result<(), MountError> {
     let mut cmd = Command::new(format!("mkfs.{fstype}"));
     cmd.arg("-q").args(mkfs_args(fstype, options)?).arg(device);

@@ -1,7 +1,8 @@
 //! Filesystems and mounts on the node: the mount table ([`mountinfo`]), what a device
-//! holds and making a filesystem ([`format`](mod@format)), mount flags ([`options`]),
+//! holds and making a filesystem ([`format`](mod@format), [`empty`]), mount flags ([`options`]),
 //! mount/bind/unmount ([`ops`]) and growing ([`grow`]).
 
+pub mod empty;
 pub mod format;
 pub mod grow;
 pub mod mountinfo;
@@ -38,6 +39,17 @@ pub enum MountError {
     /// The filesystem cannot grow now (ext4 online without CAP_SYS_RESOURCE).
     #[error("{0}")]
     GrowRefused(String),
+    /// blkid found nothing, but the device could not be read back: never formatted.
+    #[error(
+        "cannot prove {} is empty: blkid found nothing, but {source}; not formatting it \
+         (the volume may hold data that cannot be read now)",
+        device.display()
+    )]
+    Unreadable {
+        device: std::path::PathBuf,
+        #[source]
+        source: empty::ReadError,
+    },
 }
 
 impl MountError {
@@ -63,9 +75,10 @@ impl From<MountError> for Error {
             MountError::Refused(_) | MountError::GrowRefused(_) => Error::FailedPrecondition(msg),
             MountError::Program(ProgramError::Missing { .. }) => Error::FailedPrecondition(msg),
             MountError::Program(ProgramError::Timeout { .. }) => Error::DeadlineExceeded(msg),
-            MountError::Sys { .. } | MountError::Io { .. } | MountError::Program(_) => {
-                Error::Internal(msg)
-            }
+            MountError::Sys { .. }
+            | MountError::Io { .. }
+            | MountError::Program(_)
+            | MountError::Unreadable { .. } => Error::Internal(msg),
         }
     }
 }

@@ -1,20 +1,23 @@
 //! NodeStageVolume / NodeUnstageVolume.
 //!
-//! Stage: attach the image -> blkid -> mkfs only when the device holds nothing -> mount at the
-//! staging path (xfs with nouuid) -> stash. Each step is recorded before the next, and a
-//! failure undoes exactly what was done. An existing filesystem always wins over the
-//! requested fs type: a volume with data is never reformatted.
+//! Stage: attach the image -> blkid -> mkfs only when the device provably holds nothing (its
+//! edges read back, see [`crate::mount::empty`]) and the image carries no format mark
+//! ([`crate::attach::meta`]) -> mark the image -> mount at the staging path (xfs with
+//! nouuid) -> stash. Each step is recorded before the next, and a failure undoes exactly what
+//! was done. An existing filesystem always wins over the requested fs type: a volume with
+//! data is never reformatted.
 //!
 //! Unstage: unmount, detach, remove the stash (and with it the key file). Not staged -> OK.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use super::Shared;
 use super::request::{Access, Capability};
 use super::stash::{Stash, VERSION};
 use crate::attach::client::ClientFiles;
-use crate::attach::{Attached, Kind, Mounter, Target, attacher, device, fuse};
+use crate::attach::{AttachError, Attached, Kind, Mounter, Target, attacher, device, fuse, meta};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::mount::format::{self, Content};
@@ -135,30 +138,71 @@ fn attach_and_mount(
         map_options: &a.map_options,
         work_dir: &work_dir,
     };
+    // The image's format mark is read while the device attaches (both wait on the cluster).
+    let mark = (!a.capability.is_block()).then(|| MarkLookup::start(client, &a.volume));
     let t0 = std::time::Instant::now();
     let attached = attacher(stash.mounter).attach(&target)?;
     tracing::debug!(volume = %a.id, ms = t0.elapsed().as_millis() as u64, "attached");
     stash.attached = Some(attached.clone());
     node.store.save(stash)?;
-    if let Access::Mount { fs_type, flags } = &a.capability.access {
+    if let (Access::Mount { fs_type, flags }, Some(mark)) = (&a.capability.access, mark) {
+        let image = ImageRef {
+            volume: &a.volume,
+            client,
+        };
         stash.fs = Some(mount_filesystem(
             &attached,
             &a.staging,
             fs_type,
             flags,
             a.mkfs_options.as_deref(),
+            &image,
+            mark,
         )?);
     }
     Ok(())
 }
 
-/// blkid -> mkfs only when empty -> grow offline if needed -> mount. Returns the fs mounted.
-pub(super) fn mount_filesystem(
+/// The image behind a device, for its format mark.
+struct ImageRef<'a> {
+    volume: &'a VolumeId,
+    client: &'a ClientFiles,
+}
+
+impl ImageRef<'_> {
+    fn name(&self) -> String {
+        format!("{}/{}", self.volume.pool, self.volume.image)
+    }
+}
+
+/// The image's `berth.dev/formatted` mark, read in the background.
+struct MarkLookup(JoinHandle<Result<Option<String>, AttachError>>);
+
+impl MarkLookup {
+    fn start(client: &ClientFiles, volume: &VolumeId) -> MarkLookup {
+        let (client, pool, image) = (client.clone(), volume.pool.clone(), volume.image.clone());
+        MarkLookup(std::thread::spawn(move || {
+            meta::formatted(&client, &pool, &image)
+        }))
+    }
+
+    fn wait(self) -> Result<Option<String>, AttachError> {
+        self.0
+            .join()
+            .unwrap_or_else(|_| Err(AttachError::Failed("the image-meta lookup panicked".into())))
+    }
+}
+
+/// blkid -> mkfs only when provably empty and the image carries no format mark -> grow
+/// offline if needed -> mount. Returns the fs mounted.
+fn mount_filesystem(
     attached: &Attached,
     staging: &Path,
     requested: &str,
     flags: &[String],
     mkfs_options: Option<&str>,
+    image: &ImageRef<'_>,
+    mark: MarkLookup,
 ) -> Result<String, Error> {
     let dev = &attached.device;
     ops::ensure_dir(staging)?;
@@ -167,8 +211,41 @@ pub(super) fn mount_filesystem(
     tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, ?content, "probed");
     let (fs, existing) = match content {
         Content::Empty => {
+            let marked = mark.wait().map_err(|e| {
+                Error::Unavailable(format!(
+                    "{} looks empty, but the format mark of image {} could not be read ({e}); \
+                     not formatting it",
+                    dev.display(),
+                    image.name()
+                ))
+            })?;
+            if let Some(fs) = marked {
+                return Err(Error::FailedPrecondition(format!(
+                    "image {} is marked formatted as {fs} (image metadata {}), but no filesystem \
+                     was found on {}; refusing to format it. Restore the filesystem, or remove \
+                     the mark (rbd image-meta remove {} {}) to have it formatted anew",
+                    image.name(),
+                    meta::FORMATTED,
+                    dev.display(),
+                    image.name(),
+                    meta::FORMATTED
+                )));
+            }
             format::mkfs(dev, requested, mkfs_options)?;
-            tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, "made {requested}");
+            meta::mark_formatted(
+                image.client,
+                &image.volume.pool,
+                &image.volume.image,
+                requested,
+            )
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "made {requested} on {} but could not mark image {} as formatted: {e}",
+                    dev.display(),
+                    image.name()
+                ))
+            })?;
+            tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, "made {requested} and marked the image");
             (requested.to_string(), false)
         }
         Content::Filesystem(found) => {
@@ -184,6 +261,7 @@ pub(super) fn mount_filesystem(
                 tracing::warn!(device = %dev.display(), %found, %requested,
                     "the volume already holds a filesystem of another type: mounting it as it is, never reformatting");
             }
+            backfill_mark(image, mark, &found);
             (found, true)
         }
         Content::Other(what) => {
@@ -206,6 +284,22 @@ pub(super) fn mount_filesystem(
         }
     }
     Ok(fs)
+}
+
+/// A filesystem made before the mark existed (or by a stage that died between mkfs and the
+/// mark) gets it now. Best effort: the filesystem itself is the first proof.
+fn backfill_mark(image: &ImageRef<'_>, mark: MarkLookup, found: &str) {
+    match mark.wait() {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) =
+                meta::mark_formatted(image.client, &image.volume.pool, &image.volume.image, found)
+            {
+                tracing::warn!(image = %image.name(), "marking the image formatted: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(image = %image.name(), "reading the image's format mark: {e}"),
+    }
 }
 
 /// The image grew while the volume was not staged: grow ext4 now, offline (works without
