@@ -3,7 +3,7 @@
 #   go.mod     kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes + staging replaces)
 #   tools.txt  csi-sanity and the CSI sidecars (each built inside its own module)
 # Each binary lands in ${BERTH_TOOLS_CACHE:-/var/cache/berth/tools}/<name>-<version>; one already
-# there is not built again. The snapshot CRDs land in <cache>/snapshot-crds-<version>/.
+# there is not built again. The snapshot CRDs land in <cache>/volume-snapshot-crds-<version>/.
 # Go's own module and build caches stay where go puts them (a warm run only links).
 # Prints the cache dir on stdout last; everything else goes to stderr.
 # Arguments, if any, name the only tools to build (e.g. `csi-sanity`).
@@ -78,13 +78,13 @@ for r in json.load(sys.stdin).get("Replace") or []:
   built+=("$name")
 done < "$tools/tools.txt"
 
-# The VolumeSnapshot CRDs, from the snapshotter's client module at the snapshotter's version.
+# The VolumeSnapshot and VolumeGroupSnapshot CRDs (the standard install has both), from the snapshotter's client module at the snapshotter's version.
 snap_version=$(awk '$1 == "snapshot-controller" { print $3 }' "$tools/tools.txt")
-crds=$cache/snapshot-crds-$snap_version
+crds=$cache/volume-snapshot-crds-$snap_version
 if [ ! -d "$crds" ]; then
   src=$(module_dir github.com/kubernetes-csi/external-snapshotter/client/v8 "$snap_version")
   mkdir -p "$crds.tmp.$$"
-  cp "$src"/config/crd/snapshot.storage.k8s.io_*.yaml "$crds.tmp.$$/"
+  cp "$src"/config/crd/*snapshot.storage.k8s.io_*.yaml "$crds.tmp.$$/"
   chmod -R u+w "$crds.tmp.$$"
   mv "$crds.tmp.$$" "$crds"
 fi

@@ -69,10 +69,10 @@ pub fn path(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// The VolumeSnapshot CRD files (from the snapshotter's client module, same version).
+/// The VolumeSnapshot and VolumeGroupSnapshot CRD files (from the snapshotter's client module, same version).
 pub fn snapshot_crds() -> Result<Vec<PathBuf>> {
     let version = version("snapshot-controller").context("snapshot-controller is not pinned")?;
-    let dir = cache_dir().join(format!("snapshot-crds-{version}"));
+    let dir = cache_dir().join(format!("volume-snapshot-crds-{version}"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| {
             format!(

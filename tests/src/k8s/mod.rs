@@ -123,6 +123,8 @@ impl ControlPlane {
             .arg(format!("--tls-private-key-file={}", p.server_key.display()))
             .arg(format!("--client-ca-file={}", p.ca_crt.display()))
             .arg("--authorization-mode=RBAC")
+            // CSI node plugins are privileged pods (deploy/csi's DaemonSet), as clusters allow.
+            .arg("--allow-privileged=true")
             .arg("--service-account-issuer=https://kubernetes.default.svc")
             .arg(format!("--service-account-key-file={}", p.sa_pub.display()))
             .arg(format!(
