@@ -128,7 +128,12 @@ struct Kustomization {
     kind: String,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
     resources: Vec<String>,
+    #[serde(default)]
+    components: Vec<String>,
+    #[serde(default)]
+    patches: Vec<Value>,
 }
 
 #[test]
@@ -191,12 +196,15 @@ fn kustomizations_list_existing_files() {
         let k: Kustomization =
             serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let dir = file.parent().unwrap();
-        for r in &k.resources {
+        for r in k.resources.iter().chain(&k.components) {
             assert!(
                 dir.join(r).exists(),
                 "{}: missing resource {r}",
                 file.display()
             );
+        }
+        for p in &k.patches {
+            assert!(p["target"].is_object(), "{}: patch {p}", file.display());
         }
         if let Some(ns) = &k.namespace {
             assert_eq!(ns, "berth-system", "{}", file.display());
@@ -422,4 +430,65 @@ fn sidecar_images_are_the_versions_the_tests_run() {
         }
     }
     assert!(checked >= 3, "provisioner, resizer, snapshotter at least");
+}
+
+const DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// The `berth` IngressClass in `kubectl kustomize DIR`'s output (None: kubectl is missing).
+fn kustomized_class(dir: &Path) -> Option<Value> {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "IngressClass")
+}
+
+/// Issue 12 item 7: installing berth-ingress does not make it the cluster's default class
+/// (it would take every Ingress without a class); the `default-class` component opts in.
+#[test]
+fn the_ingress_class_is_the_default_only_with_the_component() {
+    let (_, class) = documents()
+        .into_iter()
+        .find(|(f, v)| v["kind"] == "IngressClass" && !f.to_string_lossy().contains("components"))
+        .expect("an IngressClass in deploy/");
+    assert!(
+        class["metadata"]["annotations"][DEFAULT_CLASS].is_null(),
+        "the shipped IngressClass is the default: {class}"
+    );
+    let component = deploy_dir().join("ingress/components/default-class");
+    let k: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(component.join("kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(k["kind"], "Component");
+    // With kubectl at hand, render both ways.
+    let base = deploy_dir().join("ingress").canonicalize().unwrap();
+    if let Some(plain) = kustomized_class(&base) {
+        assert!(plain["metadata"]["annotations"][DEFAULT_CLASS].is_null());
+        let dir = tempfile::tempdir().unwrap();
+        // kustomize takes relative paths only: climb from the temp dir to /.
+        let up = "../".repeat(dir.path().components().count() - 1);
+        let rel = |p: &Path| format!("{up}{}", p.display().to_string().trim_start_matches('/'));
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            format!(
+                "resources: [{}]\ncomponents: [{}]\n",
+                rel(&base),
+                rel(&component.canonicalize().unwrap())
+            ),
+        )
+        .unwrap();
+        let opted = kustomized_class(dir.path()).unwrap();
+        assert_eq!(opted["metadata"]["annotations"][DEFAULT_CLASS], "true");
+    }
 }

@@ -266,20 +266,36 @@ fn front_door(s: &mut Steps) -> Result<()> {
 
     s.next("change a manifest: shop.demo.test now routes to backend-2");
     let reloads = ctl.metric("berth_ingress_reloads_total")?;
+    let hash = ctl.metric("berth_ingress_config_hash")?;
     let t0 = Instant::now();
     ctl.write("shop", &exposed_service("shop", "shop.demo.test", two.port))?;
-    wait_until("the new route", Duration::from_secs(10), || {
-        curl(&ctl, "shop.demo.test").is_ok_and(|b| b.contains("backend-2"))
-    })?;
+    // berth-ingress publishes the new config hash once nginx serves it on every new
+    // connection (old workers no longer accept): from then on, no answer may be backend-1.
+    wait_until(
+        "berth-ingress to verify the reload",
+        Duration::from_secs(10),
+        || {
+            ctl.metric("berth_ingress_config_hash")
+                .is_ok_and(|h| h != hash)
+        },
+    )?;
+    let verified = t0.elapsed();
+    let answers: Vec<String> = (0..20)
+        .map(|_| curl(&ctl, "shop.demo.test"))
+        .collect::<Result<_>>()?;
+    let right = answers.iter().filter(|a| *a == "200 backend-2").count();
     println!(
-        "     served {:.0?} after the write; reloads {} -> {}",
-        t0.elapsed(),
+        "     served {verified:.0?} after the write (reload verified); reloads {} -> {}",
         reloads,
         ctl.metric("berth_ingress_reloads_total")?
     );
     println!(
-        "     curl -H 'Host: shop.demo.test'  ->  {}",
-        curl(&ctl, "shop.demo.test")?
+        "     curl -H 'Host: shop.demo.test' x20 (new connections)  ->  {right}/20 {}",
+        answers[0]
+    );
+    ensure!(
+        right == answers.len(),
+        "after the verified reload some new connections got the old route: {answers:?}"
     );
 
     s.next("a hostile manifest is refused, named, and everything else keeps serving");
