@@ -465,7 +465,12 @@ fn readiness_and_metrics() -> Result<()> {
         ctl.metric("berth_ingress_objects{kind=\"Ingress\"}")
             .is_ok_and(|v| v == 4.0)
     })?;
-    ensure!(ctl.metric("berth_ingress_config_hash")? != hash);
+    // The hash is published once berth-ingress verified that nginx serves the new config on
+    // every new connection: a moment after the first 200.
+    wait_until("the config hash to follow", Duration::from_secs(5), || {
+        ctl.metric("berth_ingress_config_hash")
+            .is_ok_and(|h| h != hash)
+    })?;
     ensure!(ctl.metric("berth_ingress_rejected_objects{reason=\"invalid_annotation\"}")? == 1.0);
     berth_tests::sweep::directory(&dir);
     Ok(())
