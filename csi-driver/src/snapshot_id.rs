@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::volume_id::{NotOurs, decode_parts, encode_parts};
+use crate::volume_id::{NotOurs, VolumeId, decode_parts, encode_parts, legal_name};
 
 const VERSION: &str = "s001";
 
@@ -38,17 +38,30 @@ impl SnapshotId {
 
     /// Encode; `None` when a part is empty/non-ASCII or the result exceeds 128 bytes.
     pub fn encode(&self) -> Option<String> {
-        encode_parts(
-            VERSION,
-            &[&self.cluster_id, &self.pool, &self.image],
-            &self.snap,
-        )
+        self.legal().then(|| {
+            encode_parts(
+                VERSION,
+                &[&self.cluster_id, &self.pool, &self.image],
+                &self.snap,
+            )
+        })?
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
         let ([cluster_id, pool, image], snap) =
             decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
-        Ok(SnapshotId::new(cluster_id, pool, image, snap))
+        let s = SnapshotId::new(cluster_id, pool, image, snap);
+        s.legal()
+            .then_some(s)
+            .ok_or_else(|| NotOurs(id.to_string()))
+    }
+
+    /// The parts are legal names (see [`crate::volume_id::legal_name`]).
+    fn legal(&self) -> bool {
+        VolumeId::new(&self.cluster_id, &self.pool, &self.image)
+            .encode()
+            .is_some()
+            && legal_name(&self.snap)
     }
 }
 
@@ -65,7 +78,6 @@ impl fmt::Display for SnapshotId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume_id::VolumeId;
 
     #[test]
     fn round_trips_and_is_stable() {
@@ -101,6 +113,20 @@ mod tests {
                 .encode()
                 .is_some()
         );
+        for (image, snap) in [
+            ("../../x", "s"),
+            ("img", "../x"),
+            ("img", "a/b"),
+            ("img", "s@t"),
+            ("img", ".."),
+            ("img", "x\0y"),
+            ("a/b", "s"),
+            ("img", "-s"),
+        ] {
+            let raw = format!("s001-0001-c-0003-rbd-{:04x}-{image}-{snap}", image.len());
+            assert!(SnapshotId::decode(&raw).is_err(), "{raw:?} decoded");
+            assert!(SnapshotId::new("c", "rbd", image, snap).encode().is_none());
+        }
         assert!(
             SnapshotId::new("c", "p", &"i".repeat(120), "s")
                 .encode()

@@ -14,6 +14,11 @@
 //! Length prefixes make the encoding unambiguous whatever characters the clusterID or pool
 //! contain. Anything that does not decode is an ID we could not have issued: callers answer
 //! NOT_FOUND (or OK for deletes).
+//!
+//! Every part must also be a legal name ([`legal_name`]): pool, image and snapshot names
+//! reach file paths (rbd-fuse exposes `<mount>/<image>`), `pool/image@snap` specs and argv,
+//! so `../../x`, `a/b`, `img@snap`, `.`/`..`, NUL, control characters, a leading `-` and
+//! names over [`MAX_NAME_LEN`] bytes never decode (nor encode).
 
 use std::fmt;
 
@@ -27,6 +32,30 @@ pub struct VolumeId {
     pub cluster_id: String,
     pub pool: String,
     pub image: String,
+}
+
+/// Longest pool / image / snapshot name we accept (the whole ID is at most 128 bytes anyway;
+/// this is the bound for a part on its own).
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Is `name` usable as a Ceph pool, RBD image or snapshot name without meaning anything else:
+/// 1..=[`MAX_NAME_LEN`] printable ASCII bytes, none of `/` (a path or `pool/image`), `@`
+/// (`image@snap`), whitespace or control characters (NUL), not `.` or `..` (path components),
+/// not starting with `-` (an option to the CLI tools). Pure.
+pub fn legal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != "."
+        && name != ".."
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@')
+}
+
+/// A clusterID only selects an entry of the cluster config: printable ASCII, no whitespace.
+fn legal_cluster_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Why a string is not one of our IDs.
@@ -45,13 +74,21 @@ impl VolumeId {
 
     /// Encode; `None` when the result would exceed the CSI limit or a part is empty.
     pub fn encode(&self) -> Option<String> {
-        encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image)
+        self.legal()
+            .then(|| encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image))?
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
         let ([cluster_id, pool], image) =
             decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
-        Ok(VolumeId::new(cluster_id, pool, image))
+        let v = VolumeId::new(cluster_id, pool, image);
+        v.legal()
+            .then_some(v)
+            .ok_or_else(|| NotOurs(id.to_string()))
+    }
+
+    fn legal(&self) -> bool {
+        legal_cluster_id(&self.cluster_id) && legal_name(&self.pool) && legal_name(&self.image)
     }
 }
 
@@ -159,6 +196,62 @@ mod tests {
         }
         let long = format!("0001-0005-ceph1-0003-rbd-{}", "x".repeat(200));
         assert!(VolumeId::decode(&long).is_err());
+    }
+
+    #[test]
+    fn only_legal_names_decode() {
+        let legal = [
+            "csi-vol-0b1c",
+            "img",
+            "my_image.v2",
+            "..x",
+            "x..",
+            "a.b",
+            "UPPER",
+            &"n".repeat(MAX_NAME_LEN),
+        ];
+        for name in legal {
+            assert!(legal_name(name), "{name:?}");
+            let id = VolumeId::new("c", "rbd", name);
+            let s = id
+                .encode()
+                .unwrap_or_else(|| panic!("{name:?} does not encode"));
+            assert_eq!(VolumeId::decode(&s).unwrap(), id);
+        }
+        let hostile = [
+            "",
+            ".",
+            "..",
+            "../../x",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "img@snap",
+            "x\0y",
+            "tab\there",
+            "new\nline",
+            "sp ace",
+            "-rf",
+            "--help",
+            "é",
+            &"n".repeat(MAX_NAME_LEN + 1),
+        ];
+        for name in hostile {
+            assert!(!legal_name(name), "{name:?}");
+            // Hand-made IDs with such a name (the codec alone would accept them) never decode.
+            for (pool, image) in [("rbd", name), (name, "img")] {
+                let raw = format!("0001-0001-c-{:04x}-{pool}-{image}", pool.len());
+                assert!(VolumeId::decode(&raw).is_err(), "{raw:?} decoded");
+                assert!(
+                    VolumeId::new("c", pool, image).encode().is_none(),
+                    "{raw:?}"
+                );
+            }
+        }
+        for cluster in ["a b", "x\0", "\n"] {
+            let raw = format!("0001-{:04x}-{cluster}-0003-rbd-img", cluster.len());
+            assert!(VolumeId::decode(&raw).is_err(), "{raw:?} decoded");
+        }
     }
 
     #[test]

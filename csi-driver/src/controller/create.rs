@@ -206,6 +206,10 @@ fn source_size(io: &IoCtx<'_>, source: &Source) -> Result<u64> {
     match source {
         Source::Empty => Ok(0),
         Source::Snapshot { image, snap } => {
+            // Clone only snapshots berth made: others are NOT_FOUND (and left alone).
+            if journal::owner(io, Kind::Snapshot, image, snap)?.is_none() {
+                return Err(missing(Errno(libc::ENOENT)));
+            }
             let img = Image::open(io, image, true).map_err(&missing)?;
             let snaps = img.snap_list().map_err(|e| ceph_err("list snapshots", e))?;
             snaps

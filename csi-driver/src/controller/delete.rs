@@ -5,6 +5,10 @@
 //! from them), so it is *marked gone* in the journal instead: it disappears from ListVolumes
 //! and every volume RPC, while its snapshots keep working. After each delete of a volume or a
 //! snapshot, gone images without dependents are removed for real.
+//!
+//! Only images the journal says berth created are ever removed (`img/<image>` present):
+//! DeleteVolume of anything else (a static volume, an image of another tool) answers OK and
+//! touches nothing.
 
 use crate::ceph::ceph_err;
 use crate::ceph::ffi::Errno;
@@ -48,7 +52,16 @@ pub(super) async fn delete_volume(
 }
 
 fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
-    let owner = journal::owner(io, Kind::Volume, image, "")?;
+    // Only what the journal says berth created: a static volume (an image made by someone
+    // else and handed to Kubernetes as a PV) or any other unjournaled image is "unknown" to
+    // DeleteVolume, which answers OK and leaves it alone.
+    let Some(owner) = journal::owner(io, Kind::Volume, image, "")? else {
+        tracing::info!(
+            image,
+            "DeleteVolume of an image berth did not create: left alone"
+        );
+        return Ok(());
+    };
     // Watchers first: an attached image must not be removed, nor marked gone because it
     // also has snapshots.
     if in_use(io, image)? {
@@ -65,15 +78,13 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
         }
         Err(Errno(libc::ENOTEMPTY)) => {
             // Snapshots (or clones through trashed snapshots) depend on it: keep the data.
-            journal::mark_gone(io, owner.as_deref(), image)?;
+            journal::mark_gone(io, Some(owner.as_str()), image)?;
             tracing::info!(image, "volume deleted; image kept for its snapshots/clones");
             return Ok(());
         }
         Err(errno) => return Err(ceph_err(format!("remove image {image}"), errno)),
     }
-    if let Some(name) = owner {
-        journal::remove(io, Kind::Volume, &name, image, "")?;
-    }
+    journal::remove(io, Kind::Volume, &owner, image, "")?;
     Ok(())
 }
 

@@ -170,7 +170,11 @@ pub(super) async fn delete_snapshot(
     let result = c
         .ceph()
         .with_pool_held(&target, guard, move |io| {
-            let owner = journal::owner(io, Kind::Snapshot, &id.image, &id.snap)?;
+            // Only snapshots berth created (journaled): anything else is left alone, OK.
+            let Some(owner) = journal::owner(io, Kind::Snapshot, &id.image, &id.snap)? else {
+                tracing::info!(snapshot = %id, "DeleteSnapshot of a snapshot berth did not create: left alone");
+                return Ok(());
+            };
             match Image::open(io, &id.image, false) {
                 Ok(img) => match img.snap_remove(&id.snap) {
                     Ok(()) | Err(Errno(libc::ENOENT)) => {}
@@ -181,9 +185,7 @@ pub(super) async fn delete_snapshot(
                 Err(Errno(libc::ENOENT)) => {}
                 Err(e) => return Err(ceph_err(format!("open image {}", id.image), e)),
             }
-            if let Some(name) = owner {
-                journal::remove(io, Kind::Snapshot, &name, &id.image, &id.snap)?;
-            }
+            journal::remove(io, Kind::Snapshot, &owner, &id.image, &id.snap)?;
             collect_gone(io);
             Ok(())
         })

@@ -9,6 +9,7 @@
 //! - [`recovery`]: what runs at start, before serving
 //! - [`stash`]: the per-staging record on disk
 //! - [`info`]: NodeGetInfo, NodeGetCapabilities
+//! - [`targets`]: what unpublish/unstage may unmount and remove (only what berth recorded)
 
 pub mod expand;
 pub mod info;
@@ -18,6 +19,7 @@ pub mod request;
 pub mod stage;
 pub mod stash;
 pub mod stats;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Shared;
 use super::request::Capability;
 use super::stash::Publish;
+use super::{Shared, targets};
 use crate::error::Error;
 use crate::mount::{mountinfo, ops};
 
@@ -120,9 +120,16 @@ pub fn unpublish(node: &Shared, id: &str, target: &Path) -> Result<(), Error> {
         // Published, but for another volume: not ours to undo.
         return Ok(());
     }
-    ops::unmount(target, false)?;
-    ops::remove_target(target)?;
-    for mut s in all.into_iter().filter(|s| s.volume_id == id) {
+    // Only a mount of this volume comes off, and only an empty target berth made goes
+    // ([`super::targets`]); a foreign mount, a file, a symlink stay as they are.
+    let mine: Vec<_> = all.into_iter().filter(|s| s.volume_id == id).collect();
+    let made_file = mine
+        .iter()
+        .any(|s| s.capability.is_block() && s.publishes.contains_key(target));
+    if targets::unmount_ours(&mine, target, false)? {
+        targets::remove_if_ours(target, made_file)?;
+    }
+    for mut s in mine {
         if s.publishes.remove(target).is_some() {
             node.store.save(&s)?;
         }

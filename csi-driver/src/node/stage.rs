@@ -343,7 +343,7 @@ pub fn unstage(node: &Shared, id: &str, staging: &Path) -> Result<(), Error> {
 /// Undo a stage as far as the stash records it: unmount, detach, forget.
 pub(super) fn teardown(node: &Shared, s: &Stash) -> Result<(), Error> {
     if matches!(s.capability.access, Access::Mount { .. }) {
-        ops::unmount(&s.staging_path, false)?;
+        super::targets::unmount_ours(std::slice::from_ref(s), &s.staging_path, false)?;
     }
     match &s.attached {
         Some(a) => attacher(a.kind).detach(a)?,
