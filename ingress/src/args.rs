@@ -217,7 +217,8 @@ pub struct Options {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-    /// Catch-all backend (namespace/name, first port) when no Ingress sets spec.defaultBackend.
+    /// Backend (namespace/name, first port) for requests no rule matches, on every server; it
+    /// takes precedence over every Ingress's spec.defaultBackend (those are reported).
     #[arg(long, global = true, env = "BERTH_DEFAULT_BACKEND_SERVICE", value_parser = namespaced)]
     pub default_backend_service: Option<(String, String)>,
     /// nginx access log to stderr.

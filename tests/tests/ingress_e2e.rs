@@ -9,6 +9,8 @@
 
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
+#[path = "ingress_e2e/isolation.rs"]
+mod isolation;
 #[path = "ingress_e2e/tenancy.rs"]
 mod tenancy;
 
@@ -45,6 +47,18 @@ fn main() {
         t(
             "nginx_refuses_candidate_last_good_serves",
             corpus::nginx_refuses,
+        ),
+        t(
+            "isolation_tls_only_refused_certificate_blocks_nobody",
+            isolation::tls_only_refused_certificate_blocks_nobody,
+        ),
+        t(
+            "isolation_twenty_refused_objects_do_not_block_the_rest",
+            isolation::twenty_refused_objects_do_not_block_the_rest,
+        ),
+        t(
+            "isolation_startup_with_a_refused_object_serves_the_rest",
+            isolation::startup_with_a_refused_object_serves_the_rest,
         ),
         t("nginx_killed_is_restarted", nginx_killed),
         t("sigterm_drains_nginx_and_exits_zero", sigterm),
