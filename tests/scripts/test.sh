@@ -14,15 +14,21 @@ echo
 echo "== demo (smoke test of the README's main job)"
 demo_passed=0 demo_failed=0
 if "$bin/demo"; then demo_passed=1; else demo_failed=1; status=1; fi
+echo
+echo "== fuzz (every outside-input parser, FUZZ_SECONDS=${FUZZ_SECONDS:-60} s per target)"
+bash tests/scripts/fuzz.sh 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 # Leftovers of a crashed binary (mounts, loop devices, daemons) must not outlive the run.
 # (cargo test built testenv; `cargo run` would compile it again with other features)
 "$bin/testenv" sweep || true
 awk -v dp="$demo_passed" -v df="$demo_failed" -v secs="$(( $(date +%s) - start ))" '
+  /^fuzz result: .* ok,/ { p++ }
+  /^fuzz result: .* FAILED/ { f++ }
   /^test result:/ {
     for (i = 1; i <= NF; i++) {
       if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1);
       if ($(i) ~ /^ignored;?$/) s += $(i-1)
     }
   }
-  END { printf "\nall test binaries and the demo, %d s:\n%d passed, %d failed, %d skipped\n", secs, p + dp, f + df, s }' "$log"
+  END { printf "\nall test binaries, the fuzz targets and the demo, %d s:\n%d passed, %d failed, %d skipped\n", secs, p + dp, f + df, s }' "$log"
 exit "$status"

@@ -22,19 +22,21 @@ use super::{Controller, snapshot::to_wire};
 /// Journal entries read per omap round trip.
 const PAGE: u64 = 256;
 
+/// A pagination token: which `--list-pools` item, and the last request name returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Token {
-    pool: usize,
-    after: String,
+pub struct Token {
+    pub pool: usize,
+    pub after: String,
 }
 
 impl Token {
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         let hex: String = self.after.bytes().map(|b| format!("{b:02x}")).collect();
         format!("v1.{}.{hex}", self.pool)
     }
 
-    fn decode(s: &str, pools: usize) -> Result<Token> {
+    /// Parse a `starting_token` for `pools` list pools; anything we did not issue is ABORTED.
+    pub fn decode(s: &str, pools: usize) -> Result<Token> {
         let bad = || {
             Error::BadToken(format!(
                 "starting_token {s:?} was not issued by this driver"

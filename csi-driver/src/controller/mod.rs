@@ -18,6 +18,8 @@ mod service;
 mod snapshot;
 mod validate;
 
+pub use list::Token;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

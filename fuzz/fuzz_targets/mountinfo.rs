@@ -1,0 +1,14 @@
+//! /proc/self/mountinfo: parsing never panics, and every parsed mount is found by its target.
+#![no_main]
+use berth_csi::mount::mountinfo;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let table = mountinfo::parse(&text);
+    for e in &table {
+        let found = mountinfo::find(&table, &e.target).expect("a parsed mount is found");
+        assert_eq!(found.target, e.target);
+        let _ = e.read_only();
+    }
+});
