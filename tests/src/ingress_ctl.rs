@@ -81,11 +81,26 @@ impl IngressCtl {
     /// Start (or start again, after [`Self::kill_hard`]) the controller on the same
     /// directories and ports.
     pub fn launch(&mut self, extra: &[String]) -> Result<()> {
+        let files = [
+            "--source=files".to_owned(),
+            format!("--manifests-dir={}", self.manifests.display()),
+        ];
+        self.launch_from(&files, extra)
+    }
+
+    /// Start the controller watching the API server of `kubeconfig` (`--source kube`).
+    pub fn launch_kube(&mut self, kubeconfig: &Path, extra: &[String]) -> Result<()> {
+        self.env
+            .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+        self.launch_from(&["--source=kube".to_owned()], extra)
+    }
+
+    fn launch_from(&mut self, source: &[String], extra: &[String]) -> Result<()> {
         let mut cmd = Command::new(binary()?);
         cmd.arg("run")
-            .args(["--source", "files", "--listen-address", "127.0.0.1"])
+            .args(source)
+            .args(["--listen-address", "127.0.0.1"])
             .args(["--worker-processes", "1", "--debounce-min", "20ms"])
-            .arg(format!("--manifests-dir={}", self.manifests.display()))
             .arg(format!("--nginx-prefix={}", self.prefix.display()))
             .arg(format!(
                 "--nginx-conf={}",

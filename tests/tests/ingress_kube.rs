@@ -1,0 +1,262 @@
+//! berth-ingress against a real API server (the harness's etcd + kube-apiserver, issue 12
+//! item 5): two replicas with real nginx elect one leader through a real Lease; unrelated
+//! Service changes cause no Lease writes beyond the renewal timer; only the leader writes
+//! status, and only for Ingresses it serves; SIGTERM of the leader hands over within 2 s; a
+//! SIGKILLed leader is replaced once its Lease expires.
+//!
+//! Needs the Go tools (`bash tests/scripts/build-k8s-tools.sh`), etcd-server and nginx.
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use berth_tests::ingress_ctl::IngressCtl;
+use berth_tests::k8s::ControlPlane;
+use berth_tests::proc::wait_until;
+use berth_tests::suite::plain;
+use libtest_mimic::Arguments;
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![plain(
+        "two_replicas_elect_one_leader_cheaply_and_hand_over",
+        election,
+    )];
+    let conclusion = libtest_mimic::run(&args, trials);
+    let left = berth_tests::sweep::own_leftovers();
+    if !left.is_empty() {
+        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
+        std::process::exit(1);
+    }
+    conclusion.exit()
+}
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: berth}
+spec: {controller: berth.dev/ingress-nginx}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: good, namespace: shop}
+spec:
+  ingressClassName: berth
+  rules:
+  - host: good.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: refused
+  namespace: shop
+  annotations: {berth.dev/no-such-annotation: "x"}
+spec:
+  ingressClassName: berth
+  rules:
+  - host: refused.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+"#;
+
+const LEASE: [&str; 4] = ["lease", "-n", "default", "berth-ingress-leader"];
+
+fn holder(cp: &ControlPlane) -> String {
+    let mut args = vec!["get"];
+    args.extend(LEASE);
+    args.push("-o=jsonpath={.spec.holderIdentity}");
+    cp.kubectl(&args).unwrap_or_default().trim().to_owned()
+}
+
+fn replica(cp: &ControlPlane, name: &str) -> Result<IngressCtl> {
+    let mut ctl = IngressCtl::create(&[])?;
+    ctl.env.push(("POD_NAMESPACE".into(), "default".into()));
+    ctl.launch_kube(
+        &cp.kubeconfig,
+        &[
+            format!("--pod-name={name}"),
+            "--publish-address=192.0.2.7".to_owned(),
+        ],
+    )?;
+    Ok(ctl)
+}
+
+/// Wait until the Lease names `who` (not empty); how long it took.
+fn await_holder(cp: &ControlPlane, who: &[&str], within: Duration) -> Result<(String, Duration)> {
+    let t = Instant::now();
+    let mut last = String::new();
+    wait_until(&format!("Lease holder in {who:?}"), within, || {
+        last = holder(cp);
+        who.contains(&last.as_str())
+    })
+    .with_context(|| format!("holder {last:?}"))?;
+    Ok((last, t.elapsed()))
+}
+
+/// Count changes of the Lease while it runs (kubectl get --watch-only: one line per event).
+struct LeaseWatch {
+    child: std::process::Child,
+    modified: Arc<AtomicUsize>,
+}
+
+impl LeaseWatch {
+    fn start(cp: &ControlPlane) -> Result<LeaseWatch> {
+        let mut child = Command::new(berth_tests::tools::path("kubectl")?)
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .args([
+                "get",
+                "--watch-only",
+                "-o=jsonpath={.spec.renewTime}{\"\\n\"}",
+            ])
+            .args(LEASE)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().context("stdout")?;
+        let modified = Arc::new(AtomicUsize::new(0));
+        let m = modified.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if !line.trim().is_empty() {
+                    m.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(LeaseWatch { child, modified })
+    }
+}
+
+impl Drop for LeaseWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn election() -> Result<()> {
+    let cp = ControlPlane::start()?;
+    cp.apply(OBJECTS)?;
+    let mut a = replica(&cp, "replica-a")?;
+    let mut b = replica(&cp, "replica-b")?;
+    a.wait_ready()?;
+    b.wait_ready()?;
+    let (leader, _) = await_holder(&cp, &["replica-a", "replica-b"], Duration::from_secs(30))?;
+    eprintln!("leader: {leader}");
+
+    // Status: written for the served Ingress, never for the refused one.
+    berth_tests::k8s::wait_for(
+        &cp,
+        &["ingress", "-n", "shop", "good"],
+        "{.status.loadBalancer.ingress[0].ip}",
+        "192.0.2.7",
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let refused = cp.kubectl(&[
+        "get",
+        "ingress",
+        "-n",
+        "shop",
+        "refused",
+        "-o=jsonpath={.status.loadBalancer.ingress}",
+    ])?;
+    ensure!(
+        refused.trim().is_empty(),
+        "status written for an Ingress that is not served: {refused}"
+    );
+
+    // 20 unrelated Service changes: Lease writes only from the renewal timer.
+    let watch = LeaseWatch::start(&cp)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    for i in 0..20 {
+        cp.kubectl(&[
+            "annotate",
+            "service",
+            "-n",
+            "shop",
+            "web",
+            &format!("change={i}"),
+            "--overwrite",
+        ])?;
+    }
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let writes = watch.modified.load(Ordering::Relaxed);
+    drop(watch);
+    // The watch itself works: the next renewal (every 5 s) is seen.
+    let seen = LeaseWatch::start(&cp)?;
+    wait_until(
+        "a Lease renewal on the watch",
+        Duration::from_secs(10),
+        || seen.modified.load(Ordering::Relaxed) > 0,
+    )?;
+    drop(seen);
+    let timer = (took.as_secs_f64() + 1.0) / 5.0;
+    eprintln!(
+        "Lease writes during 20 Service changes in {took:.1?}: {writes} (renewal timer: ~{timer:.1})"
+    );
+    ensure!(
+        writes as f64 <= timer.ceil() + 1.0,
+        "{writes} Lease writes in {took:?}"
+    );
+
+    // SIGTERM of the leader: the other takes over within 2 s.
+    let (gone, stays) = if leader == "replica-a" {
+        (&mut a, "replica-b")
+    } else {
+        (&mut b, "replica-a")
+    };
+    let sigterm = Instant::now();
+    let pid = gone.pid().context("leader pid")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    await_holder(&cp, &[stays], Duration::from_secs(30))?;
+    let handover = sigterm.elapsed();
+    eprintln!("leader handover after SIGTERM: {handover:.2?}");
+    let (_, status) = gone.terminate(Duration::from_secs(30))?;
+    ensure!(status.is_some_and(|s| s.success()), "exit {status:?}");
+    ensure!(
+        handover <= Duration::from_secs(2),
+        "handover took {handover:?}"
+    );
+
+    // SIGKILL of the (new) leader: the restarted replica takes over once the Lease expires.
+    let old_name = if stays == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    gone.launch_kube(
+        &cp.kubeconfig,
+        &[
+            format!("--pod-name={old_name}"),
+            "--publish-address=192.0.2.7".to_owned(),
+        ],
+    )?;
+    gone.wait_ready()?;
+    let leader_now = if stays == "replica-a" { &mut a } else { &mut b };
+    leader_now.kill_hard()?;
+    let killed = Instant::now();
+    await_holder(&cp, &[old_name], Duration::from_secs(40))?;
+    let took = killed.elapsed();
+    eprintln!("leader handover after SIGKILL: {took:.2?} (Lease duration 15 s)");
+    ensure!(
+        took <= Duration::from_secs(20),
+        "SIGKILL handover took {took:?}"
+    );
+    Ok(())
+}
