@@ -6,6 +6,7 @@
 //! - [`ceph`]: a throwaway Ceph cluster (1 mon + 1 osd, memstore, cephx) in its own dir/ports.
 //! - [`fuse`]: attach an RBD image as a block device with rbd-fuse + a loop device.
 //! - [`ingress_ctl`]: the berth-ingress binary on a manifests dir + nginx, an echo backend, a test CA.
+//! - [`netns`]: a network namespace with a veth pair and HTTP backends (addresses the API accepts).
 //! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
 //! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
 //! - [`csi_sanity`]: csi-sanity's input files (testenv writes them) and its JUnit report as cases.
@@ -30,6 +31,7 @@ pub mod driver;
 pub mod fuse;
 pub mod ingress_ctl;
 pub mod k8s;
+pub mod netns;
 pub mod nginx;
 pub mod node_fixture;
 pub mod proc;

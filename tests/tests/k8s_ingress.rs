@@ -6,8 +6,9 @@
 //! status written by the leader; Lease writes per minute at rest and during a burst of changes;
 //! leader failover on SIGTERM and on SIGKILL; no "forbidden" in any log.
 //!
-//! Not here: traffic through nginx (backends would need a network namespace; ClusterIPs are not
-//! routable on these machines) and an API outage through a proxy.
+//! Served traffic: backends in a network namespace the test creates (veth pair, 10.254.N.0/24),
+//! reached through a selector-less Service and an EndpointSlice the test writes
+//! (`--upstream=endpoints`; ClusterIPs are not routable here). Not here: an API outage.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use berth_tests::k8s::ControlPlane;
+use berth_tests::netns::NetNs;
 use berth_tests::proc::{free_port, spawn_tied, wait_until};
 use berth_tests::suite::plain;
 use libtest_mimic::Arguments;
@@ -27,7 +29,13 @@ const REST_WINDOW: Duration = Duration::from_secs(30);
 
 fn main() {
     let args = Arguments::from_args();
-    let trials = vec![plain("berth_ingress_against_the_real_api_server", flow)];
+    let trials = vec![
+        plain("berth_ingress_against_the_real_api_server", flow),
+        plain(
+            "served_from_a_network_namespace_through_endpointslices",
+            served,
+        ),
+    ];
     let conclusion = libtest_mimic::run(&args, trials);
     let left = berth_tests::sweep::own_leftovers();
     if !left.is_empty() {
@@ -47,6 +55,7 @@ struct Replica {
     conf: PathBuf,
     log: PathBuf,
     metrics_port: u16,
+    http_port: u16,
     child: Option<Child>,
 }
 
@@ -61,6 +70,10 @@ impl Drop for Replica {
 
 impl Replica {
     fn start(dir: &Path, name: &str, kubeconfig: &Path) -> Result<Replica> {
+        Replica::start_with(dir, name, kubeconfig, &[])
+    }
+
+    fn start_with(dir: &Path, name: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Replica> {
         let d = dir.join(name);
         std::fs::create_dir_all(d.join("nginx"))?;
         let text = std::fs::read_to_string(repo().join("deploy/ingress/deployment.yaml"))?;
@@ -92,11 +105,13 @@ impl Replica {
             .map(str::to_owned)
             .collect();
         let metrics_port = free_port()?;
+        let http_port = free_port()?;
         let conf = d.join("nginx/nginx.conf");
+        args.extend(extra.iter().map(|s| s.to_string()));
         args.extend([
             format!("--nginx-prefix={}", d.join("nginx").display()),
             format!("--nginx-conf={}", conf.display()),
-            format!("--http-port={}", free_port()?),
+            format!("--http-port={http_port}"),
             format!("--https-port={}", free_port()?),
             format!("--metrics-address=127.0.0.1:{metrics_port}"),
             "--listen-address=127.0.0.1".into(),
@@ -115,6 +130,7 @@ impl Replica {
             conf,
             log,
             metrics_port,
+            http_port,
             child: Some(child),
         })
     }
@@ -354,6 +370,87 @@ fn flow() -> Result<()> {
         forbidden.is_empty(),
         "refused by RBAC:\n{}",
         forbidden.join("\n")
+    );
+    Ok(())
+}
+
+/// Backends in a network namespace behind a selector-less Service and an EndpointSlice the
+/// test writes; the Ingress is served through nginx; change (the slice's port) -> served.
+fn served() -> Result<()> {
+    let cp = ControlPlane::start()?;
+    let dir = cp.dir.clone();
+    let ingress = repo().join("deploy/ingress");
+    cp.kubectl(&["apply", "--server-side", "-k", &ingress.to_string_lossy()])?;
+    let sa = cp.service_account_kubeconfig(NS, "berth-ingress")?;
+    let mut ns = NetNs::create()?;
+    ns.backend(&dir, 8081, "backend A")?;
+    ns.backend(&dir, 8082, "backend B")?;
+    cp.apply(
+        &json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {"ports": [{"name": "http", "port": 80}]}})
+        .to_string(),
+    )?;
+    let slice = |port: u16| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "app-1", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "app",
+                           "endpointslice.kubernetes.io/managed-by": "berth-tests"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ns.addr.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
+        .to_string()
+    };
+    cp.apply(&slice(8081))?;
+    cp.apply(
+        &berth_tests::ingress_ctl::ingress(
+            "default",
+            "app",
+            "app.test",
+            "/",
+            ("app", 80),
+            &[],
+            None,
+        )
+        .to_string(),
+    )?;
+    let r = Replica::start_with(&dir, "replica", &sa, &["--upstream=endpoints"])?;
+    let get = || {
+        berth_tests::proc::run(Command::new("curl").args([
+            "-s",
+            "--max-time",
+            "2",
+            "-H",
+            "Host: app.test",
+            &format!("http://127.0.0.1:{}/", r.http_port),
+        ]))
+        .unwrap_or_default()
+    };
+    wait_until("backend A served", Duration::from_secs(60), || {
+        get() == "backend A"
+    })?;
+    let mut samples = Vec::new();
+    for i in 0..12 {
+        let (port, want) = if i % 2 == 0 {
+            (8082, "backend B")
+        } else {
+            (8081, "backend A")
+        };
+        let t = Instant::now();
+        cp.apply(&slice(port))?;
+        wait_until(want, Duration::from_secs(30), || get() == want)?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    eprintln!(
+        "change -> served (EndpointSlice applied -> the other backend answers), 12 samples: p50 {:.0?}, max {:.0?}",
+        samples[samples.len() / 2],
+        samples[samples.len() - 1]
+    );
+    let log = r.log_text();
+    ensure!(
+        !log.to_lowercase().contains("forbidden"),
+        "refused by RBAC:\n{log}"
     );
     Ok(())
 }
