@@ -100,6 +100,20 @@ fn namespaced_secret(s: &str) -> Result<(String, String), String> {
     Ok((ns.to_owned(), name.to_owned()))
 }
 
+/// A Kubernetes label value (63 characters: letters, digits, `-`, `_`, `.`; alphanumeric ends).
+fn label_value(s: &str) -> Result<String, String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if s.len() <= 63 && s.chars().all(ok_char) && ends(s.chars().next()) && ends(s.chars().last()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{}' is not a label value",
+            crate::validate::excerpt(s)
+        ))
+    }
+}
+
 /// Comma-separated IPs or DNS names for Ingress status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishAddresses(pub Vec<String>);
@@ -173,6 +187,21 @@ pub struct Options {
         default_value = "clusterip"
     )]
     pub upstream: UpstreamArg,
+    /// With --upstream endpoints: EndpointSlice managers (values of the label
+    /// endpointslice.kubernetes.io/managed-by), comma-separated, trusted besides the
+    /// EndpointSlice controller (endpointslice-controller.k8s.io). Slices of any other manager
+    /// are ignored and reported: whoever may write EndpointSlices in a namespace could otherwise
+    /// send a Service's traffic anywhere. Examples: endpointslicemirroring-controller.k8s.io
+    /// (selector-less Services with hand-written Endpoints), a test harness's own name.
+    /// Addresses that are loopback, link-local (169.254.169.254), unspecified or multicast are
+    /// never used, whoever manages the slice.
+    #[arg(long, global = true, env = "BERTH_TRUST_ENDPOINTSLICE_MANAGERS", value_delimiter = ',', value_parser = label_value)]
+    pub trust_endpointslice_managers: Vec<String>,
+    /// Allow Services of type ExternalName as backends (off by default: nginx would proxy to
+    /// whatever the name the Service owner chose resolves to, and resolving it can stall
+    /// nginx -t).
+    #[arg(long, global = true, env = "BERTH_ALLOW_EXTERNAL_NAME")]
+    pub allow_external_name: bool,
     #[arg(long, global = true, env = "BERTH_HTTP_PORT", default_value_t = 80)]
     pub http_port: u16,
     #[arg(long, global = true, env = "BERTH_HTTPS_PORT", default_value_t = 443)]
@@ -286,6 +315,22 @@ mod tests {
             Args::try_parse_from(["berth-ingress", "--default-backend-service", "x;y/z"]).is_err()
         );
         assert!(Args::try_parse_from(["berth-ingress", "--debounce-min", "1h"]).is_err());
+        let a = Args::try_parse_from([
+            "berth-ingress",
+            "--trust-endpointslice-managers",
+            "berth-tests,endpointslicemirroring-controller.k8s.io",
+            "--allow-external-name",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.opts.trust_endpointslice_managers,
+            ["berth-tests", "endpointslicemirroring-controller.k8s.io"]
+        );
+        assert!(a.opts.allow_external_name);
+        assert!(
+            Args::try_parse_from(["berth-ingress", "--trust-endpointslice-managers", "a b"])
+                .is_err()
+        );
         let a = Args::try_parse_from([
             "berth-ingress",
             "--default-ssl-certificate",

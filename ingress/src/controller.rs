@@ -30,7 +30,7 @@ use crate::source::files::FilesSource;
 use crate::source::kube::{KubeConfig, KubeSource};
 use crate::sync::{SyncConfig, Syncer};
 use crate::translate::{
-    self, LabelSelector, TranslateConfig, UpstreamMode, selector::SelectorError,
+    self, BackendPolicy, LabelSelector, TranslateConfig, UpstreamMode, selector::SelectorError,
 };
 
 /// How long nginx may take to finish in-flight requests at shutdown.
@@ -71,9 +71,13 @@ pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
         service_selector: LabelSelector::parse(&opts.service_selector)?,
         ingress_class: opts.ingress_class.clone(),
         controller_name: opts.controller_name.clone(),
-        upstream_mode: match opts.upstream {
-            UpstreamArg::Clusterip => UpstreamMode::ClusterIp,
-            UpstreamArg::Endpoints => UpstreamMode::Endpoints,
+        backends: BackendPolicy {
+            mode: match opts.upstream {
+                UpstreamArg::Clusterip => UpstreamMode::ClusterIp,
+                UpstreamArg::Endpoints => UpstreamMode::Endpoints,
+            },
+            trusted_slice_managers: opts.trust_endpointslice_managers.clone(),
+            allow_external_name: opts.allow_external_name,
         },
         default_backend_service: opts.default_backend_service.clone(),
         default_ssl_certificate: opts.default_ssl_certificate.clone(),

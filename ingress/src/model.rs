@@ -252,6 +252,8 @@ pub enum Reason {
     NginxRejected,
     /// A manifest file could not be parsed.
     Unparseable,
+    /// An EndpointSlice (or one of its addresses) berth does not trust as an upstream.
+    UntrustedEndpoint,
 }
 
 impl Reason {
@@ -271,6 +273,7 @@ impl Reason {
             Reason::BackendNotFound => "backend_not_found",
             Reason::NginxRejected => "nginx_rejected",
             Reason::Unparseable => "unparseable",
+            Reason::UntrustedEndpoint => "untrusted_endpoint",
         }
     }
 }

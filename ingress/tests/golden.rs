@@ -8,7 +8,7 @@ use std::path::Path;
 use berth_ingress::render::{RenderConfig, render};
 use berth_ingress::snapshot::Snapshot;
 use berth_ingress::source::files::parse_manifests;
-use berth_ingress::translate::{self, LabelSelector, TranslateConfig, UpstreamMode};
+use berth_ingress::translate::{self, BackendPolicy, LabelSelector, TranslateConfig, UpstreamMode};
 
 fn check(expected_path: &Path, actual: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -46,10 +46,13 @@ fn golden_cases() {
         parse_manifests(&fs::read_to_string(&case).unwrap(), &name, &mut snapshot);
         let config = TranslateConfig {
             service_selector: LabelSelector::parse("app.kubernetes.io/expose=true").unwrap(),
-            upstream_mode: if name.contains("endpoints") {
-                UpstreamMode::Endpoints
-            } else {
-                UpstreamMode::ClusterIp
+            backends: BackendPolicy {
+                mode: if name.contains("endpoints") {
+                    UpstreamMode::Endpoints
+                } else {
+                    UpstreamMode::ClusterIp
+                },
+                ..BackendPolicy::default()
             },
             ..TranslateConfig::default()
         };

@@ -21,7 +21,7 @@ use crate::model::{
     Certificate, Host, Kind, Model, ObjectRef, PathKind, Reason, Report, RouteOptions, Upstream,
 };
 use crate::snapshot::Snapshot;
-pub use backend::UpstreamMode;
+pub use backend::{BackendPolicy, UpstreamMode};
 pub use merge::merge;
 pub use selector::LabelSelector;
 
@@ -37,7 +37,8 @@ pub struct TranslateConfig {
     pub service_selector: LabelSelector,
     pub ingress_class: String,
     pub controller_name: String,
-    pub upstream_mode: UpstreamMode,
+    /// Upstream mode, trusted EndpointSlice managers, ExternalName.
+    pub backends: BackendPolicy,
     /// `--default-backend-service namespace/name` (its first port).
     pub default_backend_service: Option<(String, String)>,
     /// `--default-ssl-certificate namespace/name`: the catch-all server's certificate.
@@ -50,7 +51,7 @@ impl Default for TranslateConfig {
             service_selector: LabelSelector::default(),
             ingress_class: DEFAULT_INGRESS_CLASS.into(),
             controller_name: DEFAULT_CONTROLLER_NAME.into(),
-            upstream_mode: UpstreamMode::ClusterIp,
+            backends: BackendPolicy::default(),
             default_backend_service: None,
             default_ssl_certificate: None,
         }
@@ -126,7 +127,7 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
     let backends = backend::Backends::new(
         snapshot.services.iter().map(|s| &**s),
         snapshot.endpoint_slices.iter().map(|e| &**e),
-        config.upstream_mode,
+        &config.backends,
     );
     let secrets = secrets::Secrets::new(snapshot.secrets.iter().map(|s| &**s));
     let mut out = Translated::default();
@@ -134,6 +135,7 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
     ingress::translate(snapshot, config, &backends, &secrets, &mut out);
     flag_default_backend(config, &backends, &mut out);
     let default_cert = flag_default_certificate(config, &secrets, &mut out.reports);
+    out.reports.extend(backends.take_reports());
     out.reports.extend(snapshot.reports.iter().cloned());
     let mut model = merge(out);
     if let Some(c) = default_cert {

@@ -285,7 +285,8 @@ pub fn nginx_refuses() -> Result<()> {
                 ),
             ),
         ],
-        &[],
+        // ExternalName backends are off by default (issue 12 item 6).
+        &["--allow-external-name".to_owned()],
     )?;
     served(&ctl, "good.test", "/steady", 200, Some("good /steady"))?;
     let load = Load::start(&ctl, "good.test", "good /steady".into());
