@@ -35,6 +35,9 @@ pub struct Metrics {
     calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     ceph_connections: AtomicUsize,
+    trash_purged: AtomicUsize,
+    trash_purge_errors: AtomicUsize,
+    trash_pending: AtomicUsize,
 }
 
 /// The process-wide registry.
@@ -68,6 +71,21 @@ impl Metrics {
 
     pub fn set_ceph_connections(&self, n: usize) {
         self.ceph_connections.store(n, Ordering::Relaxed);
+    }
+
+    /// One trashed image's data removed by the purger.
+    pub fn trash_purged(&self) {
+        self.trash_purged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A purge that failed (retried later).
+    pub fn trash_purge_error(&self) {
+        self.trash_purge_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Trashed images of the pool the purger works on, still to purge.
+    pub fn set_trash_pending(&self, n: usize) {
+        self.trash_pending.store(n, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -118,6 +136,29 @@ impl Metrics {
             "berth_csi_ceph_connections {}",
             self.ceph_connections.load(Ordering::Relaxed)
         );
+        for (name, kind, help, v) in [
+            (
+                "berth_csi_trash_purged_total",
+                "counter",
+                "Deleted volumes whose data the trash purger removed.",
+                &self.trash_purged,
+            ),
+            (
+                "berth_csi_trash_purge_errors_total",
+                "counter",
+                "Trash purges that failed (retried later).",
+                &self.trash_purge_errors,
+            ),
+            (
+                "berth_csi_trash_pending",
+                "gauge",
+                "Trashed images still to purge in the pool being purged.",
+                &self.trash_pending,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+        }
         s
     }
 }

@@ -71,9 +71,12 @@ pub async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "serving CSI"
     );
-    let controller = config
-        .controller
-        .then(|| ControllerServer::new(Controller::new(config.controller_opts.clone())));
+    let controller = config.controller.then(|| {
+        let c = Controller::new(config.controller_opts.clone());
+        // Purges a previous run left in the trash resume in the background.
+        c.resume_purges();
+        ControllerServer::new(c)
+    });
     // Node restart recovery runs before serving (it may re-attach volumes: blocking work).
     let node = match config.node_config.clone().filter(|_| config.node) {
         Some(nc) => Some(NodeServer::new(

@@ -13,6 +13,8 @@ mod lifecycle;
 mod resilience;
 #[path = "csi_controller/snapshots.rs"]
 mod snapshots;
+#[path = "csi_controller/trash.rs"]
+mod trash;
 
 use berth_tests::suite::{Case, run_with_cluster, trial};
 
@@ -71,6 +73,10 @@ fn main() {
         (
             "gone_images_past_one_page",
             resilience::gone_images_past_one_page,
+        ),
+        (
+            "big_delete_is_fast_and_purge_resumes",
+            trash::big_delete_is_fast_and_purge_resumes,
         ),
         (
             "secrets_never_in_logs_or_errors",

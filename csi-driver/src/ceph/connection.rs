@@ -234,6 +234,26 @@ impl Connections {
         result
     }
 
+    /// Run `f` with an I/O context on `t.pool` on the blocking pool, with no deadline and no
+    /// call slot: for background work that is slow by nature (the trash purger, which bounds
+    /// its own concurrency). The connection is released on the blocking pool.
+    pub async fn with_pool_background<T, F>(&self, t: &Target, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        let rados = self.connection(t).await?;
+        let pool = t.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let io = rados
+                .ioctx(&pool)
+                .map_err(|errno| ceph_err(format!("open pool {pool:?}"), errno))?;
+            f(&io)
+        })
+        .await
+        .map_err(|join| Error::Internal(format!("ceph task: {join}")))?
+    }
+
     /// Run `f` with the bare connection (cluster-wide calls such as `cluster_stat`).
     pub async fn with_cluster<T, F>(&self, t: &Target, f: F) -> Result<T>
     where

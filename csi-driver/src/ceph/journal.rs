@@ -9,6 +9,8 @@
 //!   vol/<request name>      -> {"image": "csi-vol-…", "size": N, "fp": "<sha256 hex>", "created": S}
 //!   img/<image>             -> <request name>            (reverse key: the image is journaled)
 //!   gone/<image>            -> ""                        (deleted by CSI, kept for dependents)
+//!   trash/<image>           -> ""                        (deleted by CSI, in the RBD trash
+//!                                                          until the purger removed its data)
 //! object csi.snapshots.berth
 //!   snap/<request name>     -> {"image": "<source image>", "snap": "csi-snap-…", "size": N,
 //!                               "fp": "<source volume id>", "created": S}
@@ -19,8 +21,10 @@
 //! - create volume: reserve (`vol/` + `img/` in one atomic write) -> create image. A retry
 //!   finds the reservation and creates the image if it is missing. Nothing is ever created
 //!   before its reservation, so a crash cannot leave an unjournaled (orphan) image.
-//! - delete volume: remove image (or mark it `gone/` while snapshots/clones depend on it)
-//!   -> drop `vol/` + `img/` in one write.
+//! - delete volume: move the image to the RBD trash (quick at any size) -> `trash/<image>` set
+//!   and `vol/` + `img/` dropped in one write; the purger then removes the trashed data and
+//!   the `trash/` key (restart-safe: the keys are its work list). An image with snapshots is
+//!   marked `gone/` instead (kept while snapshots/clones depend on it).
 //! - snapshots: reserve (`snap/` + `sid/`) -> create RBD snapshot; delete: remove snapshot
 //!   -> drop keys.
 
@@ -36,6 +40,7 @@ pub const SNAPSHOTS_OID: &str = "csi.snapshots.berth";
 pub const VOL_PREFIX: &str = "vol/";
 pub const IMG_PREFIX: &str = "img/";
 pub const GONE_PREFIX: &str = "gone/";
+pub const TRASH_PREFIX: &str = "trash/";
 pub const SNAP_PREFIX: &str = "snap/";
 pub const SID_PREFIX: &str = "sid/";
 
@@ -175,11 +180,51 @@ pub fn mark_gone(io: &IoCtx<'_>, name: Option<&str>, image: &str) -> Result<()> 
 
 /// Images marked gone (every page of them).
 pub fn gone_images(io: &IoCtx<'_>) -> Result<Vec<String>> {
+    names_under(io, GONE_PREFIX)
+}
+
+/// Images moved to the trash whose data the purger has not removed yet.
+pub fn trashed_images(io: &IoCtx<'_>) -> Result<Vec<String>> {
+    names_under(io, TRASH_PREFIX)
+}
+
+/// Record that `image` went to the trash, dropping its name keys, atomically.
+pub fn mark_trashed(io: &IoCtx<'_>, name: Option<&str>, image: &str) -> Result<()> {
+    let trash = format!("{TRASH_PREFIX}{image}");
+    let mut rm = vec![format!("{IMG_PREFIX}{image}")];
+    if let Some(n) = name {
+        rm.push(Kind::Volume.name_key(n));
+    }
+    let rm: Vec<&str> = rm.iter().map(String::as_str).collect();
+    io.omap_update(VOLUMES_OID, &[(&trash, "")], &rm)
+        .map_err(|e| ceph_err(format!("write journal {VOLUMES_OID}"), e))
+}
+
+/// Forget a trashed image (its data is gone), or turn it into a gone one (`to_gone`: it was
+/// restored from the trash because something still depends on it).
+pub fn forget_trashed(io: &IoCtx<'_>, image: &str, to_gone: bool) -> Result<()> {
+    let trash = format!("{TRASH_PREFIX}{image}");
+    let gone = format!("{GONE_PREFIX}{image}");
+    let set: &[(&str, &str)] = if to_gone { &[(&gone, "")] } else { &[] };
+    io.omap_update(VOLUMES_OID, set, &[&trash])
+        .map_err(|e| ceph_err(format!("write journal {VOLUMES_OID}"), e))
+}
+
+/// A gone image whose dependents went: now in the trash (`gone/` -> `trash/`), atomically.
+pub fn gone_to_trashed(io: &IoCtx<'_>, image: &str) -> Result<()> {
+    let trash = format!("{TRASH_PREFIX}{image}");
+    let gone = format!("{GONE_PREFIX}{image}");
+    io.omap_update(VOLUMES_OID, &[(&trash, "")], &[&gone])
+        .map_err(|e| ceph_err(format!("write journal {VOLUMES_OID}"), e))
+}
+
+/// The names after `prefix` of every key under it (every page).
+fn names_under(io: &IoCtx<'_>, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
         let page = io
-            .omap_list(VOLUMES_OID, &after, GONE_PREFIX, 1000)
+            .omap_list(VOLUMES_OID, &after, prefix, 1000)
             .map_err(|e| ceph_err(format!("read journal {VOLUMES_OID}"), e))?;
         let Some((last, _)) = page.entries.last() else {
             break;
@@ -188,7 +233,7 @@ pub fn gone_images(io: &IoCtx<'_>) -> Result<Vec<String>> {
         out.extend(
             page.entries
                 .into_iter()
-                .filter_map(|(k, _)| k.strip_prefix(GONE_PREFIX).map(str::to_string)),
+                .filter_map(|(k, _)| k.strip_prefix(prefix).map(str::to_string)),
         );
         if !page.more {
             break;

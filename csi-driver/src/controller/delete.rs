@@ -1,6 +1,11 @@
 //! DeleteVolume, and the garbage collection of images that CSI deleted while snapshots or
 //! clones still depended on them.
 //!
+//! Removing an image trims every object it could hold (~262 000 for 1 TiB without object-map),
+//! so DeleteVolume never does it: it moves the image to the RBD trash (quick at any size),
+//! records it as `trash/` in the journal, and the purger ([`super::purge`]) removes the data
+//! in the background.
+//!
 //! An image with snapshots cannot be removed without losing the snapshots (and the clones made
 //! from them), so it is *marked gone* in the journal instead: it disappears from ListVolumes
 //! and every volume RPC, while its snapshots keep working. After each delete of a volume or a
@@ -39,12 +44,15 @@ pub(super) async fn delete_volume(
     let image = id.image.clone();
     let result = c
         .ceph()
-        .with_pool_held(&target, guard, move |io| {
+        .with_pool_held(&target.clone(), guard, move |io| {
             remove_volume(io, &image)?;
             collect_gone(io);
             Ok(())
         })
         .await;
+    if result.is_ok() {
+        c.kick_purge(target);
+    }
     match result {
         Err(Error::NotFound(_)) => Ok(DeleteVolumeResponse {}),
         r => r.map(|()| DeleteVolumeResponse {}),
@@ -69,8 +77,22 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
             "volume {image} is in use (the image has watchers: still attached on a node?)"
         )));
     }
-    match rbd::remove(io, image) {
-        Ok(()) | Err(Errno(libc::ENOENT)) => {}
+    if has_snapshots(io, image)? {
+        // Snapshots (and the clones made from them) depend on it: keep the data.
+        journal::mark_gone(io, Some(owner.as_str()), image)?;
+        tracing::info!(image, "volume deleted; image kept for its snapshots/clones");
+        return Ok(());
+    }
+    match rbd::trash_move(io, image) {
+        Ok(()) => {
+            journal::mark_trashed(io, Some(owner.as_str()), image)?;
+            tracing::info!(
+                image,
+                "volume deleted: image moved to the trash for purging"
+            );
+            return Ok(());
+        }
+        Err(Errno(libc::ENOENT)) => {}
         Err(Errno(libc::EBUSY)) => {
             return Err(Error::FailedPrecondition(format!(
                 "volume {image} is in use (the image has watchers: still attached on a node?)"
@@ -88,12 +110,29 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the image has snapshots (a missing image has none).
+fn has_snapshots(io: &IoCtx<'_>, image: &str) -> Result<bool> {
+    match Image::open(io, image, true) {
+        Ok(img) => Ok(!img
+            .snap_list()
+            .map_err(|e| ceph_err(format!("list snapshots of {image}"), e))?
+            .is_empty()),
+        Err(Errno(libc::ENOENT)) => Ok(false),
+        Err(e) => Err(ceph_err(format!("open image {image}"), e)),
+    }
+}
+
+/// Whether a client other than this controller watches the image (a node that attached it;
+/// this controller's own watchers are transient: the purger removing a clone updates its
+/// parent).
 fn in_use(io: &IoCtx<'_>, image: &str) -> Result<bool> {
+    let own = io.instance_id();
     match Image::open(io, image, true) {
         Ok(img) => Ok(img
-            .watcher_count()
+            .watcher_ids()
             .map_err(|e| ceph_err(format!("list watchers of {image}"), e))?
-            > 0),
+            .into_iter()
+            .any(|id| id as u64 != own)),
         Err(Errno(libc::ENOENT)) => Ok(false),
         Err(e) => Err(ceph_err(format!("open image {image}"), e)),
     }
@@ -110,19 +149,24 @@ pub(super) fn collect_gone(io: &IoCtx<'_>) {
         }
     };
     for image in gone {
-        match rbd::remove(io, &image) {
-            Ok(()) | Err(Errno(libc::ENOENT)) => {
-                if let Err(e) = journal::forget_gone(io, &image) {
-                    tracing::warn!(image, error = %e, "cannot forget a removed image");
-                } else {
-                    tracing::info!(
-                        image,
-                        "removed a deleted volume's image: no dependents left"
-                    );
-                }
+        // Still has snapshots: stays. Otherwise to the trash, for the purger.
+        match has_snapshots(io, &image) {
+            Ok(false) => {}
+            Ok(true) => continue,
+            Err(e) => {
+                tracing::warn!(image, error = %e, "cannot check a gone image");
+                continue;
             }
-            Err(Errno(libc::ENOTEMPTY | libc::EBUSY)) => {}
-            Err(errno) => tracing::warn!(image, %errno, "cannot remove a gone image"),
+        }
+        let done = match rbd::trash_move(io, &image) {
+            Ok(()) => journal::gone_to_trashed(io, &image),
+            Err(Errno(libc::ENOENT)) => journal::forget_gone(io, &image),
+            Err(Errno(libc::ENOTEMPTY | libc::EBUSY)) => continue,
+            Err(errno) => Err(ceph_err(format!("move {image} to the trash"), errno)),
+        };
+        match done {
+            Ok(()) => tracing::info!(image, "a deleted volume's image has no dependents left"),
+            Err(e) => tracing::warn!(image, error = %e, "cannot collect a gone image"),
         }
     }
 }

@@ -14,6 +14,7 @@ mod create;
 mod delete;
 mod expand;
 mod list;
+mod purge;
 mod service;
 mod snapshot;
 mod validate;
@@ -87,6 +88,7 @@ struct Inner {
     opts: Options,
     ceph: Connections,
     locks: Locks,
+    purger: purge::Purger,
 }
 
 impl Controller {
@@ -100,6 +102,7 @@ impl Controller {
                 opts,
                 ceph: Connections::with_deadline(deadline),
                 locks: Locks::new(),
+                purger: purge::Purger::default(),
             }),
         }
     }

@@ -167,6 +167,7 @@ pub(super) async fn delete_snapshot(
     let guard = c
         .locks()
         .try_lock(&format!("snapshot/{}", req.snapshot_id))?;
+    let purge = target.clone();
     let result = c
         .ceph()
         .with_pool_held(&target, guard, move |io| {
@@ -190,6 +191,10 @@ pub(super) async fn delete_snapshot(
             Ok(())
         })
         .await;
+    if result.is_ok() {
+        // collect_gone may have trashed the source image of this snapshot.
+        c.kick_purge(purge);
+    }
     match result {
         Err(Error::NotFound(_)) => Ok(DeleteSnapshotResponse {}),
         r => r.map(|()| DeleteSnapshotResponse {}),

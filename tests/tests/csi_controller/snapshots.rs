@@ -406,6 +406,11 @@ pub fn delete_source_with_snapshot(c: &Cluster) -> Result<()> {
                 secrets: secrets(c),
             })
             .await?;
+        // The clone's data goes in the background (trash purge); then the source.
+        let t0 = std::time::Instant::now();
+        while c.images()?.contains(&image) && t0.elapsed() < std::time::Duration::from_secs(30) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         ensure!(!c.images()?.contains(&image), "gone source not collected");
         Ok(())
     })

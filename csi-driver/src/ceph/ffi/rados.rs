@@ -106,6 +106,13 @@ impl IoCtx<'_> {
         self.h
     }
 
+    /// The global id of this connection's client instance (`client.<id>`): what watchers
+    /// this process registers itself carry.
+    pub fn instance_id(&self) -> u64 {
+        // SAFETY: a valid ioctx; its cluster handle outlives it (borrowed Rados).
+        unsafe { sys::rados_get_instance_id(sys::rados_ioctx_get_cluster(self.h)) }
+    }
+
     /// Atomically set `set` and remove `rm` keys in the omap of `oid` (created if missing).
     pub fn omap_update(&self, oid: &str, set: &[(&str, &str)], rm: &[&str]) -> Result<(), Errno> {
         self.omap_update_if(oid, None, set, rm)

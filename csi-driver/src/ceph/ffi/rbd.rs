@@ -89,6 +89,64 @@ pub fn remove(io: &IoCtx<'_>, name: &str) -> Result<(), Errno> {
     check(unsafe { sys::rbd_remove(io.raw(), name.as_ptr()) })
 }
 
+/// Move `name` to the pool's RBD trash (no deferment): quick whatever the image's size; the
+/// data is removed later by [`trash_remove`].
+pub fn trash_move(io: &IoCtx<'_>, name: &str) -> Result<(), Errno> {
+    let name = cstr(name)?;
+    // SAFETY: valid ioctx, NUL-terminated name.
+    check(unsafe { sys::rbd_trash_move(io.raw(), name.as_ptr(), 0) })
+}
+
+/// An image in the trash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashEntry {
+    pub id: String,
+    pub name: String,
+}
+
+/// Every image in the pool's trash.
+pub fn trash_list(io: &IoCtx<'_>) -> Result<Vec<TrashEntry>, Errno> {
+    let mut cap = 64usize;
+    loop {
+        let mut entries: Vec<sys::TrashImageInfoT> = Vec::with_capacity(cap);
+        let mut n = cap;
+        // SAFETY: the buffer has room for `n` entries; on success librbd fills `n` of them.
+        let rc = unsafe { sys::rbd_trash_list(io.raw(), entries.as_mut_ptr(), &mut n) };
+        if rc == -libc::ERANGE {
+            cap = n.max(cap * 2);
+            continue;
+        }
+        check(rc)?;
+        // SAFETY: n entries are initialised; their strings are freed by the cleanup call.
+        unsafe {
+            entries.set_len(n);
+            let out = entries
+                .iter()
+                .map(|e| TrashEntry {
+                    id: owned(e.id),
+                    name: owned(e.name),
+                })
+                .collect();
+            sys::rbd_trash_list_cleanup(entries.as_mut_ptr(), n);
+            return Ok(out);
+        }
+    }
+}
+
+/// Remove the trashed image `id` and its data (slow: every object of the image).
+pub fn trash_remove(io: &IoCtx<'_>, id: &str) -> Result<(), Errno> {
+    let id = cstr(id)?;
+    // SAFETY: valid ioctx, NUL-terminated id.
+    check(unsafe { sys::rbd_trash_remove(io.raw(), id.as_ptr(), false) })
+}
+
+/// Put the trashed image `id` back as `name`.
+pub fn trash_restore(io: &IoCtx<'_>, id: &str, name: &str) -> Result<(), Errno> {
+    let (id, name) = (cstr(id)?, cstr(name)?);
+    // SAFETY: valid ioctx, NUL-terminated strings.
+    check(unsafe { sys::rbd_trash_restore(io.raw(), id.as_ptr(), name.as_ptr()) })
+}
+
 /// Names of every image in the pool.
 pub fn list(io: &IoCtx<'_>) -> Result<Vec<String>, Errno> {
     let mut cap = 64usize;
@@ -246,7 +304,8 @@ impl<'a> Image<'a> {
     }
 
     /// How many clients watch the image (a mapped/attached image has one or more).
-    pub fn watcher_count(&self) -> Result<usize, Errno> {
+    /// Client ids of the image's watchers.
+    pub fn watcher_ids(&self) -> Result<Vec<i64>, Errno> {
         let mut cap = 8usize;
         loop {
             let mut buf: Vec<sys::ImageWatcherT> = Vec::with_capacity(cap);
@@ -261,9 +320,10 @@ impl<'a> Image<'a> {
             // SAFETY: `n` entries initialised; cleanup frees their strings.
             unsafe {
                 buf.set_len(n);
+                let ids = buf.iter().map(|w| w.id).collect();
                 sys::rbd_watchers_list_cleanup(buf.as_mut_ptr(), n);
+                return Ok(ids);
             }
-            return Ok(n);
         }
     }
 }

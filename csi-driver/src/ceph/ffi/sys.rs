@@ -18,6 +18,15 @@ pub const RBD_IMAGE_OPTION_DATA_POOL: c_int = 10;
 pub const RBD_IMAGE_OPTION_CLONE_FORMAT: c_int = 12;
 
 #[repr(C)]
+pub struct TrashImageInfoT {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+    pub source: c_int,
+    pub deletion_time: libc::time_t,
+    pub deferment_end_time: libc::time_t,
+}
+
+#[repr(C)]
 pub struct ClusterStatT {
     pub kb: u64,
     pub kb_used: u64,
@@ -81,6 +90,8 @@ unsafe extern "C" {
     pub fn rados_cluster_stat(cluster: RadosT, result: *mut ClusterStatT) -> c_int;
     pub fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut IoCtxT) -> c_int;
     pub fn rados_ioctx_destroy(io: IoCtxT);
+    pub fn rados_ioctx_get_cluster(io: IoCtxT) -> RadosT;
+    pub fn rados_get_instance_id(cluster: RadosT) -> u64;
 
     pub fn rados_create_write_op() -> WriteOpT;
     pub fn rados_release_write_op(op: WriteOpT);
@@ -171,6 +182,15 @@ unsafe extern "C" {
         c_opts: ImageOptionsT,
     ) -> c_int;
     pub fn rbd_remove(io: IoCtxT, name: *const c_char) -> c_int;
+    pub fn rbd_trash_move(io: IoCtxT, name: *const c_char, delay: u64) -> c_int;
+    pub fn rbd_trash_list(
+        io: IoCtxT,
+        entries: *mut TrashImageInfoT,
+        num_entries: *mut usize,
+    ) -> c_int;
+    pub fn rbd_trash_list_cleanup(entries: *mut TrashImageInfoT, num_entries: usize);
+    pub fn rbd_trash_remove(io: IoCtxT, id: *const c_char, force: bool) -> c_int;
+    pub fn rbd_trash_restore(io: IoCtxT, id: *const c_char, name: *const c_char) -> c_int;
     pub fn rbd_list2(io: IoCtxT, images: *mut ImageSpecT, max_images: *mut usize) -> c_int;
     pub fn rbd_image_spec_list_cleanup(images: *mut ImageSpecT, num_images: usize);
 
