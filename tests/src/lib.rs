@@ -16,6 +16,7 @@
 //! - [`k8s`]: a real control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1.
 //! - [`tools`]: the pinned Go tools (Kubernetes, csi-sanity, CSI sidecars) and their cached binaries.
 //! - [`suite`]: the `main` of a test binary sharing one cluster, with the leftover check.
+//! - [`tcp_proxy`]: a TCP proxy a test can cut (an API outage).
 //! - [`proc`]: running programs with bounded time and clear errors; free ports; daemon spawning.
 //!
 //! Everything a test creates lives under [`state_root`]`/<kind>-<pid>-<n>`; a guard's Drop
@@ -37,6 +38,7 @@ pub mod node_fixture;
 pub mod proc;
 pub mod suite;
 pub mod sweep;
+pub mod tcp_proxy;
 pub mod tools;
 
 use std::path::PathBuf;

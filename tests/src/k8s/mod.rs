@@ -224,13 +224,24 @@ impl ControlPlane {
     /// A kubeconfig for ServiceAccount `ns/name`, holding a fresh token (`kubectl create token`)
     /// in a 0600 file next to it (never in an argv or a log).
     pub fn service_account_kubeconfig(&self, ns: &str, name: &str) -> Result<PathBuf> {
+        self.service_account_kubeconfig_via(ns, name, &self.server)
+    }
+
+    /// As [`Self::service_account_kubeconfig`], reaching the API at `server` (e.g. a proxy).
+    pub fn service_account_kubeconfig_via(
+        &self,
+        ns: &str,
+        name: &str,
+        server: &str,
+    ) -> Result<PathBuf> {
         let token = self.kubectl(&["create", "token", "-n", ns, name, "--duration=2h"])?;
-        let token_file = self.dir.join(format!("sa-{ns}-{name}.token"));
+        let port = server.rsplit(':').next().unwrap_or_default();
+        let token_file = self.dir.join(format!("sa-{ns}-{name}-{port}.token"));
         write_private(&token_file, token.trim())?;
-        let path = self.dir.join(format!("sa-{ns}-{name}.kubeconfig"));
+        let path = self.dir.join(format!("sa-{ns}-{name}-{port}.kubeconfig"));
         write_kubeconfig(
             &path,
-            &self.server,
+            server,
             &self.pki.ca_crt,
             &format!("tokenFile: {}", token_file.display()),
         )?;
