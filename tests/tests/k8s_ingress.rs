@@ -415,7 +415,15 @@ fn served() -> Result<()> {
         )
         .to_string(),
     )?;
-    let r = Replica::start_with(&dir, "replica", &sa, &["--upstream=endpoints"])?;
+    let r = Replica::start_with(
+        &dir,
+        "replica",
+        &sa,
+        &[
+            "--upstream=endpoints",
+            "--trust-endpointslice-managers=berth-tests",
+        ],
+    )?;
     let get = || {
         berth_tests::proc::run(Command::new("curl").args([
             "-s",
