@@ -1,5 +1,6 @@
 //! `bench csi`: CreateVolume latency beside the `rbd create` CLI in the same run, a burst of 100
-//! parallel CreateVolume calls, and berth-csi's memory (idle and peak), on a private cluster.
+//! parallel CreateVolume calls, and berth-csi's memory (idle and peak), on a private cluster;
+//! then the thousand-volume run ([`super::csi_scale`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,7 +17,7 @@ const SEQUENTIAL: usize = 50;
 const CLI_RUNS: usize = 15;
 const BURST: usize = 100;
 
-fn request(c: &Cluster, name: &str) -> CreateVolumeRequest {
+pub(super) fn request(c: &Cluster, name: &str) -> CreateVolumeRequest {
     CreateVolumeRequest {
         name: name.into(),
         capacity_range: Some(CapacityRange {
@@ -42,7 +43,7 @@ fn request(c: &Cluster, name: &str) -> CreateVolumeRequest {
 }
 
 /// VmRSS, VmHWM and RssAnon (private, not file-backed) of a process, in MiB.
-fn rss_mib(pid: u32) -> Result<(f64, f64, f64)> {
+pub(super) fn rss_mib(pid: u32) -> Result<(f64, f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> f64 {
         status
@@ -113,7 +114,7 @@ pub async fn run() -> Result<Figures> {
     );
     let ratio = p50 / cli50;
     let rate = BURST as f64 / secs;
-    Ok(vec![
+    let mut figures = vec![
         figure("create_volume_p50_ms", p50, "ms", "", None),
         figure("create_volume_p99_ms", p99, "ms", "", None),
         figure("rbd_create_cli_p50_ms", cli50, "ms", "", None),
@@ -150,5 +151,11 @@ pub async fn run() -> Result<Figures> {
         // Of the idle RSS, what is private (the rest is librados/librbd/libceph-common pages
         // shared with the page cache).
         figure("rss_idle_anon_mib", idle_anon, "MiB", "", None),
-    ])
+    ];
+    // The thousand-volume run, on its own cluster and driver.
+    drop(cl);
+    drop(d);
+    drop(c);
+    figures.extend(super::csi_scale::run().await?);
+    Ok(figures)
 }

@@ -3,6 +3,7 @@
 //! the goal they are measured against. `bin/bench.rs` prints them as a table or one JSON object.
 
 pub mod csi;
+pub mod csi_scale;
 pub mod ingress;
 pub mod load;
 pub mod node;
