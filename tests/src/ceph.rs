@@ -256,6 +256,24 @@ impl Cluster {
         serde_json::from_str(&out).context("rbd ls json")
     }
 
+    /// What berth-csi left in the pool: images, RBD trash entries and keys of its idempotency
+    /// journal (`csi.volumes.berth`, `csi.snapshots.berth`). Empty after every volume and
+    /// snapshot was deleted.
+    pub fn pool_leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self.images().unwrap_or_else(|e| vec![format!("{e:#}")]);
+        match self.rbd(&["trash", "ls", &self.pool]) {
+            Ok(s) => left.extend(s.lines().map(|l| format!("trash: {l}"))),
+            Err(e) => left.push(format!("{e:#}")),
+        }
+        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+            // A journal object that does not exist (yet) holds nothing.
+            if let Ok(s) = self.rados(&["-p", &self.pool, "listomapkeys", obj]) {
+                left.extend(s.lines().map(|l| format!("{obj}: {l}")));
+            }
+        }
+        left
+    }
+
     /// The cluster-config JSON berth-csi reads (`--cluster-config`), keyed by `cluster_id`.
     pub fn csi_cluster_config(&self, cluster_id: &str) -> String {
         serde_json::json!([{ "clusterID": cluster_id, "monitors": [self.mon_addr] }]).to_string()

@@ -149,7 +149,7 @@ fn run_recipe(c: &Cluster, run: &Run) -> Vec<Trial> {
                 .map(|case| case_trial(&prefix, case, &advertised))
                 .collect();
             trials.push(Trial::test(
-                format!("{prefix}::leaves_the_pool_empty"),
+                format!("{prefix}::leaves_the_pool_trash_and_journal_empty"),
                 move || {
                     if pool_left.is_empty() {
                         Ok(())
@@ -282,7 +282,16 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<(Vec<Case>, Advertised, Vec<Stri
         );
         ensure!(!cases.is_empty(), "csi-sanity reported no specs");
         drop(driver);
-        let left = c.images()?;
+        // Deleted images may sit in the RBD trash a moment before they are purged.
+        let mut left = Vec::new();
+        let _ = berth_tests::proc::wait_until(
+            "an empty pool",
+            std::time::Duration::from_secs(60),
+            || {
+                left = c.pool_leftovers();
+                left.is_empty()
+            },
+        );
         berth_tests::sweep::directory(&dir);
         Ok((cases, adv, left))
     })

@@ -362,25 +362,10 @@ fn pvc_flow(cp: &ControlPlane, c: &Cluster) -> Result<()> {
         )?;
         let mut left = Vec::new();
         berth_tests::proc::wait_until("empty pool", Duration::from_secs(60), || {
-            left = pool_leftovers(c);
+            left = c.pool_leftovers();
             left.is_empty()
         })
         .with_context(|| format!("left in Ceph: {left:?}"))
     })?;
     Ok(())
-}
-
-/// Images, trash entries and journal keys left in the pool.
-fn pool_leftovers(c: &Cluster) -> Vec<String> {
-    let mut left: Vec<String> = c.images().unwrap_or_else(|e| vec![format!("{e:#}")]);
-    match c.rbd(&["trash", "ls", &c.pool]) {
-        Ok(s) => left.extend(s.lines().map(|l| format!("trash: {l}"))),
-        Err(e) => left.push(format!("{e:#}")),
-    }
-    for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
-        if let Ok(s) = c.rados(&["-p", &c.pool, "listomapkeys", obj]) {
-            left.extend(s.lines().map(|l| format!("{obj}: {l}")));
-        }
-    }
-    left
 }
