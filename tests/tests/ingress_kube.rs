@@ -2,13 +2,18 @@
 //! item 5): two replicas with real nginx elect one leader through a real Lease; unrelated
 //! Service changes cause no Lease writes beyond the renewal timer; only the leader writes
 //! status, and only for Ingresses it serves; SIGTERM of the leader hands over within 2 s; a
-//! SIGKILLed leader is replaced once its Lease expires.
+//! SIGKILLed leader is replaced once its Lease expires. And (item 3): a change made while the
+//! controller cannot reach the API server (a proxy between them is cut for 20 s) is served
+//! within 2 s of the connection coming back.
 //!
 //! Needs the Go tools (`bash tests/scripts/build-k8s-tools.sh`), etcd-server and nginx.
 
 use std::io::BufRead as _;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,10 +26,16 @@ use libtest_mimic::Arguments;
 
 fn main() {
     let args = Arguments::from_args();
-    let trials = vec![plain(
-        "two_replicas_elect_one_leader_cheaply_and_hand_over",
-        election,
-    )];
+    let trials = vec![
+        plain(
+            "two_replicas_elect_one_leader_cheaply_and_hand_over",
+            election,
+        ),
+        plain(
+            "a_change_made_during_an_api_outage_is_served_within_2s",
+            outage,
+        ),
+    ];
     let conclusion = libtest_mimic::run(&args, trials);
     let left = berth_tests::sweep::own_leftovers();
     if !left.is_empty() {
@@ -257,6 +268,156 @@ fn election() -> Result<()> {
     ensure!(
         took <= Duration::from_secs(20),
         "SIGKILL handover took {took:?}"
+    );
+    Ok(())
+}
+
+/// A TCP proxy to the API server that the test can cut (existing connections closed, new ones
+/// refused) and restore: the controller's view of an API outage, while the test's own kubectl
+/// still reaches the API server.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: String) -> Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let (up, stop) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (u, s, c) = (up.clone(), stop.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if !u.load(Ordering::Acquire) {
+                    continue; // dropped: connection closed at once
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut list = c.lock().unwrap();
+                for sock in [&client, &server] {
+                    if let Ok(clone) = sock.try_clone() {
+                        list.push(clone);
+                    }
+                }
+                drop(list);
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Ok(Proxy {
+            port,
+            up,
+            stop,
+            conns,
+        })
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        if !up {
+            for c in self.conns.lock().unwrap().drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.set_up(false);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A headless Service (no endpoints: berth answers its routes with 503) and an Ingress for
+/// `host`.
+fn headless_route(name: &str, host: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec: {{clusterIP: None, ports: [{{port: 80}}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  ingressClassName: berth
+  rules:
+  - host: {host}
+    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: {name}, port: {{number: 80}}}}}}}}]}}
+"#
+    )
+}
+
+fn status_of(ctl: &IngressCtl, host: &str) -> u16 {
+    berth_tests::nginx::http_get(&ctl.http_addr(), host, "/").map_or(0, |r| r.status)
+}
+
+fn outage() -> Result<()> {
+    let cp = ControlPlane::start()?;
+    cp.apply(OBJECTS)?;
+    cp.apply(&headless_route("before", "before.test"))?;
+    let proxy = Proxy::start(cp.server.trim_start_matches("https://").to_owned())?;
+    let mut ctl = IngressCtl::create(&[])?;
+    let kubeconfig = ctl.dir.join("proxied.kubeconfig");
+    let text = std::fs::read_to_string(&cp.kubeconfig)?
+        .replace(&cp.server, &format!("https://127.0.0.1:{}", proxy.port));
+    std::fs::write(&kubeconfig, text)?;
+    ctl.launch_kube(&kubeconfig, &[])?;
+    ctl.wait_ready()?;
+    wait_until("before.test routed", Duration::from_secs(30), || {
+        status_of(&ctl, "before.test") == 503
+    })
+    .with_context(|| ctl.log_text())?;
+
+    proxy.set_up(false);
+    std::thread::sleep(Duration::from_secs(2));
+    cp.apply(&headless_route("during", "during.test"))?;
+    std::thread::sleep(Duration::from_secs(18));
+    ensure!(
+        status_of(&ctl, "during.test") == 404,
+        "served while the API server was unreachable?"
+    );
+    proxy.set_up(true);
+    let back = Instant::now();
+    wait_until("during.test served", Duration::from_secs(40), || {
+        status_of(&ctl, "during.test") == 503
+    })
+    .with_context(|| ctl.log_text())?;
+    let took = back.elapsed();
+    eprintln!("API outage of 20 s: change made during it served {took:.2?} after the API returned");
+    ensure!(
+        took <= Duration::from_secs(2),
+        "served {took:?} after the API returned"
+    );
+    let log = ctl.log_text();
+    ensure!(
+        log.contains("watch failed") && log.contains("watch resumed"),
+        "watch failure / resumption not logged:\n{log}"
     );
     Ok(())
 }
