@@ -219,7 +219,10 @@ fn leftover_nginx() -> Result<()> {
             leftover.try_wait()?.is_some(),
             "the leftover nginx still runs"
         );
-        ensure!(ctl.admin("/readyz")?.status == 200);
+        // Ready once the controller verified that its nginx serves (a moment after).
+        wait_until("/readyz 200", Duration::from_secs(2), || {
+            ctl.admin("/readyz").is_ok_and(|r| r.status == 200)
+        })?;
         let log = ctl.log_text();
         ensure!(!log.contains("Address already in use"), "{log}");
         Ok(())
