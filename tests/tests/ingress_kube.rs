@@ -9,11 +9,8 @@
 //! Needs the Go tools (`bash tests/scripts/build-k8s-tools.sh`), etcd-server and nginx.
 
 use std::io::BufRead as _;
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +19,7 @@ use berth_tests::ingress_ctl::IngressCtl;
 use berth_tests::k8s::ControlPlane;
 use berth_tests::proc::wait_until;
 use berth_tests::suite::plain;
+use berth_tests::tcp_proxy::TcpProxy;
 use libtest_mimic::Arguments;
 
 fn main() {
@@ -272,85 +270,6 @@ fn election() -> Result<()> {
     Ok(())
 }
 
-/// A TCP proxy to the API server that the test can cut (existing connections closed, new ones
-/// refused) and restore: the controller's view of an API outage, while the test's own kubectl
-/// still reaches the API server.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start(target: String) -> Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let (up, stop) = (
-            Arc::new(AtomicBool::new(true)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let (u, s, c) = (up.clone(), stop.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.load(Ordering::Acquire) {
-                    return;
-                }
-                let Ok(client) = client else { continue };
-                if !u.load(Ordering::Acquire) {
-                    continue; // dropped: connection closed at once
-                }
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                let mut list = c.lock().unwrap();
-                for sock in [&client, &server] {
-                    if let Ok(clone) = sock.try_clone() {
-                        list.push(clone);
-                    }
-                }
-                drop(list);
-                for (mut from, mut to) in [
-                    (client.try_clone(), server.try_clone()),
-                    (server.try_clone(), client.try_clone()),
-                ]
-                .into_iter()
-                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Ok(Proxy {
-            port,
-            up,
-            stop,
-            conns,
-        })
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Release);
-        if !up {
-            for c in self.conns.lock().unwrap().drain(..) {
-                let _ = c.shutdown(Shutdown::Both);
-            }
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        self.set_up(false);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
 /// A headless Service (no endpoints: berth answers its routes with 503) and an Ingress for
 /// `host`.
 fn headless_route(name: &str, host: &str) -> String {
@@ -381,7 +300,7 @@ fn outage() -> Result<()> {
     let cp = ControlPlane::start()?;
     cp.apply(OBJECTS)?;
     cp.apply(&headless_route("before", "before.test"))?;
-    let proxy = Proxy::start(cp.server.trim_start_matches("https://").to_owned())?;
+    let proxy = TcpProxy::start(cp.server.trim_start_matches("https://").parse()?)?;
     let mut ctl = IngressCtl::create(&[])?;
     let kubeconfig = ctl.dir.join("proxied.kubeconfig");
     let text = std::fs::read_to_string(&cp.kubeconfig)?
