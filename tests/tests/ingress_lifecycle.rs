@@ -294,7 +294,16 @@ fn hung_nginx() -> Result<()> {
     ctl.env.push(("BERTH_NGINX_TIMEOUT".into(), "1s".into()));
     ctl.launch(std::slice::from_ref(&nginx))?;
     // The first `nginx -t` hangs: SIGTERM must not wait for it.
-    std::thread::sleep(Duration::from_millis(700));
+    let pid = ctl.pid().context("controller pid")? as i32;
+    wait_until(
+        "the controller to run the hanging nginx -t",
+        Duration::from_secs(10),
+        || {
+            children(pid).iter().any(|c| {
+                std::fs::read(format!("/proc/{c}/cmdline")).is_ok_and(|t| t.starts_with(b"sleep"))
+            })
+        },
+    )?;
     let (took, status) = ctl.terminate(Duration::from_secs(5))?;
     ensure!(
         took <= Duration::from_secs(2),
