@@ -196,6 +196,88 @@ impl<'a> NodeEnv<'a> {
             .into_inner())
     }
 
+    /// Recovery runs in the background after a restart (a re-attach may wait ~30 s for the
+    /// dead client's image lock): poll the volume condition at `path` until it is healthy.
+    pub async fn wait_healthy(&mut self, id: &str, path: &Path) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let st = self.stats(id, path).await?;
+            if st.volume_condition.is_some_and(|c| !c.abnormal) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "not healthy after 90 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SHA-256 of the whole image as Ceph stores it (`rbd export`, read by the test's client).
+    pub fn image_sha(&self, image: &str) -> Result<String> {
+        let file = self.driver.dir.join(format!("{image}.export"));
+        let _ = std::fs::remove_file(&file);
+        let c = self.cluster;
+        let path = file.to_string_lossy().into_owned();
+        c.rbd(&[
+            "export",
+            "--no-progress",
+            &format!("{}/{image}", c.pool),
+            &path,
+        ])?;
+        let out = crate::proc::run(std::process::Command::new("sha256sum").arg(&file))?;
+        std::fs::remove_file(&file)?;
+        Ok(out
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Allocated extents of the image (`rbd diff`): "[]" for an image nothing wrote to.
+    pub fn image_extents(&self, image: &str) -> Result<String> {
+        let c = self.cluster;
+        let out = c.rbd(&["diff", "--format", "json", &format!("{}/{image}", c.pool)])?;
+        Ok(out.trim().to_string())
+    }
+
+    /// The image's metadata (`rbd image-meta list`) as a JSON object.
+    pub fn image_meta(&self, image: &str) -> Result<serde_json::Value> {
+        let c = self.cluster;
+        let out = c.rbd(&[
+            "image-meta",
+            "list",
+            "--format",
+            "json",
+            &format!("{}/{image}", c.pool),
+        ])?;
+        // Pacific prints nothing at all for an image without metadata.
+        if out.trim().is_empty() {
+            return Ok(serde_json::json!({}));
+        }
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// The driver's stash of the volume staged at `staging`, as JSON.
+    pub fn stash_json(&self, staging: &Path) -> Result<serde_json::Value> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            self.stash_file(staging)?,
+        )?)?)
+    }
+
+    /// Rewrite the stash of `staging` so its device is `device` (what a renumbering does).
+    pub fn point_stash_at(&self, staging: &Path, device: &str) -> Result<()> {
+        let mut v = self.stash_json(staging)?;
+        v["attached"]["device"] = serde_json::json!(device);
+        std::fs::write(self.stash_file(staging)?, serde_json::to_vec_pretty(&v)?)?;
+        Ok(())
+    }
+
+    fn stash_file(&self, staging: &Path) -> Result<PathBuf> {
+        let store = berth_csi::node::stash::Store::new(&self.driver.state_dir)?;
+        Ok(store.dir(staging).join("stash.json"))
+    }
+
     /// What the driver left on the host: see [`leftovers_under`].
     pub fn leftovers(&self) -> Vec<String> {
         leftovers_under(&self.driver.dir)

@@ -1,8 +1,11 @@
 //! berth-csi never destroys what it stores, against REAL Ceph, rbd-fuse + loop devices and
 //! mounts: a read error while staging never leads to mkfs (the fault is real: rbd-fuse is
 //! SIGKILLed under the loop device just before the probe), an image marked formatted is never
-//! formatted again (whatever the node's state dir says). Cases run one at a time: a dead
-//! rbd-fuse can hold up loop operations beside it.
+//! formatted again (whatever the node's state dir says), reader-only volumes are read-only
+//! down to the device (and their bytes do not change), the fs type from the volume context is
+//! honoured, `unmapOptions` is used or refused, and a stash naming another volume's device
+//! (renumbering) never gets that device bound into a pod or detached. Cases run one at a time: a dead rbd-fuse
+//! can hold up loop operations beside it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -10,8 +13,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use berth_csi::csi::volume_capability::access_mode::Mode;
-use berth_tests::node_fixture::{NodeEnv, case, mount_cap, run_suite_serial};
+use berth_tests::node_fixture::{NodeEnv, block_cap, case, mount_cap, run_suite_serial};
 use berth_tests::proc::run;
+use berth_tests::sweep;
 use tonic::Code;
 
 fn main() {
@@ -21,6 +25,21 @@ fn main() {
         }),
         case("an_image_marked_formatted_is_never_formatted_again", |e| {
             Box::pin(marked_never_formatted(e))
+        }),
+        case("reader_only_is_read_only_down_to_the_device", |e| {
+            Box::pin(reader_only(e))
+        }),
+        case("an_unformatted_reader_only_volume_is_refused", |e| {
+            Box::pin(reader_only_unformatted(e))
+        }),
+        case("fstype_from_the_volume_context_is_honoured", |e| {
+            Box::pin(fstype_from_context(e))
+        }),
+        case("unmap_options_are_used_or_refused", |e| {
+            Box::pin(unmap_options(e))
+        }),
+        case("a_renumbered_device_is_never_bound_or_detached", |e| {
+            Box::pin(renumbered(e))
         }),
     ])
 }
@@ -36,38 +55,11 @@ fn pattern(n: u32, m: u32) -> Vec<u8> {
     (0..n).map(|i| (i % m) as u8).collect()
 }
 
-/// SHA-256 of the whole image as Ceph stores it (`rbd export`, read by the test's client).
-fn image_sha(e: &NodeEnv<'_>, image: &str) -> Result<String> {
-    let file = e.driver.dir.join(format!("{image}.export"));
-    let _ = std::fs::remove_file(&file);
-    e.cluster.rbd(&[
-        "export",
-        "--no-progress",
-        &format!("{}/{image}", e.cluster.pool),
-        file.to_str().context("path")?,
-    ])?;
-    let out = run(Command::new("sha256sum").arg(&file))?;
-    std::fs::remove_file(&file)?;
-    Ok(out
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string())
-}
-
-fn image_meta(e: &NodeEnv<'_>, image: &str) -> Result<serde_json::Value> {
-    let out = e.cluster.rbd(&[
-        "image-meta",
-        "list",
-        "--format",
-        "json",
-        &format!("{}/{image}", e.cluster.pool),
-    ])?;
-    // Pacific prints nothing at all for an image without metadata.
-    if out.trim().is_empty() {
-        return Ok(serde_json::json!({}));
-    }
-    Ok(serde_json::from_str(&out)?)
+fn mount_at(target: &Path) -> Option<sweep::Mount> {
+    sweep::mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.target == target)
 }
 
 /// A real fault at a precise moment: the driver finds this `blkid` first on its PATH. When
@@ -170,7 +162,7 @@ async fn marked_never_formatted(e: &mut NodeEnv<'_>) -> Result<()> {
     e.stage(&id, &staging, cap()).await?;
     sync_write(&staging.join("data.bin"), &data)?;
     e.unstage(&id, &staging).await?;
-    let meta = image_meta(e, "marked")?;
+    let meta = e.image_meta("marked")?;
     ensure!(
         meta.get("berth.dev/formatted").and_then(|v| v.as_str()) == Some("ext4"),
         "the first format must mark the image: metadata {meta}"
@@ -195,7 +187,7 @@ async fn marked_never_formatted(e: &mut NodeEnv<'_>) -> Result<()> {
     std::fs::remove_dir_all(&e.driver.state_dir)?;
     e.driver.restart().await?;
     e.reconnect().await?;
-    let before = image_sha(e, "marked")?;
+    let before = e.image_sha("marked")?;
     let err = e
         .csi
         .node
@@ -213,7 +205,7 @@ async fn marked_never_formatted(e: &mut NodeEnv<'_>) -> Result<()> {
         err.message()
     );
     ensure!(
-        image_sha(e, "marked")? == before,
+        e.image_sha("marked")? == before,
         "the image's bytes changed"
     );
 
@@ -231,5 +223,294 @@ async fn marked_never_formatted(e: &mut NodeEnv<'_>) -> Result<()> {
         "data changed"
     );
     e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+/// Are all loop devices the driver attached (backing files under its dir) read-only at the
+/// block layer? Errs when there is none.
+fn devices_read_only(e: &NodeEnv<'_>) -> Result<bool> {
+    let loops: Vec<_> = sweep::loop_devices()
+        .into_iter()
+        .filter(|(_, back)| back.starts_with(&e.driver.dir))
+        .collect();
+    ensure!(!loops.is_empty(), "no loop device attached");
+    let mut all = true;
+    for (dev, _) in loops {
+        let name = dev.file_name().and_then(|n| n.to_str()).context("name")?;
+        all &= std::fs::read_to_string(format!("/sys/block/{name}/ro"))?.trim() == "1";
+    }
+    Ok(all)
+}
+
+fn write_refused(path: &Path) -> Result<()> {
+    match std::fs::File::create(path) {
+        Ok(_) => anyhow::bail!("writing {} succeeded on a read-only volume", path.display()),
+        Err(err) => ensure!(
+            err.raw_os_error() == Some(libc::EROFS),
+            "write to {}: {err} (want EROFS)",
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+async fn reader_only(e: &mut NodeEnv<'_>) -> Result<()> {
+    for (fs, size, mode) in [
+        ("ext4", "256M", Mode::SingleNodeReaderOnly),
+        ("xfs", "512M", Mode::MultiNodeReaderOnly),
+    ] {
+        let name = format!("ro{fs}");
+        let id = e.image(&name, size)?;
+        let staging = e.staging(&name);
+        let target = e.target(&format!("{name}pod"));
+        let data = pattern(500_000, 239);
+        e.stage(&id, &staging, mount_cap(fs, Mode::SingleNodeWriter))
+            .await?;
+        sync_write(&staging.join("data.bin"), &data)?;
+        e.unstage(&id, &staging).await?;
+        let before = e.image_sha(&name)?;
+
+        e.stage(&id, &staging, mount_cap(fs, mode)).await?;
+        let m = mount_at(&staging).context("not mounted")?;
+        ensure!(
+            m.options.split(',').any(|o| o == "ro"),
+            "{fs}: staging mount is not ro: {}",
+            m.options
+        );
+        ensure!(
+            devices_read_only(e)?,
+            "{fs}: the device under the staging mount is writable"
+        );
+        write_refused(&staging.join("new"))?;
+        ensure!(
+            std::fs::read(staging.join("data.bin"))? == data,
+            "{fs}: read"
+        );
+        let st = e.stats(&id, &staging).await?;
+        ensure!(
+            st.volume_condition.as_ref().is_some_and(|c| !c.abnormal),
+            "{fs}: a read-only staging reported abnormal: {st:?}"
+        );
+        // A publish without `readonly` stays read-only for a reader-only capability.
+        e.publish(&id, &staging, &target, mount_cap(fs, mode), false)
+            .await?;
+        write_refused(&target.join("new"))?;
+        ensure!(
+            std::fs::read(target.join("data.bin"))? == data,
+            "{fs}: read"
+        );
+        e.unpublish(&id, &target).await?;
+        e.unstage(&id, &staging).await?;
+        ensure!(
+            e.image_sha(&name)? == before,
+            "{fs}: a reader-only stage changed the image's bytes"
+        );
+    }
+    // Block access, reader-only: the device itself refuses writes.
+    let id = e.image("roblk", "64M")?;
+    let staging = e.staging("roblk");
+    let dev = e.target("roblkpod");
+    e.stage(&id, &staging, block_cap(Mode::SingleNodeReaderOnly))
+        .await?;
+    e.publish(
+        &id,
+        &staging,
+        &dev,
+        block_cap(Mode::SingleNodeReaderOnly),
+        false,
+    )
+    .await?;
+    ensure!(
+        devices_read_only(e)?,
+        "a reader-only block device is writable"
+    );
+    // Device nodes ignore a read-only mount; the read-only device refuses the write itself.
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&dev) {
+        let w = f.write_all(&[0xffu8; 4096]).and_then(|_| f.sync_all());
+        ensure!(
+            w.is_err(),
+            "a write to a reader-only block device succeeded"
+        );
+    }
+    e.unpublish(&id, &dev).await?;
+    e.unstage(&id, &staging).await?;
+    ensure!(e.image_extents("roblk")? == "[]", "block image written");
+    Ok(())
+}
+
+async fn reader_only_unformatted(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("roblank", "128M")?;
+    let staging = e.staging("roblank");
+    let r = e
+        .csi
+        .node
+        .node_stage_volume(e.stage_req(&id, &staging, mount_cap("ext4", Mode::MultiNodeReaderOnly)))
+        .await;
+    let err = r.err().context("a blank reader-only volume was staged")?;
+    ensure!(err.code() == Code::FailedPrecondition, "{err:?}");
+    ensure!(
+        e.image_extents("roblank")? == "[]",
+        "the blank image was written to"
+    );
+    ensure!(e.leftovers().is_empty(), "{:?}", e.leftovers());
+    Ok(())
+}
+
+async fn fstype_from_context(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("ctxfs", "512M")?;
+    let staging = e.staging("ctxfs");
+    let mut req = e.stage_req(&id, &staging, mount_cap("", Mode::SingleNodeWriter));
+    req.volume_context
+        .insert("csi.storage.k8s.io/fstype".into(), "xfs".into());
+    e.csi.node.node_stage_volume(req.clone()).await?;
+    let m = mount_at(&staging).context("not mounted")?;
+    ensure!(m.fstype == "xfs", "made {} instead of xfs", m.fstype);
+    // The same request again is the same stage.
+    e.csi.node.node_stage_volume(req).await?;
+    // The capability's own fs type wins over the context.
+    let staging2 = e.staging("ctxfs2");
+    let id2 = e.image("ctxfs2", "256M")?;
+    let mut req = e.stage_req(&id2, &staging2, mount_cap("ext4", Mode::SingleNodeWriter));
+    req.volume_context
+        .insert("csi.storage.k8s.io/fstype".into(), "xfs".into());
+    e.csi.node.node_stage_volume(req).await?;
+    let m = mount_at(&staging2).context("not mounted")?;
+    ensure!(m.fstype == "ext4", "capability said ext4, got {}", m.fstype);
+    e.unstage(&id, &staging).await?;
+    e.unstage(&id2, &staging2).await?;
+    Ok(())
+}
+
+async fn unmap_options(e: &mut NodeEnv<'_>) -> Result<()> {
+    let id = e.image("unmap", "64M")?;
+    let staging = e.staging("unmap");
+    let cap = || block_cap(Mode::SingleNodeWriter);
+    // The fuse attacher has nothing to pass them to: refused, not silently dropped.
+    let mut req = e.stage_req(&id, &staging, cap());
+    req.volume_context
+        .insert("unmapOptions".into(), "force".into());
+    let err = e.csi.node.node_stage_volume(req).await.err();
+    ensure!(
+        err.as_ref().is_some_and(
+            |s| s.code() == Code::InvalidArgument && s.message().contains("unmapOptions")
+        ),
+        "unmapOptions with mounter=fuse: {err:?}"
+    );
+    // Hostile characters are refused whatever the mounter.
+    let mut req = e.stage_req(&id, &staging, cap());
+    req.volume_context.insert("mounter".into(), "krbd".into());
+    req.volume_context
+        .insert("unmapOptions".into(), "force;reboot".into());
+    let err = e.csi.node.node_stage_volume(req).await.err();
+    ensure!(
+        err.as_ref()
+            .is_some_and(|s| s.code() == Code::InvalidArgument),
+        "hostile unmapOptions: {err:?}"
+    );
+    ensure!(e.leftovers().is_empty(), "{:?}", e.leftovers());
+    Ok(())
+}
+
+fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn write_at(path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Two block volumes; A's stash is made to name B's loop device (as a reboot's renumbering
+/// does for krbd/nbd). NodePublish of A must never bind B's device; after a SIGKILL + restart
+/// recovery must repair A without detaching B's device; nothing is leaked.
+async fn renumbered(e: &mut NodeEnv<'_>) -> Result<()> {
+    let cap = || block_cap(Mode::SingleNodeWriter);
+    const AT: u64 = 1 << 20;
+    let mut vols = Vec::new();
+    for name in ["numa", "numb"] {
+        let id = e.image(name, "64M")?;
+        let staging = e.staging(name);
+        let target = e.target(&format!("{name}pod"));
+        e.stage(&id, &staging, cap()).await?;
+        e.publish(&id, &staging, &target, cap(), false).await?;
+        write_at(&target, AT, format!("bytes of {name}").as_bytes())?;
+        vols.push((id, staging, target));
+    }
+    let (a_id, a_staging, a_target) = vols[0].clone();
+    let (b_id, b_staging, b_target) = vols[1].clone();
+    let b_dev = e.stash_json(&b_staging)?["attached"]["device"]
+        .as_str()
+        .context("B's device")?
+        .to_string();
+    let b_back = sweep::loop_devices()
+        .into_iter()
+        .find(|(d, _)| d.to_str() == Some(b_dev.as_str()))
+        .map(|(_, back)| back)
+        .context("B's loop device")?;
+
+    // 1. While the plugin runs: a publish of A must not bind the device named in its stash.
+    e.point_stash_at(&a_staging, &b_dev)?;
+    let a2 = e.target("numa2pod");
+    let r = e
+        .csi
+        .node
+        .node_publish_volume(e.publish_req(&a_id, &a_staging, &a2, cap(), false))
+        .await;
+    if r.is_ok() {
+        let got = read_at(&a2, AT, 13)?;
+        ensure!(
+            got == b"bytes of numa",
+            "NodePublish bound another volume's device into volume A's target: read {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        e.unpublish(&a_id, &a2).await?;
+    } else {
+        ensure!(
+            r.as_ref()
+                .err()
+                .is_some_and(|s| s.code() == Code::FailedPrecondition),
+            "{r:?}"
+        );
+    }
+
+    // 2. SIGKILL, the stash still names B's device, restart: recovery repairs A and leaves B.
+    e.driver.kill9();
+    e.point_stash_at(&a_staging, &b_dev)?;
+    e.driver.restart().await?;
+    e.reconnect().await?;
+    e.wait_healthy(&a_id, &a_target).await?;
+    e.wait_healthy(&b_id, &b_target).await?;
+    let b_now = sweep::loop_devices()
+        .into_iter()
+        .find(|(d, _)| d.to_str() == Some(b_dev.as_str()))
+        .map(|(_, back)| back);
+    ensure!(
+        b_now.as_ref() == Some(&b_back),
+        "B's device {b_dev} was detached or rebound: now {b_now:?}"
+    );
+    ensure!(read_at(&b_target, AT, 13)? == b"bytes of numb", "B's bytes");
+    ensure!(read_at(&a_target, AT, 13)? == b"bytes of numa", "A's bytes");
+    let a_dev = e.stash_json(&a_staging)?["attached"]["device"]
+        .as_str()
+        .context("A's device")?
+        .to_string();
+    ensure!(a_dev != b_dev, "A's stash still names B's device");
+
+    for (id, staging, target) in &vols {
+        e.unpublish(id, target).await?;
+        e.unstage(id, staging).await?;
+    }
+    ensure!(
+        e.leftovers().is_empty(),
+        "after unstage: {:?}",
+        e.leftovers()
+    );
     Ok(())
 }

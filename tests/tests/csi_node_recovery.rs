@@ -41,25 +41,6 @@ fn sync_write(path: &std::path::Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-async fn healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> Result<bool> {
-    let st = e.stats(id, path).await?;
-    Ok(st.volume_condition.is_some_and(|c| !c.abnormal))
-}
-
-/// Recovery runs in the background after a restart (a re-attach may wait ~30 s for the dead
-/// client's image lock): poll the condition.
-async fn wait_healthy(e: &mut NodeEnv<'_>, id: &str, path: &std::path::Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while !healthy(e, id, path).await? {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "not healthy after 90 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(())
-}
-
 /// SIGKILL the rbd-fuse serving this driver's volume and wait until it is gone.
 fn kill_rbd_fuse(e: &NodeEnv<'_>) -> Result<()> {
     let pids = rbd_fuse_pids(&e.driver.dir);
@@ -89,7 +70,7 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     sync_write(&target.join("during"), b"written while the plugin was down")?;
     e.driver.restart().await?;
     e.reconnect().await?;
-    wait_healthy(e, &id, &target).await?;
+    e.wait_healthy(&id, &target).await?;
 
     // 2. rbd-fuse dies while the plugin runs (OOM kill): stats report it at once, and the
     //    plugin's watch re-attaches, re-mounts and re-binds without a restart.
@@ -99,7 +80,7 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     ensure!(cond.abnormal, "dead rbd-fuse must be abnormal: {cond:?}");
     ensure!(cond.message.contains("rbd-fuse"), "{}", cond.message);
     let t = std::time::Instant::now();
-    wait_healthy(e, &id, &target).await?;
+    e.wait_healthy(&id, &target).await?;
     eprintln!("repaired while running in {:.1?}", t.elapsed());
     ensure!(
         e.driver.log_text().contains("watch: repaired"),
@@ -113,7 +94,7 @@ async fn sigkill_restart(e: &mut NodeEnv<'_>) -> Result<()> {
     e.driver.restart().await?;
     e.reconnect().await?;
     let restarted = std::time::Instant::now();
-    wait_healthy(e, &id, &target).await?;
+    e.wait_healthy(&id, &target).await?;
     eprintln!("recovered in {:.1?} after the restart", restarted.elapsed());
     ensure!(
         e.driver.log_text().contains("recovery: repaired"),

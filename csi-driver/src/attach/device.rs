@@ -27,11 +27,7 @@ pub fn exists(device: &Path) -> bool {
 
 /// The file a loop device is bound to (None when the loop device is free or not a loop).
 pub fn loop_backing_file(device: &Path) -> Option<PathBuf> {
-    let n = name(device)?;
-    let s = std::fs::read_to_string(format!("/sys/class/block/{n}/loop/backing_file")).ok()?;
-    // The kernel appends " (deleted)" when the file is gone from its directory.
-    let s = s.trim_end_matches('\n');
-    Some(PathBuf::from(s.strip_suffix(" (deleted)").unwrap_or(s)))
+    super::identity::loop_backing(Path::new("/sys"), device)
 }
 
 #[cfg(test)]

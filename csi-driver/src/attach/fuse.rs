@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AttachError, Attached, Attacher, Kind, Target, device};
+use super::{AttachError, Attached, Attacher, ImageSpec, Kind, Target, device};
 use crate::mount::{MountError, mountinfo, ops};
 use crate::program::{self, LONG, ProgramError, SHORT};
 
@@ -281,12 +281,13 @@ impl Attacher for Fuse {
         let file = dir.join(t.image);
         // LONG: binding the file makes the kernel flush and validate loop state, which can
         // wait behind another loop device whose rbd-fuse died.
-        let device = match program::run(
-            Command::new("losetup")
-                .args(["--find", "--show"])
-                .arg(&file),
-            LONG,
-        ) {
+        let mut losetup = Command::new("losetup");
+        if t.read_only {
+            // A read-only loop device: the kernel refuses every write to it (EROFS/EPERM).
+            losetup.arg("--read-only");
+        }
+        losetup.args(["--find", "--show"]).arg(&file);
+        let device = match program::run(&mut losetup, LONG) {
             Ok(out) => PathBuf::from(out.trim()),
             Err(e) => {
                 teardown(&dir);
@@ -297,22 +298,34 @@ impl Attacher for Fuse {
             kind: Kind::Fuse,
             device,
             fuse: Some(FuseMount { dir, file }),
+            unmap_options: String::new(),
         })
     }
 
-    fn detach(&self, a: &Attached) -> Result<(), AttachError> {
+    fn detach(&self, a: &Attached, _want: &ImageSpec) -> Result<(), AttachError> {
         let Some(f) = &a.fuse else {
             return Err(failed(format!(
                 "fuse attachment of {} has no fuse mount recorded",
                 a.device.display()
             )));
         };
+        // Every loop device bound to this volume's image file is ours, whatever number the
+        // stash recorded; a recorded device bound to anything else is never touched.
+        for dev in loops_under(&f.dir) {
+            if device::loop_backing_file(&dev).as_deref() != Some(f.file.as_path()) {
+                continue;
+            }
+            if let Err(e) = program::run(Command::new("losetup").arg("-d").arg(&dev), SHORT)
+                && device::loop_backing_file(&dev).as_deref() == Some(f.file.as_path())
+            {
+                return Err(e.into());
+            }
+        }
         if !a.device.as_os_str().is_empty()
-            && device::loop_backing_file(&a.device).as_deref() == Some(f.file.as_path())
-            && let Err(e) = program::run(Command::new("losetup").arg("-d").arg(&a.device), SHORT)
-            && device::loop_backing_file(&a.device).as_deref() == Some(f.file.as_path())
+            && device::loop_backing_file(&a.device).is_some_and(|b| b != f.file)
         {
-            return Err(e.into());
+            tracing::warn!(device = %a.device.display(), file = %f.file.display(),
+                "the recorded loop device is bound to another file now: not ours, left alone");
         }
         unmount_fuse(&f.dir).map_err(|e| failed(e.to_string()))?;
         stop_processes(&f.dir);
@@ -320,13 +333,24 @@ impl Attacher for Fuse {
         Ok(())
     }
 
-    fn check(&self, a: &Attached) -> Result<(), String> {
+    fn cleanup_unrecorded(&self, work_dir: &Path, _want: &ImageSpec, _recorded: &[PathBuf]) {
+        cleanup_unrecorded(work_dir);
+    }
+
+    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), String> {
         let Some(f) = &a.fuse else {
             return Err("no fuse mount recorded".into());
         };
+        // The image file is named after the image, inside this volume's private work dir.
+        if f.file.file_name().and_then(|n| n.to_str()) != Some(want.image.as_str()) {
+            return Err(format!(
+                "the recorded image file {} is not image {want}",
+                f.file.display()
+            ));
+        }
         if device::loop_backing_file(&a.device).as_deref() != Some(f.file.as_path()) {
             return Err(format!(
-                "loop device {} is no longer bound to {}",
+                "loop device {} is no longer bound to {} (not this volume's device)",
                 a.device.display(),
                 f.file.display()
             ));

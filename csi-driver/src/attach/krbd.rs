@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{AttachError, Attached, Attacher, Kind, Target, device};
+use super::{AttachError, Attached, Attacher, ImageSpec, Kind, Target, device, identity};
 use crate::program::{self, LONG, ProgramError, SHORT};
 
 #[derive(Debug)]
 pub struct Krbd;
+
+/// Where the kernel publishes devices (a parameter of the pure identity functions).
+const SYSFS: &str = "/sys";
 
 /// The rbd module is loaded (its bus is registered).
 pub fn available() -> bool {
@@ -23,6 +26,9 @@ pub(super) fn map(device_type: &str, t: &Target<'_>) -> Result<PathBuf, AttachEr
         .arg(&t.client.conf)
         .args(["--id", &t.client.user, "--device-type", device_type, "map"])
         .arg(format!("{}/{}", t.pool, t.image));
+    if t.read_only {
+        cmd.arg("--read-only");
+    }
     if !t.map_options.is_empty() {
         cmd.args(["-o", t.map_options]);
     }
@@ -32,16 +38,22 @@ pub(super) fn map(device_type: &str, t: &Target<'_>) -> Result<PathBuf, AttachEr
     }
 }
 
-pub(super) fn unmap(device_type: &str, dev: &Path) -> Result<(), AttachError> {
+/// `rbd --device-type <t> unmap [-o <unmapOptions>] <dev>` (pure, for tests).
+pub(super) fn unmap_command(device_type: &str, dev: &Path, options: &str) -> Command {
+    let mut cmd = Command::new("rbd");
+    cmd.args(["--device-type", device_type, "unmap"]);
+    if !options.is_empty() {
+        cmd.args(["-o", options]);
+    }
+    cmd.arg(dev);
+    cmd
+}
+
+pub(super) fn unmap(device_type: &str, dev: &Path, options: &str) -> Result<(), AttachError> {
     if !device::exists(dev) {
         return Ok(());
     }
-    match program::run(
-        Command::new("rbd")
-            .args(["--device-type", device_type, "unmap"])
-            .arg(dev),
-        SHORT,
-    ) {
+    match program::run(&mut unmap_command(device_type, dev, options), SHORT) {
         Ok(_) => Ok(()),
         Err(_) if !device::exists(dev) => Ok(()),
         Err(e) => Err(e.into()),
@@ -86,18 +98,38 @@ impl Attacher for Krbd {
             kind: Kind::Krbd,
             device: map("krbd", t)?,
             fuse: None,
+            unmap_options: t.unmap_options.to_string(),
         })
     }
 
-    fn detach(&self, a: &Attached) -> Result<(), AttachError> {
-        unmap("krbd", &a.device)
+    fn detach(&self, a: &Attached, want: &ImageSpec) -> Result<(), AttachError> {
+        if !device::exists(&a.device) {
+            return Ok(());
+        }
+        let found = identity::krbd_mapping(Path::new(SYSFS), &a.device);
+        if let Err(why) = identity::verify(&a.device, found.as_ref(), want) {
+            tracing::warn!(device = %a.device.display(), "not unmapping: {why}");
+            return Ok(());
+        }
+        unmap("krbd", &a.device, &a.unmap_options)
     }
 
-    fn check(&self, a: &Attached) -> Result<(), String> {
-        if device::exists(&a.device) {
-            Ok(())
-        } else {
-            Err(format!("{} is no longer mapped", a.device.display()))
+    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), String> {
+        if !device::exists(&a.device) {
+            return Err(format!("{} is no longer mapped", a.device.display()));
+        }
+        let found = identity::krbd_mapping(Path::new(SYSFS), &a.device);
+        identity::verify(&a.device, found.as_ref(), want)
+    }
+
+    fn cleanup_unrecorded(&self, _work_dir: &Path, want: &ImageSpec, recorded: &[PathBuf]) {
+        let all = identity::krbd_mappings(Path::new(SYSFS));
+        for dev in identity::unrecorded(&all, want, recorded) {
+            // The kernel refuses to unmap a device that is open (mounted, in use).
+            tracing::warn!(device = %dev.display(), image = %want, "unmapping a device of an unfinished stage");
+            if let Err(e) = unmap("krbd", dev, "") {
+                tracing::warn!(device = %dev.display(), "rbd unmap: {e}");
+            }
         }
     }
 
@@ -119,6 +151,16 @@ mod tests {
             code: Some(6),
             stderr: stderr.into(),
         }
+    }
+
+    #[test]
+    fn unmap_passes_unmap_options() {
+        let d = |o| program::describe(&unmap_command("krbd", Path::new("/dev/rbd3"), o));
+        assert_eq!(d(""), "rbd --device-type krbd unmap /dev/rbd3");
+        assert_eq!(
+            d("force"),
+            "rbd --device-type krbd unmap -o force /dev/rbd3"
+        );
     }
 
     #[test]

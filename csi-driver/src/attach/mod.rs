@@ -14,6 +14,7 @@
 pub mod client;
 pub mod device;
 pub mod fuse;
+pub mod identity;
 pub mod krbd;
 pub mod meta;
 pub mod nbd;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::program::ProgramError;
 use client::ClientFiles;
+pub use identity::ImageSpec;
 
 /// Which attacher attached a volume (recorded in the stash: detach uses the same one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +100,11 @@ pub struct Target<'a> {
     pub client: &'a ClientFiles,
     /// `mapOptions` (krbd/nbd `-o`), already validated.
     pub map_options: &'a str,
+    /// `unmapOptions` (krbd/nbd `unmap -o`), already validated; kept in [`Attached`].
+    pub unmap_options: &'a str,
+    /// Attach read-only (reader-only access modes): krbd/nbd `--read-only`, a read-only
+    /// loop device for fuse. Nothing on this node can then write to the image.
+    pub read_only: bool,
     /// Private per-volume directory (fuse mount point, logs).
     pub work_dir: &'a Path,
 }
@@ -109,6 +116,9 @@ pub struct Attached {
     pub device: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuse: Option<fuse::FuseMount>,
+    /// `unmapOptions` given at stage, used when detaching (krbd/nbd).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unmap_options: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,13 +173,21 @@ impl From<AttachError> for Error {
     }
 }
 
-/// One way of turning an image into a block device.
+/// One way of turning an image into a block device. A recorded device is trusted only while
+/// it maps `want` ([`identity`]): `check` fails otherwise, and `detach` leaves a device it
+/// cannot prove is ours alone (the volume then counts as not attached).
 pub trait Attacher: Send + Sync {
     fn attach(&self, target: &Target<'_>) -> Result<Attached, AttachError>;
-    /// Undo [`Attacher::attach`]; what is already gone counts as done.
-    fn detach(&self, attached: &Attached) -> Result<(), AttachError>;
-    /// `Err(why)` when the device is not usable (process dead, device gone).
-    fn check(&self, attached: &Attached) -> Result<(), String>;
+    /// Undo [`Attacher::attach`]; what is already gone counts as done, and a device that does
+    /// not map `want` is not touched.
+    fn detach(&self, attached: &Attached, want: &ImageSpec) -> Result<(), AttachError>;
+    /// `Err(why)` when the device is not usable (process dead, device gone) or does not map
+    /// `want` (renumbered after a reboot).
+    fn check(&self, attached: &Attached, want: &ImageSpec) -> Result<(), String>;
+    /// Undo an attach the stash does not record (the plugin died between attach and stash):
+    /// mappings of `want` in `work_dir` (fuse) or on the host that no stash records
+    /// (`recorded`). Best effort.
+    fn cleanup_unrecorded(&self, work_dir: &Path, want: &ImageSpec, recorded: &[PathBuf]);
     /// Make the device pick up a grown image; returns the device size. `want` is the size the
     /// caller expects (0: unknown); attachers that see the new size late wait for it a little.
     fn refresh_size(&self, attached: &Attached, want: u64) -> Result<u64, AttachError>;
@@ -184,9 +202,9 @@ pub fn attacher(kind: Kind) -> &'static dyn Attacher {
     }
 }
 
-/// `mapOptions`: comma-separated krbd/nbd options; characters limited so nothing but an
-/// option list reaches `rbd map -o`.
-pub fn map_options(value: Option<&str>) -> Result<String, Error> {
+/// `mapOptions` / `unmapOptions` (named by `field`): comma-separated krbd/nbd options;
+/// characters limited so nothing but an option list reaches `rbd map -o` / `rbd unmap -o`.
+pub fn map_options_field(field: &str, value: Option<&str>) -> Result<String, Error> {
     let v = value.map(str::trim).unwrap_or("");
     if v.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"=,._:-".contains(&b))
@@ -194,9 +212,14 @@ pub fn map_options(value: Option<&str>) -> Result<String, Error> {
         Ok(v.to_string())
     } else {
         Err(Error::InvalidArgument(format!(
-            "mapOptions {v:?} may contain only letters, digits and =,._:-"
+            "{field} {v:?} may contain only letters, digits and =,._:-"
         )))
     }
+}
+
+/// `mapOptions`, see [`map_options_field`].
+pub fn map_options(value: Option<&str>) -> Result<String, Error> {
+    map_options_field("mapOptions", value)
 }
 
 #[cfg(test)]
@@ -223,13 +246,17 @@ mod tests {
 
     #[test]
     fn kind_round_trips_as_json() {
-        let a = Attached {
+        let mut a = Attached {
             kind: Kind::RbdNbd,
             device: "/dev/nbd0".into(),
             fuse: None,
+            unmap_options: String::new(),
         };
         let s = serde_json::to_string(&a).unwrap();
         assert_eq!(s, r#"{"kind":"rbd-nbd","device":"/dev/nbd0"}"#);
+        assert_eq!(serde_json::from_str::<Attached>(&s).unwrap(), a);
+        a.unmap_options = "force".into();
+        let s = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<Attached>(&s).unwrap(), a);
     }
 
@@ -241,6 +268,8 @@ mod tests {
         );
         assert!(map_options(Some("a b")).is_err());
         assert!(map_options(Some("x;reboot")).is_err());
+        let e = map_options_field("unmapOptions", Some("force;reboot")).unwrap_err();
+        assert!(e.to_string().starts_with("unmapOptions"), "{e}");
     }
 
     #[test]

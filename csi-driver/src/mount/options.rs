@@ -87,6 +87,27 @@ impl MountOptions {
     }
 }
 
+impl MountOptions {
+    /// Read-only all the way: `ro`, and no journal replay — ext `noload`, xfs `norecovery` —
+    /// so mounting never writes to the device (reader-only access modes; the device is
+    /// read-only too, and a replay would fail on it).
+    pub fn read_only(mut self, fstype: &str) -> Self {
+        self.flags |= MsFlags::MS_RDONLY;
+        let extra = if fstype == "xfs" {
+            "norecovery"
+        } else {
+            "noload"
+        };
+        if !self.data.split(',').any(|d| d == extra) {
+            if !self.data.is_empty() {
+                self.data.push(',');
+            }
+            self.data.push_str(extra);
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +134,18 @@ mod tests {
         assert_eq!(MountOptions::parse(&[], "xfs").unwrap().data, "nouuid");
         let o = MountOptions::parse(&v(&["nouuid", "logbsize=256k"]), "xfs").unwrap();
         assert_eq!(o.data, "nouuid,logbsize=256k");
+    }
+
+    #[test]
+    fn read_only_never_replays_the_journal() {
+        let o = MountOptions::parse(&v(&["rw", "noatime"]), "ext4")
+            .unwrap()
+            .read_only("ext4");
+        assert_eq!(o.flags, MsFlags::MS_NOATIME | MsFlags::MS_RDONLY);
+        assert_eq!(o.data, "noload");
+        let o = MountOptions::parse(&[], "xfs").unwrap().read_only("xfs");
+        assert_eq!(o.data, "nouuid,norecovery");
+        assert_eq!(o.clone().read_only("xfs"), o, "idempotent");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! NodeExpandVolume: make the device see the grown image (loop: `losetup -c`; krbd and
 //! rbd-nbd follow the image by themselves), then grow the filesystem online — xfs_growfs, or
 //! resize2fs for ext4, which without CAP_SYS_RESOURCE is FAILED_PRECONDITION with advice.
+//! A reader-only staging is never grown (FAILED_PRECONDITION): its device is read-only.
 
 use std::path::Path;
 
@@ -19,6 +20,16 @@ pub fn expand(node: &Shared, id: &str, path: &Path, required: u64) -> Result<u64
         .as_ref()
         .filter(|_| s.complete)
         .ok_or_else(|| Error::FailedPrecondition(format!("volume {id} is not fully staged")))?;
+    if s.capability.read_only_mode() {
+        return Err(Error::FailedPrecondition(format!(
+            "volume {id} is staged reader-only (read-only device and mount): it is never \
+             grown here; expand it from a writer"
+        )));
+    }
+    // Never refresh or grow a device that no longer maps this volume's image.
+    attacher(a.kind)
+        .check(a, &s.want()?)
+        .map_err(|why| Error::FailedPrecondition(format!("volume {id}: {why}")))?;
     let size = attacher(a.kind).refresh_size(a, required)?;
     if let Access::Mount { .. } = s.capability.access {
         let fs = s.fs.as_deref().unwrap_or("ext4");

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::attach::{Mounter, map_options};
+use crate::attach::{Mounter, map_options, map_options_field};
 use crate::cluster_config::ClusterConfig;
 use crate::credentials::Credentials;
 use crate::csi::{
@@ -139,6 +139,12 @@ impl Node {
     }
 }
 
+/// The StorageClass's `csi.storage.k8s.io/fstype` as the volume context carries it: the fs
+/// type when the capability names none (csi-sanity and some COs send it this way only).
+fn context_fs(ctx: &std::collections::HashMap<String, String>) -> &str {
+    ctx.get(request::FSTYPE_KEY).map_or("", String::as_str)
+}
+
 fn log_err<T>(rpc: &str, volume: &str, r: Result<T, Status>) -> Result<T, Status> {
     if let Err(s) = &r {
         tracing::warn!(rpc, volume, code = ?s.code(), "{}", s.message());
@@ -150,10 +156,10 @@ impl Node {
     fn stage_args(&self, r: NodeStageVolumeRequest) -> Result<stage::StageArgs, Error> {
         let id = request::required("volume_id", &r.volume_id)?.to_string();
         let staging = request::path("staging_target_path", &r.staging_target_path)?;
-        let capability = request::capability(r.volume_capability.as_ref())?;
+        let ctx = &r.volume_context;
+        let capability = request::capability(r.volume_capability.as_ref(), context_fs(ctx))?;
         let volume = request::volume(&id)?;
         let credentials = Credentials::from_secrets(&r.secrets)?;
-        let ctx = &r.volume_context;
         Ok(stage::StageArgs {
             id,
             volume,
@@ -162,6 +168,10 @@ impl Node {
             credentials,
             mounter: Mounter::parse(ctx.get("mounter").map(String::as_str))?,
             map_options: map_options(ctx.get("mapOptions").map(String::as_str))?,
+            unmap_options: map_options_field(
+                "unmapOptions",
+                ctx.get("unmapOptions").map(String::as_str),
+            )?,
             mkfs_options: ctx.get("mkfsOptions").cloned(),
         })
     }
@@ -169,7 +179,8 @@ impl Node {
     fn publish_args(&self, r: NodePublishVolumeRequest) -> Result<publish::PublishArgs, Error> {
         let id = request::required("volume_id", &r.volume_id)?.to_string();
         let target = request::path("target_path", &r.target_path)?;
-        let capability = request::capability(r.volume_capability.as_ref())?;
+        let capability =
+            request::capability(r.volume_capability.as_ref(), context_fs(&r.volume_context))?;
         // STAGE_UNSTAGE_VOLUME is advertised: the staging path is required.
         let staging = request::path("staging_target_path", &r.staging_target_path)?;
         request::volume(&id)?;

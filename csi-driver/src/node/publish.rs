@@ -97,11 +97,20 @@ pub(super) fn bind(
     readonly: bool,
 ) -> Result<(), Error> {
     if s.capability.is_block() {
-        let device = s
+        let a = s
             .attached
             .as_ref()
-            .map(|x| x.device.clone())
             .ok_or_else(|| Error::Internal(format!("volume {} has no device", s.volume_id)))?;
+        // The recorded device is bound into a pod only while it maps this volume's image.
+        crate::attach::attacher(a.kind)
+            .check(a, &s.want()?)
+            .map_err(|why| {
+                Error::FailedPrecondition(format!(
+                    "volume {}: {why}; the node plugin re-attaches it (or unstage and stage again)",
+                    s.volume_id
+                ))
+            })?;
+        let device = a.device.clone();
         ops::ensure_file(target)?;
         ops::bind(&device, target, readonly)?;
     } else {

@@ -25,13 +25,13 @@ use std::time::Duration;
 use super::Shared;
 use super::publish::bind;
 use super::request::Access;
-use super::stage::teardown;
+use super::stage::{mount_options, teardown};
 use super::stash::Stash;
 use crate::attach::client::ClientFiles;
 use crate::attach::{Target, attacher};
 use crate::error::Error;
 use crate::mount::format::{self, Content};
-use crate::mount::{MountOptions, mountinfo, ops};
+use crate::mount::{mountinfo, ops};
 use crate::volume_id::VolumeId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,10 @@ pub fn watch(node: Arc<Shared>) {
             let Some(a) = s.attached.clone().filter(|_| s.complete) else {
                 continue;
             };
-            if attacher(a.kind).check(&a).is_ok() && staging_mounted(&s, &a.device) {
+            let trusted = s
+                .image()
+                .is_some_and(|want| attacher(a.kind).check(&a, &want).is_ok());
+            if trusted && staging_mounted(&s, &a.device) {
                 continue;
             }
             let id = s.volume_id.clone();
@@ -127,7 +130,8 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
         .attached
         .clone()
         .ok_or_else(|| Error::Internal("complete stash without a device".into()))?;
-    let broken = attacher(old.kind).check(&old).err();
+    let want = s.want()?;
+    let broken = attacher(old.kind).check(&old, &want).err();
     if broken.is_none() && staging_mounted(&s, &old.device) {
         return Ok(match bind_missing(&s)? {
             0 => Outcome::Healthy,
@@ -142,7 +146,7 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
     if !s.capability.is_block() {
         ops::unmount(&s.staging_path, true)?;
     }
-    if let Err(e) = attacher(old.kind).detach(&old) {
+    if let Err(e) = attacher(old.kind).detach(&old, &want) {
         tracing::warn!(volume = %s.volume_id, "detaching the broken device: {e}");
     }
     let volume = VolumeId::decode(&s.volume_id).map_err(|e| Error::Internal(e.to_string()))?;
@@ -155,6 +159,8 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
         image: &volume.image,
         client: &client,
         map_options: &s.map_options,
+        unmap_options: &old.unmap_options,
+        read_only: s.capability.read_only_mode(),
         work_dir: &dir,
     })?;
     s.attached = Some(fresh.clone());
@@ -176,7 +182,7 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
             &fresh.device,
             &s.staging_path,
             &fs,
-            &MountOptions::parse(flags, &fs)?,
+            &mount_options(flags, &fs, s.capability.read_only_mode())?,
         )?;
     }
     bind_missing(&s)?;

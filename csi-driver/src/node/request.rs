@@ -68,8 +68,12 @@ pub fn volume(id: &str) -> Result<VolumeId, Error> {
     VolumeId::decode(id).map_err(|e| Error::NotFound(e.to_string()))
 }
 
-/// A required, checked capability.
-pub fn capability(cap: Option<&VolumeCapability>) -> Result<Capability, Error> {
+/// The volume-context key of the StorageClass's fs type.
+pub const FSTYPE_KEY: &str = "csi.storage.k8s.io/fstype";
+
+/// A required, checked capability. `context_fs` (the volume context's
+/// [`FSTYPE_KEY`]) is the fs type when the capability's own is empty; then ext4.
+pub fn capability(cap: Option<&VolumeCapability>, context_fs: &str) -> Result<Capability, Error> {
     let cap = cap.ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
     let mode = cap
         .access_mode
@@ -103,8 +107,13 @@ pub fn capability(cap: Option<&VolumeCapability>) -> Result<Capability, Error> {
                     mode.as_str_name()
                 )));
             }
+            let requested = if m.fs_type.trim().is_empty() {
+                context_fs
+            } else {
+                &m.fs_type
+            };
             Access::Mount {
-                fs_type: format::fs_type(&m.fs_type)?,
+                fs_type: format::fs_type(requested)?,
                 flags: m.mount_flags.clone(),
             }
         }
@@ -137,7 +146,7 @@ mod tests {
 
     #[test]
     fn capabilities() {
-        let c = capability(Some(&cap(mount(""), Mode::SingleNodeWriter))).unwrap();
+        let c = capability(Some(&cap(mount(""), Mode::SingleNodeWriter)), "").unwrap();
         assert_eq!(
             c.access,
             Access::Mount {
@@ -145,10 +154,13 @@ mod tests {
                 flags: vec!["noatime".into()]
             }
         );
-        let c = capability(Some(&cap(
-            Some(AccessType::Block(BlockVolume {})),
-            Mode::MultiNodeMultiWriter,
-        )))
+        let c = capability(
+            Some(&cap(
+                Some(AccessType::Block(BlockVolume {})),
+                Mode::MultiNodeMultiWriter,
+            )),
+            "",
+        )
         .unwrap();
         assert!(c.is_block());
         let bad = [
@@ -159,9 +171,28 @@ mod tests {
             Some(cap(mount("zfs"), Mode::SingleNodeWriter)),
         ];
         for b in bad {
-            let e = capability(b.as_ref()).unwrap_err();
+            let e = capability(b.as_ref(), "").unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{b:?}: {e}");
         }
+    }
+
+    #[test]
+    fn context_fs_type_fills_an_empty_one() {
+        let fs = |requested: &str, ctx: &str| match capability(
+            Some(&cap(mount(requested), Mode::SingleNodeWriter)),
+            ctx,
+        )
+        .unwrap()
+        .access
+        {
+            Access::Mount { fs_type, .. } => fs_type,
+            Access::Block => unreachable!(),
+        };
+        assert_eq!(fs("", "xfs"), "xfs");
+        assert_eq!(fs("ext4", "xfs"), "ext4", "the capability's own wins");
+        assert_eq!(fs("", ""), "ext4");
+        let e = capability(Some(&cap(mount(""), Mode::SingleNodeWriter)), "zfs").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! ([`crate::attach::meta`]) -> mark the image -> mount at the staging path (xfs with
 //! nouuid) -> stash. Each step is recorded before the next, and a failure undoes exactly what
 //! was done. An existing filesystem always wins over the requested fs type: a volume with
-//! data is never reformatted.
+//! data is never reformatted. Reader-only access modes attach read-only and mount `ro`
+//! without journal replay; they never mkfs, fsck, grow or mark. A recorded device is trusted
+//! only while it maps the volume's image ([`crate::attach::identity`]).
 //!
 //! Unstage: unmount, detach, remove the stash (and with it the key file). Not staged -> OK.
 
@@ -17,7 +19,7 @@ use super::Shared;
 use super::request::{Access, Capability};
 use super::stash::{Stash, VERSION};
 use crate::attach::client::ClientFiles;
-use crate::attach::{AttachError, Attached, Kind, Mounter, Target, attacher, device, fuse, meta};
+use crate::attach::{AttachError, Attached, Kind, Mounter, Target, attacher, device, meta};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::mount::format::{self, Content};
@@ -34,13 +36,17 @@ pub struct StageArgs {
     pub credentials: Credentials,
     pub mounter: Mounter,
     pub map_options: String,
+    /// `unmapOptions` (krbd/nbd `rbd unmap -o`), validated; refused with mounter=fuse.
+    pub unmap_options: String,
     pub mkfs_options: Option<String>,
 }
 
 /// Is a complete stash still what it says: device usable and, for filesystems, mounted?
 fn healthy(s: &Stash) -> bool {
-    let Some(a) = &s.attached else { return false };
-    if attacher(a.kind).check(a).is_err() {
+    let (Some(a), Some(want)) = (&s.attached, s.image()) else {
+        return false;
+    };
+    if attacher(a.kind).check(a, &want).is_err() {
         return false;
     }
     match s.capability.access {
@@ -92,6 +98,17 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     if let Some(why) = why {
         tracing::info!(volume = %a.id, mounter = kind.name(), "mounter=auto chose {}: {why}", kind.name());
     }
+    if kind == Kind::Fuse && !a.unmap_options.is_empty() {
+        if a.mounter == Mounter::Fixed(Kind::Fuse) {
+            return Err(Error::InvalidArgument(format!(
+                "unmapOptions {:?} apply to krbd and rbd-nbd only; mounter=fuse has nothing to \
+                 pass them to",
+                a.unmap_options
+            )));
+        }
+        tracing::warn!(volume = %a.id, unmap_options = %a.unmap_options,
+            "mounter=auto chose fuse, which has no unmap options: ignoring unmapOptions");
+    }
     let dir = node.store.dir(&a.staging);
     let client = ClientFiles::write(&dir, &mon_host, &a.credentials)
         .map_err(|e| Error::io(format!("write client files in {}", dir.display()), e))?;
@@ -136,6 +153,8 @@ fn attach_and_mount(
         image: &a.volume.image,
         client,
         map_options: &a.map_options,
+        unmap_options: &a.unmap_options,
+        read_only: a.capability.read_only_mode(),
         work_dir: &work_dir,
     };
     // The image's format mark is read while the device attaches (both wait on the cluster).
@@ -150,14 +169,14 @@ fn attach_and_mount(
             volume: &a.volume,
             client,
         };
-        stash.fs = Some(mount_filesystem(
-            &attached,
-            &a.staging,
+        let request = FsRequest {
             fs_type,
             flags,
-            a.mkfs_options.as_deref(),
-            &image,
-            mark,
+            mkfs_options: a.mkfs_options.as_deref(),
+            read_only: a.capability.read_only_mode(),
+        };
+        stash.fs = Some(mount_filesystem(
+            &attached, &a.staging, &request, &image, mark,
         )?);
     }
     Ok(())
@@ -193,23 +212,38 @@ impl MarkLookup {
     }
 }
 
+/// What the capability and the volume context ask of the filesystem.
+struct FsRequest<'a> {
+    fs_type: &'a str,
+    flags: &'a [String],
+    mkfs_options: Option<&'a str>,
+    /// Reader-only access: never mkfs, fsck, grow or mark; mount `ro` without journal replay.
+    read_only: bool,
+}
+
 /// blkid -> mkfs only when provably empty and the image carries no format mark -> grow
 /// offline if needed -> mount. Returns the fs mounted.
 fn mount_filesystem(
     attached: &Attached,
     staging: &Path,
-    requested: &str,
-    flags: &[String],
-    mkfs_options: Option<&str>,
+    req: &FsRequest<'_>,
     image: &ImageRef<'_>,
     mark: MarkLookup,
 ) -> Result<String, Error> {
+    let (requested, read_only) = (req.fs_type, req.read_only);
     let dev = &attached.device;
     ops::ensure_dir(staging)?;
     let t0 = std::time::Instant::now();
     let content = format::detect(dev)?;
     tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, ?content, "probed");
     let (fs, existing) = match content {
+        Content::Empty if read_only => {
+            return Err(Error::FailedPrecondition(format!(
+                "volume {} holds no filesystem, and a reader-only volume is never formatted: \
+                 stage it once with a writer access mode first",
+                image.name()
+            )));
+        }
         Content::Empty => {
             let marked = mark.wait().map_err(|e| {
                 Error::Unavailable(format!(
@@ -231,7 +265,7 @@ fn mount_filesystem(
                     meta::FORMATTED
                 )));
             }
-            format::mkfs(dev, requested, mkfs_options)?;
+            format::mkfs(dev, requested, req.mkfs_options)?;
             meta::mark_formatted(
                 image.client,
                 &image.volume.pool,
@@ -261,7 +295,9 @@ fn mount_filesystem(
                 tracing::warn!(device = %dev.display(), %found, %requested,
                     "the volume already holds a filesystem of another type: mounting it as it is, never reformatting");
             }
-            backfill_mark(image, mark, &found);
+            if !read_only {
+                backfill_mark(image, mark, &found);
+            }
             (found, true)
         }
         Content::Other(what) => {
@@ -272,18 +308,28 @@ fn mount_filesystem(
             .into());
         }
     };
-    if existing && fs != "xfs" {
+    if existing && !read_only && fs != "xfs" {
         grow_ext_if_smaller(dev)?;
     }
-    let opts = MountOptions::parse(flags, &fs)?;
+    let opts = mount_options(req.flags, &fs, read_only)?;
     ops::mount_fs(dev, staging, &fs, &opts)?;
-    if existing && fs == "xfs" {
+    if existing && !read_only && fs == "xfs" {
         // The image may have grown while unstaged; xfs grows mounted only. Best effort.
         if let Err(e) = grow::online("xfs", dev, staging) {
             tracing::warn!(device = %dev.display(), "xfs_growfs at stage: {e}");
         }
     }
     Ok(fs)
+}
+
+/// The staging mount's options (stage and recovery alike).
+pub(super) fn mount_options(
+    flags: &[String],
+    fs: &str,
+    read_only: bool,
+) -> Result<MountOptions, MountError> {
+    let opts = MountOptions::parse(flags, fs)?;
+    Ok(if read_only { opts.read_only(fs) } else { opts })
 }
 
 /// A filesystem made before the mark existed (or by a stage that died between mkfs and the
@@ -345,13 +391,24 @@ pub(super) fn teardown(node: &Shared, s: &Stash) -> Result<(), Error> {
     if matches!(s.capability.access, Access::Mount { .. }) {
         super::targets::unmount_ours(std::slice::from_ref(s), &s.staging_path, false)?;
     }
+    let want = s.want()?;
     match &s.attached {
-        Some(a) => attacher(a.kind).detach(a)?,
-        // The plugin died inside attach: rbd-fuse and a loop device may exist unrecorded.
-        None if s.mounter == Kind::Fuse => {
-            fuse::cleanup_unrecorded(&node.store.dir(&s.staging_path))
+        Some(a) => attacher(a.kind).detach(a, &want)?,
+        // The plugin died inside attach (the stash records the intent, not the device): undo
+        // mappings of this image that no stash records.
+        None => {
+            let recorded: Vec<PathBuf> = node
+                .store
+                .all()
+                .into_iter()
+                .filter_map(|o| o.attached.map(|x| x.device))
+                .collect();
+            attacher(s.mounter).cleanup_unrecorded(
+                &node.store.dir(&s.staging_path),
+                &want,
+                &recorded,
+            );
         }
-        None => {}
     }
     node.store.remove(&s.staging_path)
 }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::request::Capability;
 use crate::attach::client::{self, private_dir};
-use crate::attach::{Attached, Kind};
+use crate::attach::{Attached, ImageSpec, Kind};
 use crate::error::Error;
 use crate::mount::mountinfo;
 
@@ -60,6 +60,25 @@ pub struct Stash {
     pub complete: bool,
     #[serde(default)]
     pub publishes: BTreeMap<PathBuf, Publish>,
+}
+
+impl Stash {
+    /// The image this volume's device must map (see [`crate::attach::identity`]); None for an
+    /// id that does not decode, whose devices are then never trusted.
+    pub fn image(&self) -> Option<ImageSpec> {
+        let v = crate::volume_id::VolumeId::decode(&self.volume_id).ok()?;
+        Some(ImageSpec::volume(&v.pool, &v.image))
+    }
+
+    /// [`Stash::image`], or an error naming the volume.
+    pub fn want(&self) -> Result<ImageSpec, Error> {
+        self.image().ok_or_else(|| {
+            Error::Internal(format!(
+                "stash of {} names a volume id that does not decode",
+                self.volume_id
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

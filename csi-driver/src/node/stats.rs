@@ -38,7 +38,8 @@ pub fn health(s: &Stash, path: &Path) -> Result<(), String> {
         return Err("staging did not finish".into());
     }
     let a = s.attached.as_ref().ok_or("no device attached")?;
-    attacher(a.kind).check(a)?;
+    let want = s.image().ok_or("the volume id does not decode")?;
+    attacher(a.kind).check(a, &want)?;
     if s.capability.is_block() && path == s.staging_path {
         return Ok(());
     }
@@ -48,7 +49,8 @@ pub fn health(s: &Stash, path: &Path) -> Result<(), String> {
     let want_ro = s
         .publishes
         .get(path)
-        .is_some_and(|p| p.readonly || p.capability.read_only_mode());
+        .is_some_and(|p| p.readonly || p.capability.read_only_mode())
+        || s.capability.read_only_mode();
     if m.read_only() && !want_ro {
         return Err(format!(
             "the filesystem at {} has turned read-only (I/O errors on the device?)",

@@ -149,6 +149,7 @@ mod tests {
                 kind: Kind::Fuse,
                 device: device.into(),
                 fuse: None,
+                unmap_options: String::new(),
             }),
             fs: None,
             complete: true,
