@@ -50,8 +50,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Nginx(#[from] NginxError),
-    #[error("the first config could not be applied; not starting nginx")]
-    FirstSync,
     #[error("binding {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,
