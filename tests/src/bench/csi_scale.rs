@@ -58,15 +58,37 @@ fn errors<T>(r: &[(f64, Option<T>)]) -> usize {
     r.iter().filter(|(_, ok)| ok.is_none()).count()
 }
 
-/// Keys and bytes (keys + values) of a journal object's omap.
+/// Keys and bytes (keys + values) of a journal object's omap, read through librados.
 fn omap_size(c: &Cluster, oid: &str) -> (usize, usize) {
-    let keys = c
-        .rados(&["-p", &c.pool, "listomapkeys", oid])
-        .unwrap_or_default();
-    let vals = c
-        .rados(&["-p", &c.pool, "listomapvals", oid])
-        .unwrap_or_default();
-    (keys.lines().filter(|l| !l.is_empty()).count(), vals.len())
+    use berth_csi::ceph::ffi::rados::Rados;
+    let Ok(rados) = Rados::connect(
+        &c.client_id,
+        &[
+            ("mon_host", c.mon_host.as_str()),
+            ("key", c.client_key.as_str()),
+        ],
+    ) else {
+        return (usize::MAX, usize::MAX);
+    };
+    let Ok(io) = rados.ioctx(&c.pool) else {
+        return (usize::MAX, usize::MAX);
+    };
+    let (mut keys, mut bytes, mut after) = (0, 0, String::new());
+    loop {
+        let Ok(page) = io.omap_list(oid, &after, "", 1000) else {
+            return (usize::MAX, usize::MAX);
+        };
+        keys += page.entries.len();
+        bytes += page
+            .entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+        match page.entries.last() {
+            Some((k, _)) if page.more => after = k.clone(),
+            _ => return (keys, bytes),
+        }
+    }
 }
 
 /// Images in the pool, entries in its trash, journal keys: all zero when nothing is left.
