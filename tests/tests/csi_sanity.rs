@@ -7,6 +7,10 @@
 //! or ignored. A skipped spec is expected only when its reason is in [`SKIPS`] AND berth does not
 //! advertise the capability named there; any other skip fails, so a new skip cannot hide.
 //!
+//! Each mount run proves its filesystem was the one made: berth-csi's log (debug) says
+//! "made <fs> and marked the image" right after each mkfs; the run must show at least one for
+//! its fs type and none for another (the block run: none at all).
+//!
 //! Needs `bash tests/scripts/build-k8s-tools.sh` (csi-sanity) and the berth-csi binary.
 
 use std::sync::Arc;
@@ -97,6 +101,58 @@ struct Run {
     block: bool,
 }
 
+/// The filesystems berth-csi can make.
+const FILESYSTEMS: [&str; 2] = ["ext4", "xfs"];
+
+impl Run {
+    /// The filesystem this run must make (`None`: block, nothing is formatted).
+    fn fs(&self) -> Option<&'static str> {
+        match (self.block, self.xfs) {
+            (true, _) => None,
+            (false, true) => Some("xfs"),
+            (false, false) => Some("ext4"),
+        }
+    }
+}
+
+/// How many filesystems of each type berth-csi made during a run, from its log.
+fn made_counts(log: &str) -> Vec<(&'static str, usize)> {
+    FILESYSTEMS
+        .iter()
+        .map(|fs| {
+            (
+                *fs,
+                log.matches(&format!("made {fs} and marked the image"))
+                    .count(),
+            )
+        })
+        .collect()
+}
+
+/// The run made its own filesystem (at least once) and no other.
+fn check_made(want: Option<&str>, made: &[(&str, usize)]) -> Result<(), String> {
+    let wrong: Vec<String> = made
+        .iter()
+        .filter(|(fs, n)| Some(*fs) != want && *n > 0)
+        .map(|(fs, n)| format!("{n} x {fs}"))
+        .collect();
+    let own = made
+        .iter()
+        .find(|(fs, _)| Some(*fs) == want)
+        .map_or(0, |(_, n)| *n);
+    if !wrong.is_empty() {
+        return Err(format!(
+            "berth-csi made {} in a run that asked for {}",
+            wrong.join(", "),
+            want.unwrap_or("no filesystem (block)")
+        ));
+    }
+    match want {
+        Some(fs) if own == 0 => Err(format!("berth-csi never made {fs} (made: {made:?})")),
+        _ => Ok(()),
+    }
+}
+
 const RUNS: [Run; 3] = [
     Run {
         name: "ext4",
@@ -143,7 +199,7 @@ fn main() {
 fn run_recipe(c: &Cluster, run: &Run) -> Vec<Trial> {
     let prefix = format!("csi_sanity_{}", run.name);
     match run_sanity(c, run) {
-        Ok((cases, advertised, pool_left)) => {
+        Ok((cases, advertised, pool_left, made)) => {
             let mut trials: Vec<Trial> = cases
                 .into_iter()
                 .map(|case| case_trial(&prefix, case, &advertised))
@@ -158,6 +214,14 @@ fn run_recipe(c: &Cluster, run: &Run) -> Vec<Trial> {
                     }
                 },
             ));
+            let want = run.fs();
+            let name = match want {
+                Some(fs) => format!("{prefix}::formats_{fs}_only"),
+                None => format!("{prefix}::formats_nothing"),
+            };
+            trials.push(Trial::test(name, move || {
+                check_made(want, &made).map_err(Failed::from)
+            }));
             trials
         }
         Err(e) => vec![Trial::test(format!("{prefix}::runs"), move || {
@@ -213,7 +277,14 @@ fn case_trial(prefix: &str, case: Case, adv: &Advertised) -> Trial {
 }
 
 /// The recipe: berth-csi with the README's flags, then csi-sanity with the README's flags.
-fn run_sanity(c: &Cluster, run: &Run) -> Result<(Vec<Case>, Advertised, Vec<String>)> {
+type Ran = (
+    Vec<Case>,
+    Advertised,
+    Vec<String>,
+    Vec<(&'static str, usize)>,
+);
+
+fn run_sanity(c: &Cluster, run: &Run) -> Result<Ran> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let dir = berth_tests::new_state_dir("csi-sanity")?;
@@ -281,6 +352,8 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<(Vec<Case>, Advertised, Vec<Stri
             t0.elapsed()
         );
         ensure!(!cases.is_empty(), "csi-sanity reported no specs");
+        let made = made_counts(&driver.log_text());
+        eprintln!("csi-sanity {}: berth-csi made {made:?}", run.name);
         drop(driver);
         // Deleted images may sit in the RBD trash a moment before they are purged.
         let mut left = Vec::new();
@@ -293,6 +366,6 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<(Vec<Case>, Advertised, Vec<Stri
             },
         );
         berth_tests::sweep::directory(&dir);
-        Ok((cases, adv, left))
+        Ok((cases, adv, left, made))
     })
 }
