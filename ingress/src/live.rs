@@ -1,6 +1,6 @@
 //! Which config does nginx serve right now? The live-config stamp and its check.
 //!
-//! Before a rendered config is tested and installed, [`stamp`] adds two things to it:
+//! Before a rendered config is tested and installed, [`stamp`] appends two things to it:
 //! `worker_shutdown_timeout` (old workers drain for at most [`WORKER_SHUTDOWN_TIMEOUT`] after a
 //! reload or a graceful stop, so none can linger on an old config) and a status server on a
 //! private unix socket, `PREFIX/`[`STATUS_SOCKET`], whose only location, [`HASH_PATH`], answers
@@ -49,8 +49,13 @@ pub fn stamp(text: &str, prefix: &Path) -> String {
         "\n    # berth-ingress live-config check (private unix socket).\n    server {{\n        listen unix:{};\n        access_log off;\n        location = {HASH_PATH} {{\n            default_type text/plain;\n            return 200 \"{hash}\";\n        }}\n        location / {{\n            return 404;\n        }}\n    }}\n",
         socket(prefix).display()
     );
+    // Appended only: every line of `text` keeps its number, so nginx's `file:LINE` messages
+    // still point into the rendered text (quarantine.rs reads them).
     let end = text.rfind('}').unwrap_or(text.len());
     let mut out = String::with_capacity(text.len() + status.len() + 64);
+    out.push_str(&text[..end]);
+    out.push_str(&status);
+    out.push_str(&text[end..]);
     _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(
@@ -58,9 +63,6 @@ pub fn stamp(text: &str, prefix: &Path) -> String {
             WORKER_SHUTDOWN_TIMEOUT.as_secs()
         ),
     );
-    out.push_str(&text[..end]);
-    out.push_str(&status);
-    out.push_str(&text[end..]);
     out
 }
 
@@ -190,8 +192,14 @@ mod tests {
     fn stamp_adds_the_status_server_inside_http_and_the_shutdown_timeout() {
         let text = "worker_processes 1;\nhttp {\n    server {}\n}\n";
         let s = stamp(text, Path::new("/var/lib/b"));
-        assert!(s.starts_with("worker_shutdown_timeout 15s;\nworker_processes 1;\n"));
-        assert!(s.ends_with("    }\n}\n"), "{s}");
+        assert!(
+            s.starts_with(text.trim_end_matches("}\n")),
+            "lines keep their numbers"
+        );
+        assert!(
+            s.ends_with("    }\n}\nworker_shutdown_timeout 15s;\n"),
+            "{s}"
+        );
         assert!(s.contains("listen unix:/var/lib/b/berth-status.sock;"));
         assert!(s.contains(&format!("return 200 \"{}\";", hex_hash(text))));
         assert_eq!(hex_hash("").len(), 64);
