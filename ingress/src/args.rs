@@ -101,6 +101,26 @@ fn namespaced_secret(s: &str) -> Result<(String, String), String> {
 }
 
 /// A Kubernetes label value (63 characters: letters, digits, `-`, `_`, `.`; alphanumeric ends).
+/// An ingress-nginx annotation `--ignore-annotations` may name: `name` or
+/// `nginx.ingress.kubernetes.io/name`; never a snippet.
+fn ignorable_annotation(s: &str) -> Result<String, String> {
+    use crate::translate::annotations::{NGINX_PREFIX, is_snippet};
+    let name = s.trim();
+    let name = name.strip_prefix(NGINX_PREFIX).unwrap_or(name);
+    if is_snippet(name) {
+        return Err(format!(
+            "'{}': snippets are never accepted, they cannot be ignored",
+            crate::validate::excerpt(s)
+        ));
+    }
+    label_value(name).map_err(|_| {
+        format!(
+            "'{}' is not an ingress-nginx annotation name",
+            crate::validate::excerpt(s)
+        )
+    })
+}
+
 fn label_value(s: &str) -> Result<String, String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
@@ -277,6 +297,12 @@ pub struct Options {
     /// Service (namespace/name) whose address is written to status.loadBalancer.ingress.
     #[arg(long, global = true, env = "BERTH_PUBLISH_SERVICE", value_parser = namespaced)]
     pub publish_service: Option<(String, String)>,
+    /// ingress-nginx annotations (comma-separated, e.g. `limit-rps,proxy-buffering`, with or
+    /// without the `nginx.ingress.kubernetes.io/` prefix) berth does not implement that are
+    /// ignored with a report instead of refusing the Ingress. Your decision: ignoring
+    /// `auth-url` serves the app without authentication. Snippets cannot be ignored.
+    #[arg(long, global = true, env = "BERTH_IGNORE_ANNOTATIONS", value_delimiter = ',', value_parser = ignorable_annotation)]
+    pub ignore_annotations: Vec<String>,
 }
 
 #[cfg(test)]
@@ -315,6 +341,23 @@ mod tests {
             Args::try_parse_from(["berth-ingress", "--default-backend-service", "x;y/z"]).is_err()
         );
         assert!(Args::try_parse_from(["berth-ingress", "--debounce-min", "1h"]).is_err());
+        let a = Args::try_parse_from([
+            "berth-ingress",
+            "--ignore-annotations",
+            "limit-rps, nginx.ingress.kubernetes.io/proxy-buffering",
+        ])
+        .unwrap();
+        assert_eq!(a.opts.ignore_annotations, ["limit-rps", "proxy-buffering"]);
+        for bad in [
+            "configuration-snippet",
+            "nginx.ingress.kubernetes.io/server-snippet",
+            "a;b",
+        ] {
+            assert!(
+                Args::try_parse_from(["berth-ingress", "--ignore-annotations", bad]).is_err(),
+                "{bad}"
+            );
+        }
         let a = Args::try_parse_from([
             "berth-ingress",
             "--trust-endpointslice-managers",

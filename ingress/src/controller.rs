@@ -79,6 +79,7 @@ pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
         },
         default_backend_service: opts.default_backend_service.clone(),
         default_ssl_certificate: opts.default_ssl_certificate.clone(),
+        ignore_annotations: opts.ignore_annotations.clone(),
     })
 }
 

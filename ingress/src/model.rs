@@ -254,6 +254,12 @@ pub enum Reason {
     Unparseable,
     /// An EndpointSlice (or one of its addresses) berth does not trust as an upstream.
     UntrustedEndpoint,
+    /// An ingress-nginx annotation berth does not honour (or a snippet): the Ingress is not
+    /// served.
+    UnsupportedAnnotation,
+    /// An ingress-nginx annotation berth does not honour, ignored as `--ignore-annotations`
+    /// asks: the Ingress is served without it.
+    IgnoredAnnotation,
 }
 
 impl Reason {
@@ -274,6 +280,8 @@ impl Reason {
             Reason::NginxRejected => "nginx_rejected",
             Reason::Unparseable => "unparseable",
             Reason::UntrustedEndpoint => "untrusted_endpoint",
+            Reason::UnsupportedAnnotation => "unsupported_annotation",
+            Reason::IgnoredAnnotation => "ignored_annotation",
         }
     }
 }

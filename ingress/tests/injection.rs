@@ -207,13 +207,27 @@ fn hostile_values_never_reach_nginx_conf() {
             "good",
             &[("berth.dev/server-snippet", value)],
         )));
+        // ingress-nginx annotations: a snippet, an unimplemented one, a honoured spelling.
+        for (what, key) in [
+            ("nsnip", "nginx.ingress.kubernetes.io/configuration-snippet"),
+            ("nauth", "nginx.ingress.kubernetes.io/auth-url"),
+            ("nbody", "nginx.ingress.kubernetes.io/proxy-body-size"),
+        ] {
+            snap.ingresses.push(Arc::new(ing(
+                &n(what),
+                "k.example.com",
+                "/",
+                "good",
+                &[(key, value)],
+            )));
+        }
         let mut named = ing("x", "l.example.com", &format!("/l{i}"), "good", &[]);
         named.metadata.name = Some(value.clone());
         snap.ingresses.push(Arc::new(named));
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 10;
+        hostile_objects += 13;
     }
     assert!(corpus().len() >= 30);
 

@@ -3,6 +3,11 @@
 //! The whole set is small on purpose and each value has a strict grammar in `validate.rs`;
 //! there is no way to pass raw nginx text. An unknown `berth.dev/` key or an invalid value
 //! rejects the whole Ingress with one report naming the annotation (never silently ignored).
+//!
+//! ingress-nginx's `nginx.ingress.kubernetes.io/` annotations: the spellings of the same
+//! options ([`NGINX_EQUIVALENTS`]) are honoured with the same grammar; any other one refuses
+//! the Ingress (an app that asked for `auth-url` must not be served without it), unless
+//! `--ignore-annotations` names it (then it is reported and ignored); snippets always refuse it.
 
 use std::collections::BTreeMap;
 
@@ -29,22 +34,135 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     ALLOW_SOURCE_RANGE,
 ];
 
-/// Parse the annotations of one Ingress.
+/// The prefix of ingress-nginx's annotations.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// ingress-nginx annotations honoured with the meaning (and the strict grammar) of a
+/// `berth.dev/` one: (name after [`NGINX_PREFIX`], berth key).
+pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
+    ("rewrite-target", REWRITE_TARGET),
+    ("ssl-redirect", SSL_REDIRECT),
+    ("proxy-body-size", PROXY_BODY_SIZE),
+    ("proxy-read-timeout", PROXY_READ_TIMEOUT),
+    ("proxy-connect-timeout", PROXY_CONNECT_TIMEOUT),
+    ("backend-protocol", BACKEND_PROTOCOL),
+    ("whitelist-source-range", ALLOW_SOURCE_RANGE),
+    ("allowlist-source-range", ALLOW_SOURCE_RANGE),
+];
+
+/// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
+/// whatever `--ignore-annotations` says.
+pub fn is_snippet(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("snippet")
+}
+
+/// The name after [`NGINX_PREFIX`] (matched in any case), if `key` has that prefix.
+fn nginx_name(key: &str) -> Option<&str> {
+    let p = NGINX_PREFIX.len();
+    (key.len() >= p && key.is_char_boundary(p) && key[..p].eq_ignore_ascii_case(NGINX_PREFIX))
+        .then(|| &key[p..])
+}
+
+/// An annotation key as reports show it: verbatim when it is plain (so the report names it in
+/// full), else an escaped excerpt.
+fn shown(key: &str) -> String {
+    let plain = key.len() <= 120
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+    if plain {
+        key.to_owned()
+    } else {
+        validate::excerpt(key)
+    }
+}
+
+/// Parse the annotations of one Ingress: its options and the reports of annotations ignored
+/// because `ignore` (`--ignore-annotations`) names them, or the one report refusing it.
+///
+/// `berth.dev/` keys and the [`NGINX_EQUIVALENTS`] are parsed; any other
+/// `nginx.ingress.kubernetes.io/` key refuses the Ingress (`unsupported_annotation`, every such
+/// key named) unless `ignore` names it; snippets always refuse it. Other keys are not ours.
 pub fn route_options(
     origin: &ObjectRef,
     annotations: Option<&BTreeMap<String, String>>,
-) -> Result<RouteOptions, Report> {
+    ignore: &[String],
+) -> Result<(RouteOptions, Vec<Report>), Report> {
     let mut o = RouteOptions::default();
+    let mut ignored = Vec::new();
     let Some(annotations) = annotations else {
-        return Ok(o);
+        return Ok((o, ignored));
     };
+    // (berth key, the key as written, value), after refusing what we cannot honour.
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
+    let mut unsupported: Vec<(&str, bool)> = Vec::new();
     for (key, value) in annotations {
-        if !key.starts_with("berth.dev/") {
+        if key.starts_with("berth.dev/") {
+            wanted.push((key, key, value));
             continue;
         }
-        let field = || format!("metadata.annotations[{}]", validate::excerpt(key));
+        let Some(name) = nginx_name(key) else {
+            continue;
+        };
+        if is_snippet(name) {
+            unsupported.push((key, true));
+        } else if let Some((_, berth)) = NGINX_EQUIVALENTS.iter().find(|(n, _)| *n == name) {
+            wanted.push((berth, key, value));
+        } else if ignore.iter().any(|i| i == name) {
+            ignored.push(report(
+                origin,
+                format!("metadata.annotations[{}]", shown(key)),
+                Reason::IgnoredAnnotation,
+                format!(
+                    "{} is not implemented by berth-ingress; ignored as --ignore-annotations asks",
+                    shown(key)
+                ),
+            ));
+        } else {
+            unsupported.push((key, false));
+        }
+    }
+    if let Some((first, _)) = unsupported.first() {
+        let all: Vec<String> = unsupported.iter().take(8).map(|(k, _)| shown(k)).collect();
+        let why = if unsupported.iter().any(|(_, snippet)| *snippet) {
+            "snippets (raw nginx configuration) are never accepted; "
+        } else {
+            ""
+        };
+        return Err(report(
+            origin,
+            format!("metadata.annotations[{}]", shown(first)),
+            Reason::UnsupportedAnnotation,
+            format!(
+                "{why}ingress-nginx annotation(s) berth-ingress does not honour: {}{}; the Ingress \
+                 is not served (--ignore-annotations can ignore non-snippet ones)",
+                all.join(", "),
+                if unsupported.len() > all.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for (berth, key, value) in wanted {
+        let field = || format!("metadata.annotations[{}]", shown(key));
         let bad = |e: Invalid| report(origin, field(), Reason::InvalidAnnotation, e.to_string());
-        match key.as_str() {
+        if let Some((other, v)) = seen.insert(berth, (key, value))
+            && v != value
+        {
+            return Err(report(
+                origin,
+                field(),
+                Reason::InvalidAnnotation,
+                format!(
+                    "{} says otherwise (one meaning, two spellings)",
+                    shown(other)
+                ),
+            ));
+        }
+        match berth {
             REWRITE_TARGET => {
                 o.rewrite_target = Some(validate::rewrite_target(value).map_err(bad)?)
             }
@@ -80,7 +198,7 @@ pub fn route_options(
             "rewrite-target cannot be combined with backend-protocol GRPC (gRPC paths name methods)",
         ));
     }
-    Ok(o)
+    Ok((o, ignored))
 }
 
 #[cfg(test)]
@@ -93,7 +211,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        route_options(&ObjectRef::new(Kind::Ingress, "ns", "i"), Some(&map))
+        route_options(&ObjectRef::new(Kind::Ingress, "ns", "i"), Some(&map), &[]).map(|(o, _)| o)
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub fn translate(
         if !classes.owns(ing) {
             continue;
         }
-        match one(ing, backends, secrets) {
+        match one(ing, backends, secrets, &config.ignore_annotations) {
             Ok(t) => {
                 out.routes.extend(t.routes);
                 out.defaults.extend(t.defaults);
@@ -203,13 +203,21 @@ fn one(
     ing: &Ingress,
     backends: &Backends<'_>,
     secrets: &Secrets<'_>,
+    ignore_annotations: &[String],
 ) -> Result<Translated, Report> {
     // Ingress names are DNS subdomains; the namespace a label.
     let origin = origin(Kind::Ingress, &ing.metadata, false)?;
     let ns = origin.namespace.clone();
-    let options = super::annotations::route_options(&origin, ing.metadata.annotations.as_ref())?;
+    let (options, ignored) = super::annotations::route_options(
+        &origin,
+        ing.metadata.annotations.as_ref(),
+        ignore_annotations,
+    )?;
     let age = Age::of(&ing.metadata, &origin);
-    let mut out = Translated::default();
+    let mut out = Translated {
+        reports: ignored,
+        ..Translated::default()
+    };
     let Some(spec) = &ing.spec else {
         return Ok(out);
     };

@@ -43,6 +43,10 @@ pub struct TranslateConfig {
     pub default_backend_service: Option<(String, String)>,
     /// `--default-ssl-certificate namespace/name`: the catch-all server's certificate.
     pub default_ssl_certificate: Option<(String, String)>,
+    /// `--ignore-annotations`: ingress-nginx annotation names (without the
+    /// `nginx.ingress.kubernetes.io/` prefix) berth does not implement that are ignored with a
+    /// report instead of refusing the Ingress. Snippets are refused whatever this says.
+    pub ignore_annotations: Vec<String>,
 }
 
 impl Default for TranslateConfig {
@@ -54,6 +58,7 @@ impl Default for TranslateConfig {
             backends: BackendPolicy::default(),
             default_backend_service: None,
             default_ssl_certificate: None,
+            ignore_annotations: Vec::new(),
         }
     }
 }
