@@ -128,6 +128,7 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
         call_deadline: args
             .ceph_call_deadline_ms
             .map(std::time::Duration::from_millis),
+        local_node: None,
     })
 }
 
@@ -135,15 +136,18 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
 pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
     let path: PathBuf = socket_path(&args.endpoint).map_err(anyhow::Error::msg)?;
     let listener = bind(&path)?;
+    let node_config = match args.mode.node() {
+        true => Some(crate::node::NodeConfig::from_args(&args)?),
+        false => None,
+    };
+    let mut controller_opts = controller_options(&args)?;
+    controller_opts.local_node = node_config.as_ref().map(|n| n.node_id.clone());
     let config = Config {
         driver_name: args.driver_name.clone(),
         controller: args.mode.controller(),
         node: args.mode.node(),
-        controller_opts: controller_options(&args)?,
-        node_config: match args.mode.node() {
-            true => Some(crate::node::NodeConfig::from_args(&args)?),
-            false => None,
-        },
+        controller_opts,
+        node_config,
     };
     if let Some(addr) = args.metrics_address {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -53,8 +53,10 @@ impl Driver {
         let mut args = vec![
             format!("--endpoint=unix://{}", socket.display()),
             format!("--state-dir={}", state_dir.display()),
-            "--node-id=berth-test-node".to_string(),
         ];
+        if !extra.iter().any(|a| a.starts_with("--node-id")) {
+            args.push("--node-id=berth-test-node".to_string());
+        }
         if let Some(cfg) = cluster_config {
             let path = dir.join("cluster-config.json");
             std::fs::write(&path, cfg)?;

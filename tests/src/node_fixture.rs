@@ -49,7 +49,12 @@ pub struct NodeEnv<'a> {
 
 impl<'a> NodeEnv<'a> {
     pub async fn start(cluster: &'a Cluster) -> Result<NodeEnv<'a>> {
-        let driver = Driver::start(&[], Some(&cluster.csi_cluster_config(CLUSTER_ID))).await?;
+        Self::start_with(cluster, &[]).await
+    }
+
+    /// [`Self::start`] with extra flags (e.g. `--node-id=…` for a second node on this host).
+    pub async fn start_with(cluster: &'a Cluster, extra: &[&str]) -> Result<NodeEnv<'a>> {
+        let driver = Driver::start(extra, Some(&cluster.csi_cluster_config(CLUSTER_ID))).await?;
         let csi = driver.client().await?;
         Ok(NodeEnv {
             cluster,
@@ -146,6 +151,32 @@ impl<'a> NodeEnv<'a> {
         let req = self.stage_req(id, staging, cap);
         self.csi.node.node_stage_volume(req).await?;
         Ok(())
+    }
+
+    /// Stage after this node's rbd-fuse for the image was killed: the dead client's watch
+    /// lingers until the OSD times it out (30 s), and NodeStage of a single-node volume is
+    /// refused meanwhile (FAILED_PRECONDITION saying so); retry until it is gone (≤ 45 s).
+    pub async fn stage_after_crash(
+        &mut self,
+        id: &str,
+        staging: &Path,
+        cap: VolumeCapability,
+    ) -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+        loop {
+            let req = self.stage_req(id, staging, cap.clone());
+            match self.csi.node.node_stage_volume(req).await {
+                Ok(_) => return Ok(()),
+                Err(s)
+                    if s.code() == tonic::Code::FailedPrecondition
+                        && s.message().contains("30 s")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
     }
 
     pub async fn publish(

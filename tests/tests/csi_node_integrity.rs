@@ -144,8 +144,8 @@ async fn read_error_never_mkfs(e: &mut NodeEnv<'_>) -> Result<()> {
         e.leftovers()
     );
 
-    // Restored (a fresh rbd-fuse): the data is there.
-    e.stage(&id, &staging, cap()).await?;
+    // Restored (a fresh rbd-fuse, once the killed one's watch is gone): the data is there.
+    e.stage_after_crash(&id, &staging, cap()).await?;
     ensure!(
         std::fs::read(staging.join("data.bin"))? == data,
         "data changed"

@@ -492,3 +492,67 @@ fn the_ingress_class_is_the_default_only_with_the_component() {
         assert_eq!(opted["metadata"]["annotations"][DEFAULT_CLASS], "true");
     }
 }
+
+/// Issue 11 item 1: Kubernetes runs its multi-attach check and calls ControllerPublish only
+/// with `attachRequired: true` and an external-attacher beside the controller, allowed what
+/// its upstream deploy/kubernetes/rbac.yaml (v4.13.0) lists; the StorageClass names the
+/// secret ControllerPublish gets.
+#[test]
+fn csi_attach_is_required_and_the_attacher_may_do_its_job() {
+    let (_, v) = documents()
+        .into_iter()
+        .find(|(_, v)| v["kind"] == "CSIDriver")
+        .expect("a CSIDriver");
+    let driver: CSIDriver = serde_json::from_value(v).unwrap();
+    assert_eq!(driver.spec.attach_required, Some(true));
+    let attachers = containers_of("/csi-attacher:");
+    assert_eq!(attachers.len(), 1, "one external-attacher");
+    let (file, c) = &attachers[0];
+    assert!(file.ends_with("csi/controller.yaml"), "{}", file.display());
+    let args = c.args.clone().unwrap_or_default();
+    assert!(
+        args.iter().any(|a| a == "--csi-address=/csi/csi.sock"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a == "--leader-election=true"),
+        "{args:?}"
+    );
+    let mut rules = rules_of("ClusterRole", "berth-csi-controller");
+    rules.extend(rules_of("Role", "berth-csi-controller-leader-election"));
+    let attacher: &[(&str, &str, &[&str])] = &[
+        ("", "persistentvolumes", &["get", "list", "watch", "patch"]),
+        ("storage.k8s.io", "csinodes", &["get", "list", "watch"]),
+        (
+            "storage.k8s.io",
+            "volumeattachments",
+            &["get", "list", "watch", "patch"],
+        ),
+        ("storage.k8s.io", "volumeattachments/status", &["patch"]),
+        (
+            "coordination.k8s.io",
+            "leases",
+            &["get", "watch", "list", "delete", "update", "create"],
+        ),
+        ("", "secrets", &["get"]),
+    ];
+    for (group, resource, verbs) in attacher {
+        for verb in *verbs {
+            assert!(
+                covers(&rules, group, resource, verb),
+                "RBAC lacks {verb} {group}/{resource}"
+            );
+        }
+    }
+    let (_, sc) = documents()
+        .into_iter()
+        .find(|(_, v)| v["kind"] == "StorageClass")
+        .expect("a StorageClass");
+    for key in [
+        "controller-publish-secret-name",
+        "controller-publish-secret-namespace",
+    ] {
+        let k = format!("csi.storage.k8s.io/{key}");
+        assert!(sc["parameters"][&k].is_string(), "StorageClass lacks {k}");
+    }
+}

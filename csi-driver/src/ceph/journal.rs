@@ -11,6 +11,8 @@
 //!   gone/<image>            -> ""                        (deleted by CSI, kept for dependents)
 //!   trash/<image>           -> ""                        (deleted by CSI, in the RBD trash
 //!                                                          until the purger removed its data)
+//!   pub/<image>             -> {"nodes": {"<node id>": {"mode": M, "readonly": B}}}
+//!                              (ControllerPublish: the nodes holding the volume; absent when none)
 //! object csi.snapshots.berth
 //!   snap/<request name>     -> {"image": "<source image>", "snap": "csi-snap-…", "size": N,
 //!                               "fp": "<source volume id>", "created": S}
@@ -27,6 +29,11 @@
 //!   marked `gone/` instead (kept while snapshots/clones depend on it).
 //! - snapshots: reserve (`snap/` + `sid/`) -> create RBD snapshot; delete: remove snapshot
 //!   -> drop keys.
+//! - publish / unpublish: read `pub/<image>`, decide, write it back with a compare-and-swap
+//!   on the value read (one atomic RADOS op); a concurrent writer makes the swap fail and the
+//!   caller reads again. One write per call, so a crash leaves the old or the new record.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +50,7 @@ pub const GONE_PREFIX: &str = "gone/";
 pub const TRASH_PREFIX: &str = "trash/";
 pub const SNAP_PREFIX: &str = "snap/";
 pub const SID_PREFIX: &str = "sid/";
+pub const PUB_PREFIX: &str = "pub/";
 
 /// A journaled object (volume image or snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,4 +280,62 @@ pub fn page(
         out.push((name.to_string(), Entry::decode(&k, &v)?));
     }
     Ok((out, page.more))
+}
+
+/// One node holding a published volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The CSI access mode it was published with (wire value).
+    pub mode: i32,
+    pub readonly: bool,
+    /// Block (true) or filesystem access.
+    #[serde(default)]
+    pub block: bool,
+}
+
+/// The nodes a volume is published to (`pub/<image>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publications {
+    pub nodes: BTreeMap<String, Holder>,
+}
+
+/// The publications of `image` and the raw value they came from (for [`swap_publications`]).
+pub fn publications(io: &IoCtx<'_>, image: &str) -> Result<(Option<String>, Publications)> {
+    let key = format!("{PUB_PREFIX}{image}");
+    let vals = io
+        .omap_get(VOLUMES_OID, &[&key])
+        .map_err(|e| ceph_err(format!("read journal {VOLUMES_OID}"), e))?;
+    let Some(raw) = vals.get(&key) else {
+        return Ok((None, Publications::default()));
+    };
+    let p = serde_json::from_str(raw)
+        .map_err(|e| Error::Internal(format!("journal entry {key:?} is corrupt: {e}")))?;
+    Ok((Some(raw.clone()), p))
+}
+
+/// Replace the publications of `image` if they are still `old_raw` (as read); `Ok(false)`
+/// when another writer changed them meanwhile. No nodes left removes the key.
+pub fn swap_publications(
+    io: &IoCtx<'_>,
+    image: &str,
+    old_raw: Option<&str>,
+    new: &Publications,
+) -> Result<bool> {
+    let key = format!("{PUB_PREFIX}{image}");
+    let text = (!new.nodes.is_empty())
+        .then(|| serde_json::to_string(new).expect("publications serialise"));
+    match io.omap_swap(VOLUMES_OID, &key, old_raw, text.as_deref()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.0 == libc::ECANCELED => Ok(false),
+        Err(e) => Err(ceph_err(format!("write journal {VOLUMES_OID}"), e)),
+    }
+}
+
+/// Whether `image` was deleted through CSI and is only kept for its dependents.
+pub fn is_gone(io: &IoCtx<'_>, image: &str) -> Result<bool> {
+    let key = format!("{GONE_PREFIX}{image}");
+    let vals = io
+        .omap_get(VOLUMES_OID, &[&key])
+        .map_err(|e| ceph_err(format!("read journal {VOLUMES_OID}"), e))?;
+    Ok(vals.contains_key(&key))
 }

@@ -70,6 +70,14 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
         );
         return Ok(());
     };
+    // Still published to a node (ControllerPublish): the CO has not detached it yet.
+    let (_, published) = journal::publications(io, image)?;
+    if !published.nodes.is_empty() {
+        let nodes: Vec<&str> = published.nodes.keys().map(String::as_str).collect();
+        return Err(Error::FailedPrecondition(format!(
+            "volume {image} is still published to node(s) {nodes:?}; ControllerUnpublish first"
+        )));
+    }
     // Watchers first: an attached image must not be removed, nor marked gone because it
     // also has snapshots.
     if in_use(io, image)? {

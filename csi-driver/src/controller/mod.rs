@@ -9,11 +9,15 @@
 //! `userID` and `userKey`, i.e. a mounted Kubernetes Secret). Without that directory,
 //! LIST_VOLUMES and GET_CAPACITY are not advertised. ListVolumes covers the pools named by
 //! `--list-pools clusterID/pool,…`.
+//!
+//! ControllerPublish / ControllerUnpublish record which nodes hold a volume (see
+//! [`publish`]); the node attaches at NodeStage.
 
 mod create;
 mod delete;
 mod expand;
 mod list;
+mod publish;
 mod purge;
 mod service;
 mod snapshot;
@@ -42,6 +46,9 @@ pub struct Options {
     pub controller_creds: Option<Credentials>,
     /// (clusterID, pool) pairs ListVolumes / ListSnapshots cover.
     pub list_pools: Vec<(String, String)>,
+    /// The node this process also serves (`--mode all`): the one node ControllerPublish
+    /// knows; `None` in a split controller, which takes the CO's node IDs as given.
+    pub local_node: Option<String>,
     /// Backstop over one blocking Ceph call (default [`crate::ceph::connection::CALL_DEADLINE`]).
     pub call_deadline: Option<std::time::Duration>,
 }

@@ -20,6 +20,7 @@ impl Controller {
             T::ExpandVolume,
             T::GetSnapshot,
             T::SingleNodeMultiWriter,
+            T::PublishUnpublishVolume,
         ];
         // Listing all snapshots covers the pools --list-pools names; without any it would
         // answer an empty list, so it is not advertised (ListSnapshots carries secrets).
@@ -46,10 +47,7 @@ impl Controller {
 }
 
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Error::Unimplemented(format!(
-        "{what} is not supported by berth-csi (RBD needs no controller publish)"
-    ))
-    .into())
+    Err(Error::Unimplemented(format!("{what} is not supported by berth-csi")).into())
 }
 
 #[tonic::async_trait]
@@ -78,16 +76,24 @@ impl controller_server::Controller for Controller {
 
     async fn controller_publish_volume(
         &self,
-        _req: Request<csi::ControllerPublishVolumeRequest>,
+        req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        unimplemented("ControllerPublishVolume")
+        observe(
+            "ControllerPublishVolume",
+            super::publish::publish_volume(self, req.into_inner()),
+        )
+        .await
     }
 
     async fn controller_unpublish_volume(
         &self,
-        _req: Request<csi::ControllerUnpublishVolumeRequest>,
+        req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        unimplemented("ControllerUnpublishVolume")
+        observe(
+            "ControllerUnpublishVolume",
+            super::publish::unpublish_volume(self, req.into_inner()),
+        )
+        .await
     }
 
     async fn validate_volume_capabilities(

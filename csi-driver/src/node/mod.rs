@@ -9,9 +9,11 @@
 //! - [`recovery`]: what runs at start, before serving
 //! - [`stash`]: the per-staging record on disk
 //! - [`info`]: NodeGetInfo, NodeGetCapabilities
+//! - [`fence`]: NodeStage of a single-node volume another client has open is refused
 //! - [`targets`]: what unpublish/unstage may unmount and remove (only what berth recorded)
 
 pub mod expand;
+pub mod fence;
 pub mod info;
 pub mod publish;
 pub mod recovery;

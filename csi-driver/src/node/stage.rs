@@ -126,6 +126,7 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
         publishes: BTreeMap::new(),
     };
     let result = node.store.save(&stash).and_then(|_| {
+        super::fence::check(&client, &a.volume, a.capability.mode)?;
         attach_and_mount(node, &mut stash, &a, &client)?;
         stash.complete = true;
         node.store.save(&stash)

@@ -96,7 +96,8 @@ pub fn capabilities_and_capacity(c: &Cluster) -> Result<()> {
         for t in [T::CreateDeleteVolume, T::CreateDeleteSnapshot, T::CloneVolume, T::ExpandVolume, T::ListVolumes, T::ListSnapshots, T::GetCapacity] {
             ensure!(types.contains(&(t as i32)), "{t:?} not advertised");
         }
-        ensure!(!types.contains(&(T::PublishUnpublishVolume as i32)), "publish advertised");
+        // ControllerPublish records which nodes hold a volume (the attacher's multi-attach fence).
+        ensure!(types.contains(&(T::PublishUnpublishVolume as i32)), "publish not advertised");
         // The figure is the cluster's own (`ceph df`; 0 here: usage stats come from a mgr,
         // which the test cluster does not run).
         let df: serde_json::Value = serde_json::from_str(&c.ceph(&["df", "--format", "json"])?)?;
@@ -111,7 +112,7 @@ pub fn capabilities_and_capacity(c: &Cluster) -> Result<()> {
         let r = cl.controller.get_capacity(GetCapacityRequest { parameters: bad, ..Default::default() }).await;
         ensure!(code(&r) == Code::InvalidArgument, "params without pool");
         let pubr = cl.controller.controller_publish_volume(berth_csi::csi::ControllerPublishVolumeRequest::default()).await;
-        ensure!(code(&pubr) == Code::Unimplemented, "publish");
+        ensure!(code(&pubr) == Code::InvalidArgument, "publish without a volume id");
         // Without controller credentials, LIST_VOLUMES / GET_CAPACITY are not advertised.
         let bare = berth_tests::driver::Driver::start(&["--mode=controller"], Some(&c.csi_cluster_config(CLUSTER_ID))).await?;
         let caps = bare.client().await?.controller.controller_get_capabilities(ControllerGetCapabilitiesRequest {}).await?.into_inner();

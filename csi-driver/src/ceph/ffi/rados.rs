@@ -215,6 +215,58 @@ impl IoCtx<'_> {
         }
     }
 
+    /// Compare-and-swap one omap key of `oid` (created if missing), atomically: when its value
+    /// is `expected` (`None`: the key is absent — RADOS compares an absent key as empty, so
+    /// values written through here are never empty), set it to `new` (`None`: remove it).
+    /// `Err(Errno(ECANCELED))` when the value was something else: read again and retry.
+    pub fn omap_swap(
+        &self,
+        oid: &str,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<(), Errno> {
+        if new == Some("") {
+            return Err(Errno(libc::EINVAL));
+        }
+        let oid = cstr(oid)?;
+        let exp = expected.unwrap_or("");
+        let (kp, kl): (*const libc::c_char, usize) = (key.as_ptr().cast(), key.len());
+        let mut prval: libc::c_int = 0;
+        // SAFETY: the op is created, filled with pointers into `key`, `exp`, `new` and
+        // `prval`, which all live until after operate returns, and released once. The ops run
+        // in order in one OSD transaction: create (idempotent) so the compare sees an object,
+        // compare, then the update — all or nothing.
+        unsafe {
+            let op = sys::rados_create_write_op();
+            if op.is_null() {
+                return Err(Errno(libc::ENOMEM));
+            }
+            sys::rados_write_op_create(op, sys::CREATE_IDEMPOTENT, ptr::null());
+            sys::rados_write_op_omap_cmp2(
+                op,
+                kp,
+                sys::CMPXATTR_OP_EQ,
+                exp.as_ptr().cast(),
+                kl,
+                exp.len(),
+                &mut prval,
+            );
+            match new {
+                Some(v) => {
+                    let vp: *const libc::c_char = v.as_ptr().cast();
+                    let vl = v.len();
+                    sys::rados_write_op_omap_set2(op, &kp, &vp, &kl, &vl, 1);
+                }
+                None => sys::rados_write_op_omap_rm_keys2(op, &kp, &kl, 1),
+            }
+            let rc = sys::rados_write_op_operate(op, self.h, oid.as_ptr(), ptr::null_mut(), 0);
+            sys::rados_release_write_op(op);
+            check(rc)?;
+            check(prval)
+        }
+    }
+
     /// Values of `keys` in the omap of `oid` (absent keys are absent; a missing object is empty).
     pub fn omap_get(&self, oid: &str, keys: &[&str]) -> Result<BTreeMap<String, String>, Errno> {
         let oid = cstr(oid)?;
