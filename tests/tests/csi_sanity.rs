@@ -31,6 +31,9 @@ enum Needs {
     Plugin(pc::service::Type),
     /// A capability of CSI v1.13 (csi-test's spec), absent from berth's v1.12 proto.
     Csi113,
+    /// NodeGetInfo's max_volumes_per_node: berth reports none (0: no limit of its own), so the
+    /// recipe does not pass csi-sanity's `--csi.testnodevolumeattachlimit`.
+    AttachLimit,
 }
 
 /// csi-sanity's skip reasons (its `Skip("...")` texts) for capabilities berth does not advertise.
@@ -49,6 +52,14 @@ const SKIPS: &[(&str, Needs)] = {
         (
             "skipped - Controller Publish, UnpublishVolume not supported",
             Controller(T::PublishUnpublishVolume),
+        ),
+        (
+            "skipped - ControllerPublishVolume.readonly field not supported",
+            Controller(T::PublishReadonly),
+        ),
+        (
+            "skipped - testnodevolumeattachlimit not enabled",
+            AttachLimit,
         ),
         (
             "skipped - Modify volume not supported",
