@@ -6,10 +6,14 @@
 //! add-on, not part of deploy/csi) runs as the admin.
 //!
 //! PVC -> Bound, VolumeSnapshot -> readyToUse, PVC from the snapshot, PVC cloned from a PVC,
-//! expansion, deletions -> the Ceph pool, its trash and berth's journal empty; no sidecar log
-//! says "forbidden". Seconds per step are printed.
+//! expansion, a ReadWriteOnce volume attached on one node and refused on a second
+//! (csi-attacher, [`attach`]), deletions -> the Ceph pool, its trash and berth's journal
+//! empty; no sidecar log says "forbidden". Seconds per step are printed.
 //!
 //! Needs `bash tests/scripts/build-k8s-tools.sh`, etcd-server and the berth-csi binary.
+
+#[path = "k8s_csi_sidecars/attach.rs"]
+mod attach;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -211,10 +215,15 @@ fn flow(c: &Cluster) -> Result<()> {
             args.push("--v=2".into());
             procs.push(spawn(&dir, name, &berth_tests::tools::path(name)?, &args)?);
         }
-        ensure!(
-            procs.len() >= 3,
-            "provisioner, resizer, snapshotter in deploy/csi"
-        );
+        let names: Vec<&str> = procs.iter().map(|p: &Proc| p.name.as_str()).collect();
+        for want in [
+            "csi-provisioner",
+            "csi-attacher",
+            "csi-resizer",
+            "csi-snapshotter",
+        ] {
+            ensure!(names.contains(&want), "{want} not in deploy/csi: {names:?}");
+        }
         let admin = cp.kubeconfig.display().to_string();
         procs.push(spawn(
             &dir,
@@ -327,6 +336,15 @@ fn pvc_flow(cp: &ControlPlane, c: &Cluster) -> Result<()> {
         ])?;
         wait_for(cp, &["pv", pv.trim()], "{.spec.capacity.storage}", "2Gi")
     })?;
+    let pv = cp.kubectl(&[
+        "get",
+        "pvc",
+        "data",
+        "-n",
+        "default",
+        "-o=jsonpath={.spec.volumeName}",
+    ])?;
+    attach::flow(cp, pv.trim())?;
     step("deletions -> no PV, empty pool, trash and journal", || {
         cp.kubectl(&[
             "delete",
