@@ -7,6 +7,8 @@
 //! corpus and a candidate nginx refuses (`corpus.rs`). Operation: nginx killed with SIGKILL is
 //! restarted; SIGTERM drains nginx and exits 0; `render --from DIR` prints a config nginx accepts.
 
+#[path = "ingress_e2e/annotations.rs"]
+mod annotations;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
 #[path = "ingress_e2e/isolation.rs"]
@@ -42,6 +44,10 @@ fn main() {
         t(
             "tenancy_host_less_and_default_backend_stay_in_catch_all",
             tenancy::host_less_rules_and_default_backends_stay_in_the_catch_all,
+        ),
+        t(
+            "nginx_annotation_unsupported_refused_rest_served",
+            annotations::unsupported_annotation_is_refused_the_rest_serves,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

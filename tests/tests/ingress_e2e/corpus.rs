@@ -87,6 +87,18 @@ fn corpus() -> Vec<(Slot, String)> {
             Annotation("berth.dev/configuration-snippet"),
             "xqN more_set_headers 'a: b';".into(),
         ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/configuration-snippet"),
+            "xqN more_set_headers 'a: b';".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-url"),
+            "http://xqN.test/; return 200 pwned".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/rewrite-target"),
+            "/xqN; return 200 pwned".into(),
+        ),
         (ServiceHost, "xqN.svc.test; include /etc/passwd".into()),
         (ServicePath, "/xqN${upstream}".into()),
         (IngressName, "xqN;evil".into()),
