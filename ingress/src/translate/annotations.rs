@@ -240,6 +240,24 @@ mod tests {
     }
 
     #[test]
+    fn nginx_keys_refused_by_full_name_in_any_case_and_hostile_keys_escaped() {
+        let long = "nginx.ingress.kubernetes.io/modsecurity-snippet";
+        for (key, named) in [
+            (long, long),
+            (
+                "NGINX.ingress.kubernetes.io/Server-Snippet",
+                "Server-Snippet",
+            ),
+            ("nginx.ingress.kubernetes.io/x\n}evil", "x\\n}evil"),
+        ] {
+            let r = parse(&[(key, "x")]).unwrap_err();
+            assert_eq!(r.reason, Reason::UnsupportedAnnotation, "{key}");
+            assert!(r.field.contains(named), "{r}");
+            assert!(!r.detail.contains('\n') && !r.field.contains('\n'), "{r}");
+        }
+    }
+
+    #[test]
     fn rejects_unknown_invalid_and_grpc_rewrite() {
         for pairs in [
             vec![("berth.dev/configuration-snippet", "return 200;")],
