@@ -98,7 +98,18 @@ fn suite(c: &Cluster, access: AccessType) -> Result<()> {
             cfg.volume_size = size;
         }
         let report = berth_tests::conformance::run(cfg).await?;
-        let images = c.images()?;
+        // DeleteVolume answers once the image is in the RBD trash; the driver's purger (still
+        // running here) removes it, and puts back a parent a clone still needs until that
+        // clone is gone. So the run is clean once pool, trash and journal are all empty.
+        let mut left = Vec::new();
+        let _ = berth_tests::proc::wait_until(
+            "an empty pool, trash and journal",
+            std::time::Duration::from_secs(60),
+            || {
+                left = c.pool_leftovers();
+                left.is_empty()
+            },
+        );
         berth_tests::sweep::directory(&secrets_dir);
         if report.failed() > 0 {
             let log = driver.log_text();
@@ -115,8 +126,8 @@ fn suite(c: &Cluster, access: AccessType) -> Result<()> {
             report.failures()
         );
         ensure!(
-            images.is_empty(),
-            "{access}: images left behind after cleanup: {images:?}"
+            left.is_empty(),
+            "{access}: left behind after cleanup (images, trash, journal): {left:?}"
         );
         Ok(())
     })
