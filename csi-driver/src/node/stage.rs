@@ -196,20 +196,36 @@ impl ImageRef<'_> {
 }
 
 /// The image's `berth.dev/formatted` mark, read in the background.
-struct MarkLookup(JoinHandle<Result<Option<String>, AttachError>>);
+struct MarkLookup(Option<JoinHandle<Result<Option<String>, AttachError>>>);
 
 impl MarkLookup {
     fn start(client: &ClientFiles, volume: &VolumeId) -> MarkLookup {
         let (client, pool, image) = (client.clone(), volume.pool.clone(), volume.image.clone());
-        MarkLookup(std::thread::spawn(move || {
+        MarkLookup(Some(std::thread::spawn(move || {
             meta::formatted(&client, &pool, &image)
-        }))
+        })))
     }
 
-    fn wait(self) -> Result<Option<String>, AttachError> {
-        self.0
-            .join()
-            .unwrap_or_else(|_| Err(AttachError::Failed("the image-meta lookup panicked".into())))
+    fn wait(mut self) -> Result<Option<String>, AttachError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<Option<String>, AttachError> {
+        match self.0.take() {
+            Some(lookup) => lookup.join().unwrap_or_else(|_| {
+                Err(AttachError::Failed("the image-meta lookup panicked".into()))
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for MarkLookup {
+    /// The lookup runs `rbd` with this stage's client files. A stage that fails before it
+    /// needs the answer (attach refused, device unreadable) still waits for it — bounded by
+    /// the program timeout — so no `rbd` outlives the stage or reads files its undo removes.
+    fn drop(&mut self) {
+        let _ = self.join();
     }
 }
 
