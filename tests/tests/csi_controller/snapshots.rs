@@ -334,10 +334,20 @@ pub fn clones(c: &Cluster) -> Result<()> {
                 secrets: secrets(c),
             })
             .await?;
-        ensure!(
-            !c.images()?.contains(&VolumeId::decode(&src)?.image),
-            "source left behind"
+        // DeleteVolume answers once the image is in the trash; the purger may first put the
+        // source back while the clones' own purge is pending (they need its snapshot), then
+        // removes it once they are gone. Eventually: no image, nothing in the trash.
+        let image = VolumeId::decode(&src)?.image;
+        let mut left = Vec::new();
+        let gone = berth_tests::proc::wait_until(
+            "the source image purged",
+            std::time::Duration::from_secs(60),
+            || {
+                left = c.pool_leftovers();
+                !left.iter().any(|l| l.contains(image.as_str()))
+            },
         );
+        ensure!(gone.is_ok(), "source left behind: {left:?}");
         Ok(())
     })
 }
