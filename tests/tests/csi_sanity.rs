@@ -13,14 +13,12 @@
 //!
 //! Needs `bash tests/scripts/build-k8s-tools.sh` (csi-sanity) and the berth-csi binary.
 
-use std::sync::Arc;
-
 use anyhow::{Result, ensure};
 use berth_csi::csi::{self, controller_service_capability as csc, plugin_capability as pc};
 use berth_tests::ceph::Cluster;
 use berth_tests::csi_sanity::{self, Case, Outcome};
 use berth_tests::driver::Driver;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 
 const CLUSTER_ID: &str = "berth-local";
 
@@ -183,27 +181,13 @@ const RUNS: [Run; 3] = [
 ];
 
 fn main() {
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
-    let cluster = match Cluster::start() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-    };
-    let mut trials = Vec::new();
-    for run in RUNS {
-        trials.extend(run_recipe(&cluster, &run));
-    }
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(cluster);
-    let left = berth_tests::sweep::own_leftovers();
-    if !left.is_empty() {
-        eprintln!("left on the host after the suite:\n{}", left.join("\n"));
-        std::process::exit(1);
-    }
-    conclusion.exit()
+    // csi-sanity runs up front (each run on the shared cluster, one at a time); its specs
+    // then become the trials.
+    berth_tests::suite::run_with_cluster(true, |cluster| {
+        RUNS.iter()
+            .flat_map(|run| run_recipe(cluster, run))
+            .collect()
+    })
 }
 
 /// Run the recipe once; one trial per spec, plus the run's own checks.
