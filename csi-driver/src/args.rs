@@ -98,6 +98,11 @@ pub struct Args {
     #[arg(long, env = "BERTH_CSI_CEPH_CALL_DEADLINE_MS", hide = true)]
     pub ceph_call_deadline_ms: Option<u64>,
 
+    /// Node (hidden, for tests): how often the running plugin checks its attachments, in
+    /// milliseconds (default 10 000).
+    #[arg(long, env = "BERTH_CSI_NODE_WATCH_MS", hide = true)]
+    pub node_watch_ms: Option<u64>,
+
     /// Log format.
     #[arg(long, env = "BERTH_CSI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -30,6 +30,9 @@ fn main() {
         case("cephx_key_never_in_logs_or_argv", |e| {
             Box::pin(key_hidden(e))
         }),
+        case("the_attachment_watch_never_makes_an_rpc_abort", |e| {
+            Box::pin(watch_never_aborts(e))
+        }),
     ])
 }
 
@@ -284,5 +287,53 @@ async fn key_hidden(e: &mut NodeEnv<'_>) -> Result<()> {
     }
     e.unpublish(&id, &target).await?;
     e.unstage(&id, &staging).await?;
+    Ok(())
+}
+
+/// The running plugin's attachment watch looks at every staged volume; a healthy one must
+/// never make a concurrent RPC answer ABORTED ("operation in progress": a CI run of the
+/// conformance suite saw exactly that). With the watch every 20 ms, 3 s of publish +
+/// unpublish of a healthy volume see no ABORTED.
+async fn watch_never_aborts(e: &mut NodeEnv<'_>) -> Result<()> {
+    e.driver.set_env("BERTH_CSI_NODE_WATCH_MS", "20");
+    e.driver.restart().await?;
+    e.reconnect().await?;
+    let id = e.image("watched", "256M")?;
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("watched");
+    let target = e.target("watchedpod");
+    e.stage(&id, &staging, cap()).await?;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let (mut rounds, mut aborted) = (0, Vec::new());
+    while std::time::Instant::now() < until {
+        rounds += 1;
+        let req = e.publish_req(&id, &staging, &target, cap(), false);
+        if let Err(s) = e.csi.node.node_publish_volume(req).await {
+            ensure!(s.code() == Code::Aborted, "NodePublishVolume: {s}");
+            aborted.push(format!("publish: {}", s.message()));
+            continue;
+        }
+        if let Err(err) = e.unpublish(&id, &target).await {
+            let s = err
+                .downcast_ref::<tonic::Status>()
+                .context("not a status")?;
+            ensure!(s.code() == Code::Aborted, "NodeUnpublishVolume: {s}");
+            aborted.push(format!("unpublish: {}", s.message()));
+        }
+    }
+    // Whatever happened above, leave nothing published.
+    for _ in 0..50 {
+        if e.unpublish(&id, &target).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    e.unstage(&id, &staging).await?;
+    ensure!(
+        aborted.is_empty(),
+        "{} of {rounds} rounds ABORTED, first: {}",
+        aborted.len(),
+        aborted[0]
+    );
     Ok(())
 }

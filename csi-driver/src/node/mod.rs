@@ -51,6 +51,8 @@ pub struct NodeConfig {
     /// Stashes, client files, fuse mount points (see [`stash`]).
     pub state_dir: PathBuf,
     pub clusters: ClusterConfig,
+    /// How often the running plugin checks its attachments (see [`recovery::watch`]).
+    pub watch_interval: std::time::Duration,
 }
 
 impl NodeConfig {
@@ -72,6 +74,9 @@ impl NodeConfig {
             topology: info::parse_topology(&args.topology).map_err(Error::InvalidArgument)?,
             state_dir: args.state_dir.clone(),
             clusters: ClusterConfig::load(&args.cluster_config)?,
+            watch_interval: args
+                .node_watch_ms
+                .map_or(recovery::WATCH_INTERVAL, std::time::Duration::from_millis),
         })
     }
 }

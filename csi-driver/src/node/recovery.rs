@@ -68,12 +68,19 @@ pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, String>)> {
 /// check is a statfs and a mount-table read per staged volume.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Repair, as at start, volumes whose device broke while the plugin runs. A volume with an
-/// operation in flight (its lock held) is looked at in the next round. Never returns.
+/// Repair, as at start, volumes whose device broke while the plugin runs. Never returns.
+///
+/// The check of a healthy volume takes no lock: a concurrent RPC must never answer ABORTED
+/// because the watch was looking. Only a volume that looks broken is locked (one with an
+/// operation in flight is looked at in the next round), read again and checked again under
+/// the lock before it is repaired.
 pub fn watch(node: Arc<Shared>) {
     loop {
-        std::thread::sleep(WATCH_INTERVAL);
+        std::thread::sleep(node.config.watch_interval);
         for s in node.store.all().into_iter().filter(|s| s.complete) {
+            if healthy(&s) {
+                continue;
+            }
             let Ok(_guard) = node.locks.try_lock(&s.volume_id) else {
                 continue;
             };
@@ -81,13 +88,7 @@ pub fn watch(node: Arc<Shared>) {
             let Ok(Some(s)) = node.store.load(&s.staging_path) else {
                 continue;
             };
-            let Some(a) = s.attached.clone().filter(|_| s.complete) else {
-                continue;
-            };
-            let trusted = s
-                .image()
-                .is_some_and(|want| attacher(a.kind).check(&a, &want).is_ok());
-            if trusted && staging_mounted(&s, &a.device) {
+            if !s.complete || healthy(&s) {
                 continue;
             }
             let id = s.volume_id.clone();
@@ -97,6 +98,18 @@ pub fn watch(node: Arc<Shared>) {
             }
         }
     }
+}
+
+/// A complete stash whose device is still the image it names and whose staging mount is on
+/// that device. A stash without a device is not ours to repair here (healthy for the watch).
+fn healthy(s: &Stash) -> bool {
+    let Some(a) = s.attached.as_ref() else {
+        return true;
+    };
+    let trusted = s
+        .image()
+        .is_some_and(|want| attacher(a.kind).check(a, &want).is_ok());
+    trusted && staging_mounted(s, &a.device)
 }
 
 fn staging_mounted(s: &Stash, device: &std::path::Path) -> bool {
