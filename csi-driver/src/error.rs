@@ -87,7 +87,7 @@ impl Error {
         }
     }
 
-    /// The gRPC code this error maps to (the table in SPEC-FACTS.md).
+    /// The gRPC code this error maps to (the table in docs/csi-error-codes.md).
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,

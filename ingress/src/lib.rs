@@ -17,7 +17,7 @@
 //! the edges: `source`, `nginx`, `metrics`, `controller`. `quarantine` and `sync` drive nginx
 //! through the [`nginx::Apply`] trait so they are tested with a fake.
 //!
-//! TLS (issue 7): `tls.rs` validates `kubernetes.io/tls` Secrets into model `Certificate`s,
+//! TLS: `tls.rs` validates `kubernetes.io/tls` Secrets into model `Certificate`s,
 //! `certfiles.rs` writes them 0600 under `PREFIX/tls`, render adds the https listeners;
 //! `translate/annotations.rs` parses the `berth.dev/` annotations; `status.rs` elects a leader
 //! (Lease) and writes Ingress status.

@@ -1,5 +1,5 @@
 //! The HTTP side of [`super::Metrics`]: `/metrics`, `/healthz`, `/readyz` over hyper, on a
-//! hardened listener (issue 12): at most [`MAX_CONNECTIONS`] at once, a request head must
+//! hardened listener: at most [`MAX_CONNECTIONS`] at once, a request head must
 //! arrive within [`HEADER_TIMEOUT`], a connection lives at most [`CONNECTION_LIFETIME`], and
 //! accept errors (EMFILE) back off from [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`]
 //! instead of spinning.

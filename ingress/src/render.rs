@@ -43,7 +43,7 @@ use crate::tls::SELF_SIGNED_ID;
 pub struct RenderConfig {
     prefix: PathBuf,
     pub http_port: u16,
-    /// Reserved for TLS servers (issue 7).
+    /// Reserved for TLS servers.
     pub https_port: u16,
     /// Listen on this address only (tests: 127.0.0.1); `None` = all IPv4 addresses.
     pub listen_address: Option<IpAddr>,

@@ -19,7 +19,7 @@ pub struct Snapshot {
     pub ingresses: Vec<Arc<Ingress>>,
     pub ingress_classes: Vec<Arc<IngressClass>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Only `kubernetes.io/tls` Secrets (TLS, issue 7).
+    /// Only `kubernetes.io/tls` Secrets (TLS).
     pub secrets: Vec<Arc<Secret>>,
     /// Problems the source itself found (e.g. a manifest file that does not parse).
     pub reports: Vec<Report>,

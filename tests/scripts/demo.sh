@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash tests/scripts/install-deps.sh
-cargo build -q --workspace --bins
+echo "demo: building berth (the first build takes about 7 minutes on 2 cores; cargo shows its progress)"
+cargo build --workspace --bins
 exec cargo run -q -p berth-tests --bin demo

@@ -100,7 +100,7 @@ impl Connections {
             .map_err(|_| Error::Unavailable("shutting down".into()))
     }
 
-    /// Connections currently cached (the `berth_ceph_connections` gauge).
+    /// Connections currently cached (the `berth_csi_ceph_connections` gauge).
     pub fn count(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

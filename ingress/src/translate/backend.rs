@@ -8,7 +8,7 @@
 //! with `--allow-external-name` (the name is the Service owner's to choose, and nginx would
 //! proxy wherever it resolves).
 //!
-//! Trust (issue 12 item 6): anyone who may write EndpointSlices in a namespace could point a
+//! Trust: anyone who may write EndpointSlices in a namespace could point a
 //! Service's traffic anywhere, so only slices whose `endpointslice.kubernetes.io/managed-by`
 //! label names the EndpointSlice controller (or a manager listed in
 //! `--trust-endpointslice-managers`) are used, and a slice address is never loopback,

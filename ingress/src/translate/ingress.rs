@@ -1,4 +1,4 @@
-//! Ingress v1 objects of our class -> route candidates (per SPEC-FACTS "Ingress v1 semantics").
+//! Ingress v1 objects of our class -> route candidates (per docs/ingress-semantics.md).
 //!
 //! Ownership: `spec.ingressClassName` (or the legacy `kubernetes.io/ingress.class` annotation)
 //! names an IngressClass whose `spec.controller` is ours, or, when no IngressClass of that name

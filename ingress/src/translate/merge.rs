@@ -1,6 +1,6 @@
 //! Candidates -> model: who gets which host, path, certificate and fallback (pure).
 //!
-//! Tenancy rules (SPEC-FACTS "Ingress v1 semantics"; issue 12 item 1):
+//! Tenancy rules (docs/ingress-semantics.md):
 //! - A host belongs to the namespace of its oldest claimant (a rule, a `spec.tls` entry or a
 //!   labelled Service naming it). Objects of other namespaces that name it are reported
 //!   ([`Reason::Conflict`]) and add nothing to it: no paths, no certificate, no fallback.
