@@ -10,7 +10,7 @@ ARG RUST=rust:1.91.1-slim-bookworm
 # ---- builder: the Rust toolchain and the C libraries berth-csi links (librbd, librados) ----
 FROM ${RUST} AS builder
 RUN apt-get update \
- && apt-get install -y --no-install-recommends librbd-dev librados-dev pkg-config \
+ && apt-get install -y --no-install-recommends librbd-dev librados-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./

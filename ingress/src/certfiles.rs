@@ -91,10 +91,11 @@ impl CertFiles {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".pem") && !keep.contains(&name) {
-                if let Err(error) = fs::remove_file(e.path()) {
-                    tracing::warn!(file = %name, %error, "could not remove an unused certificate file");
-                }
+            if name.ends_with(".pem")
+                && !keep.contains(&name)
+                && let Err(error) = fs::remove_file(e.path())
+            {
+                tracing::warn!(file = %name, %error, "could not remove an unused certificate file");
             }
         }
     }

@@ -78,12 +78,11 @@ async fn check<A: Apply>(
 fn suspect(model: &Model, text: &str, message: &str) -> Option<ObjectRef> {
     let origins = model.origins();
     for s in &model.servers {
-        if let Some(t) = &s.tls {
-            if let crate::model::ServerTls::Certificate(id) = &t.certificate {
-                if message.contains(&format!("/{id}.pem")) {
-                    return Some(t.origin.clone());
-                }
-            }
+        if let Some(t) = &s.tls
+            && let crate::model::ServerTls::Certificate(id) = &t.certificate
+            && message.contains(&format!("/{id}.pem"))
+        {
+            return Some(t.origin.clone());
         }
     }
     let at = message.find(".conf:")? + ".conf:".len();

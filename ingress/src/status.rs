@@ -359,10 +359,8 @@ pub async fn run<T>(
                 write = leader;
             }
         }
-        if write {
-            if let Err(e) = writer.sync(&owned()).await {
-                tracing::warn!(error = %e, "writing Ingress status failed");
-            }
+        if write && let Err(e) = writer.sync(&owned()).await {
+            tracing::warn!(error = %e, "writing Ingress status failed");
         }
     }
     if leader {

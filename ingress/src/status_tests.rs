@@ -54,10 +54,10 @@ async fn serve(mut handle: tower_test::mock::Handle<Request<Body>, Response<Body
             },
             (Method::POST, LEASES) if st.lease.is_some() => status(409, "AlreadyExists"),
             (Method::POST, LEASES) | (Method::PUT, LEASE_PATH) => {
-                if std::mem::take(&mut st.race) {
-                    if let Some(l) = st.lease.as_mut() {
-                        l["metadata"]["resourceVersion"] = json!("racer");
-                    }
+                if std::mem::take(&mut st.race)
+                    && let Some(l) = st.lease.as_mut()
+                {
+                    l["metadata"]["resourceVersion"] = json!("racer");
                 }
                 let mut v: Value = serde_json::from_slice(&bytes).unwrap();
                 let sent_rv = v["metadata"]["resourceVersion"].as_str().map(str::to_owned);

@@ -89,10 +89,10 @@ impl Supervisor {
     pub async fn start(&mut self) -> Result<(), NginxError> {
         stop_leftover(&self.paths.prefix).await;
         let socket = crate::live::socket(&self.paths.prefix);
-        if let Err(e) = std::fs::remove_file(&socket) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %socket.display(), error = %e, "removing the stale status socket failed");
-            }
+        if let Err(e) = std::fs::remove_file(&socket)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %socket.display(), error = %e, "removing the stale status socket failed");
         }
         let mut cmd = match &self.tie {
             Some(exe) => {

@@ -162,11 +162,11 @@ impl<A: Apply> Syncer<A> {
 
     /// One pass over a snapshot's worth of objects.
     pub async fn sync_model(&mut self, mut model: Model) -> Outcome {
-        if let Some(files) = &self.cert_files {
-            if let Err(e) = files.install(&model.certificates) {
-                tracing::error!(error = %e, "writing certificate files failed; keeping the last good config");
-                return Outcome::Failed;
-            }
+        if let Some(files) = &self.cert_files
+            && let Err(e) = files.install(&model.certificates)
+        {
+            tracing::error!(error = %e, "writing certificate files failed; keeping the last good config");
+            return Outcome::Failed;
         }
         self.metrics.set_certificates(&model.certificates);
         let started = std::time::Instant::now();

@@ -229,13 +229,11 @@ fn openssl_policy(
         format!("certificate {index} of the chain")
     };
     let self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
-    if !self_signed {
-        if let Some(digest) = weak_digest(&cert.signature_algorithm) {
-            return Err(Invalid(format!(
-                "tls.crt: {which} is signed with {digest}, which nginx's OpenSSL refuses \
+    if !self_signed && let Some(digest) = weak_digest(&cert.signature_algorithm) {
+        return Err(Invalid(format!(
+            "tls.crt: {which} is signed with {digest}, which nginx's OpenSSL refuses \
                  ('ca md too weak'); reissue it signed with SHA-256 or better"
-            )));
-        }
+        )));
     }
     if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = cert.public_key().parsed() {
         let n = bits(rsa.modulus);

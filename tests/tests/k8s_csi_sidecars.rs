@@ -81,7 +81,7 @@ fn spawn(dir: &Path, name: &str, program: &Path, args: &[String]) -> Result<Proc
 /// deploy/csi's controller Deployment, as JSON.
 fn controller_deployment() -> Result<Value> {
     let text = std::fs::read_to_string(repo().join("deploy/csi/controller.yaml"))?;
-    Ok(serde_yaml::from_str(&text)?)
+    Ok(serde_yaml_ng::from_str(&text)?)
 }
 
 fn flow(c: &Cluster) -> Result<()> {
@@ -150,14 +150,14 @@ fn flow(c: &Cluster) -> Result<()> {
             // deploy/csi's classes with this cluster's clusterID/pool and the fuse mounter
             // (class parameters are immutable: new names).
             let text = std::fs::read_to_string(repo().join("deploy/csi/storageclass.yaml"))?;
-            let mut sc: Value = serde_yaml::from_str(&text)?;
+            let mut sc: Value = serde_yaml_ng::from_str(&text)?;
             sc["metadata"]["name"] = json!(SC);
             sc["parameters"]["clusterID"] = json!(CLUSTER_ID);
             sc["parameters"]["pool"] = json!(c.pool);
             sc["parameters"]["mounter"] = json!("fuse");
             cp.apply(&sc.to_string())?;
             let text = std::fs::read_to_string(repo().join("deploy/csi/snapshotclass.yaml"))?;
-            let mut vsc: Value = serde_yaml::from_str(&text)?;
+            let mut vsc: Value = serde_yaml_ng::from_str(&text)?;
             vsc["metadata"]["name"] = json!(VSC);
             vsc["parameters"]["clusterID"] = json!(CLUSTER_ID);
             cp.apply(&vsc.to_string())

@@ -78,7 +78,7 @@ impl Replica {
         let d = dir.join(name);
         std::fs::create_dir_all(d.join("nginx"))?;
         let text = std::fs::read_to_string(repo().join("deploy/ingress/deployment.yaml"))?;
-        let deployment: Value = serde_yaml::from_str(&text)?;
+        let deployment: Value = serde_yaml_ng::from_str(&text)?;
         let container = deployment["spec"]["template"]["spec"]["containers"]
             .as_array()
             .and_then(|cs| {

@@ -48,7 +48,7 @@ fn documents() -> Vec<(PathBuf, Value)> {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             if !v.is_null() {
                 docs.push((file.clone(), v));
@@ -179,7 +179,7 @@ fn every_manifest_is_a_valid_api_object() {
 
 #[test]
 fn the_round_trip_check_catches_a_misspelled_field() {
-    let v: Value = serde_yaml::from_str(
+    let v: Value = serde_yaml_ng::from_str(
         "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  selectr: {app: x}\n  ports: [{port: 80}]\n",
     )
     .unwrap();
@@ -194,7 +194,7 @@ fn kustomizations_list_existing_files() {
             continue;
         }
         let k: Kustomization =
-            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let dir = file.parent().unwrap();
         for r in k.resources.iter().chain(&k.components) {
             assert!(
@@ -448,7 +448,7 @@ fn kustomized_class(dir: &Path) -> Option<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    serde_yaml_ng::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).unwrap())
         .find(|v| v["kind"] == "IngressClass")
 }
@@ -466,7 +466,7 @@ fn the_ingress_class_is_the_default_only_with_the_component() {
         "the shipped IngressClass is the default: {class}"
     );
     let component = deploy_dir().join("ingress/components/default-class");
-    let k: Value = serde_yaml::from_str(
+    let k: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(component.join("kustomization.yaml")).unwrap(),
     )
     .unwrap();

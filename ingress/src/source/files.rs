@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::de::DeserializeOwned;
 
 use notify::{RecursiveMode, Watcher};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use tokio::sync::watch;
 
 use super::Source;
@@ -54,7 +54,7 @@ fn unparseable(file: &str, field: String, detail: &str) -> Report {
 }
 
 fn decode(text: &str, file: &str, objects: &mut Vec<Object>, reports: &mut Vec<Report>) {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         match <Value as serde::Deserialize>::deserialize(doc) {
             Ok(Value::Null) => {}
             Ok(value) => one_value(value, file, &format!("document[{i}]"), objects, reports),
@@ -96,9 +96,8 @@ fn one_value(
         }
         "Service" => namespaced::<Service>(value).map(|o| Object::Service(Arc::new(o))),
         "Ingress" => namespaced::<Ingress>(value).map(|o| Object::Ingress(Arc::new(o))),
-        "IngressClass" => {
-            serde_yaml::from_value::<IngressClass>(value).map(|o| Object::IngressClass(Arc::new(o)))
-        }
+        "IngressClass" => serde_yaml_ng::from_value::<IngressClass>(value)
+            .map(|o| Object::IngressClass(Arc::new(o))),
         "EndpointSlice" => {
             namespaced::<EndpointSlice>(value).map(|o| Object::EndpointSlice(Arc::new(o)))
         }
@@ -112,8 +111,10 @@ fn one_value(
 }
 
 /// Decode a namespaced object; a missing namespace means `default`, as with kubectl.
-fn namespaced<K: kube::Resource + DeserializeOwned>(value: Value) -> Result<K, serde_yaml::Error> {
-    let mut o: K = serde_yaml::from_value(value)?;
+fn namespaced<K: kube::Resource + DeserializeOwned>(
+    value: Value,
+) -> Result<K, serde_yaml_ng::Error> {
+    let mut o: K = serde_yaml_ng::from_value(value)?;
     o.meta_mut()
         .namespace
         .get_or_insert_with(|| "default".to_owned());

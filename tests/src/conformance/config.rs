@@ -104,7 +104,7 @@ impl Secrets {
         if text.trim().is_empty() {
             return Ok(Secrets::default());
         }
-        let map: HashMap<String, HashMap<String, String>> = serde_yaml::from_str(text)
+        let map: HashMap<String, HashMap<String, String>> = serde_yaml_ng::from_str(text)
             .context("secrets YAML: expected `RpcSecret: {key: value}`")?;
         Ok(Secrets(map))
     }
@@ -183,14 +183,14 @@ pub fn parse_parameters(text: &str) -> Result<HashMap<String, String>> {
     if text.trim().is_empty() {
         return Ok(HashMap::new());
     }
-    let raw: HashMap<String, serde_yaml::Value> =
-        serde_yaml::from_str(text).context("parameters YAML: expected a flat map")?;
+    let raw: HashMap<String, serde_yaml_ng::Value> =
+        serde_yaml_ng::from_str(text).context("parameters YAML: expected a flat map")?;
     raw.into_iter()
         .map(|(k, v)| {
             let v = match v {
-                serde_yaml::Value::String(s) => s,
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml_ng::Value::String(s) => s,
+                serde_yaml_ng::Value::Number(n) => n.to_string(),
+                serde_yaml_ng::Value::Bool(b) => b.to_string(),
                 other => bail!("parameter {k}: not a scalar: {other:?}"),
             };
             Ok((k, v))
