@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use berth_tests::ceph::{Cluster, Lifetime};
 use berth_tests::k8s::ControlPlane;
 use clap::{Parser, Subcommand};
@@ -36,9 +36,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Start a local Ceph cluster that outlives this command; print its env (eval-able) and
+    /// write the berth-csi cluster config and csi-sanity files. A second `up` replaces the
+    /// running environment (it says so).
     Up,
+    /// Print the env file of the running environment.
     Env,
+    /// Stop the environment and remove every trace (mounts, loop devices, daemons, files).
     Down,
+    /// Remove what crashed test runs left behind (only state of processes that are gone).
     Sweep,
     /// A Kubernetes control plane in <dir>/k8s (built by tests/scripts/build-k8s-tools.sh).
     K8s {
@@ -49,15 +55,29 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum K8sCmd {
+    /// Start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1; print KUBECONFIG.
     Up,
+    /// Stop them and remove their directory.
     Down,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("testenv: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let ceph_dir = cli.dir.join("ceph");
     match cli.cmd {
         Cmd::Up => {
+            if cli.dir.join("env").exists() {
+                eprintln!(
+                    "testenv: an environment is already up in {}: replacing it",
+                    cli.dir.display()
+                );
+            }
             std::fs::create_dir_all(&cli.dir)?;
             let cluster = Cluster::start_in(ceph_dir, Lifetime::Detached)?;
             write_files(&cli.dir, &cluster)?;
@@ -66,17 +86,31 @@ fn main() -> Result<()> {
             eprint!("{}", next_steps(&cli.dir));
         }
         Cmd::Env => {
-            let env = std::fs::read_to_string(cli.dir.join("env"))
-                .context("no environment is up (run `testenv up`)")?;
+            let Ok(env) = std::fs::read_to_string(cli.dir.join("env")) else {
+                anyhow::bail!(
+                    "no environment is up in {} (run `testenv up`)",
+                    cli.dir.display()
+                );
+            };
             print!("{env}");
         }
         Cmd::Down => {
+            if !cli.dir.exists() {
+                eprintln!("testenv: nothing is up in {}", cli.dir.display());
+                return Ok(());
+            }
             berth_tests::sweep::directory(&cli.dir);
             eprintln!("environment in {} removed", cli.dir.display());
         }
         Cmd::Sweep => berth_tests::sweep::leftovers(),
         Cmd::K8s { cmd: K8sCmd::Up } => {
             let dir = cli.dir.join("k8s");
+            if dir.join("admin.kubeconfig").exists() {
+                eprintln!(
+                    "testenv: a control plane is already up in {}: replacing it",
+                    dir.display()
+                );
+            }
             std::fs::create_dir_all(&cli.dir)?;
             let cp = ControlPlane::start_in(dir, Lifetime::Detached)?;
             eprintln!(
@@ -87,6 +121,10 @@ fn main() -> Result<()> {
         }
         Cmd::K8s { cmd: K8sCmd::Down } => {
             let dir = cli.dir.join("k8s");
+            if !dir.exists() {
+                eprintln!("testenv: no control plane is up in {}", dir.display());
+                return Ok(());
+            }
             berth_tests::sweep::directory(&dir);
             eprintln!("control plane in {} removed", dir.display());
         }
