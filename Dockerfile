@@ -7,7 +7,7 @@
 ARG DEBIAN=debian:bookworm-20251117-slim
 ARG RUST=rust:1.91.1-slim-bookworm
 
-# ---- builder: the Rust toolchain and the C libraries berth-csi links (librbd, librados) ----
+# ---- builder: the Rust toolchain and the Ceph headers the FFI follows (librbd, librados are loaded at run time) ----
 FROM ${RUST} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends librbd-dev librados-dev \

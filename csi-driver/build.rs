@@ -4,9 +4,6 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "../proto/csi.proto";
     println!("cargo:rerun-if-changed={proto}");
-    // The Ceph FFI (src/ceph/ffi) links Debian's librbd-dev / librados-dev.
-    println!("cargo:rustc-link-lib=rbd");
-    println!("cargo:rustc-link-lib=rados");
     let fds = protox::compile([proto], ["../proto"])?;
     tonic_prost_build::configure()
         .build_client(true)

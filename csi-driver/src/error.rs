@@ -56,6 +56,10 @@ pub enum Error {
     /// (see [`ceph_code`]). `context` names the operation and object, never a secret.
     #[error("{context}: {}", std::io::Error::from_raw_os_error(*errno))]
     Ceph { context: String, errno: i32 },
+    /// librados/librbd cannot be loaded on this host (CSI: FAILED_PRECONDITION: nothing
+    /// changes until the library is installed; the message names it).
+    #[error("the controller needs the Ceph client libraries")]
+    CephLibrary(#[source] crate::ceph::ffi::LoadError),
     /// Anything else that is our fault (CSI: INTERNAL).
     #[error("{0}")]
     Internal(String),
@@ -95,7 +99,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::OperationPending(_) | Error::BadToken(_) => Code::Aborted,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::FailedPrecondition(_) | Error::CephLibrary(_) => Code::FailedPrecondition,
             Error::OutOfRange(_) => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the Dockerfile's runtime stages as far as this machine allows (no Docker engine here):
 #  1. each stage's package list resolves on Debian 12 (apt-get install --simulate);
-#  2. every shared library the binary links is shipped by a package of that stage's closure
+#  2. every shared library the binary links, or loads at run time ($DLOPEN sonames: berth-csi's
+#     controller dlopens librados/librbd), is shipped by a package of that stage's closure
 #     (or by Debian's essential base);
 #  3. every program the binary runs is shipped by that closure;
 #  4. the binaries start (--help) with only those libraries.
@@ -57,7 +58,11 @@ check_stage() { # stage binary programs...
     else
       echo "   lib  $(basename "$lib") <- $pkg"
     fi
-  done < <(ldd "$target/$bin" | awk '/=>/ && $3 ~ /^\// { print $3 }')
+  done < <(ldd "$target/$bin" | awk '/=>/ && $3 ~ /^\// { print $3 }'
+           for so in ${DLOPEN:-}; do
+             ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }' | grep . \
+               || echo "/nonexistent/$so"
+           done)
   local prog path
   for prog in "$@"; do
     path=$(command -v "$prog" || true)
@@ -71,7 +76,7 @@ check_stage() { # stage binary programs...
   "$target/$bin" --help >/dev/null && echo "   $bin --help runs"
 }
 
-check_stage csi berth-csi rbd rbd-fuse rbd-nbd losetup blkid mount umount mkfs.ext4 mkfs.xfs \
+DLOPEN="librados.so.2 librbd.so.1" check_stage csi berth-csi rbd rbd-fuse rbd-nbd losetup blkid mount umount mkfs.ext4 mkfs.xfs \
   e2fsck resize2fs dumpe2fs xfs_growfs blockdev fusermount3 modprobe
 check_stage ingress berth-ingress nginx
 [ "$fail" = 0 ] && echo "dockerfile check: OK" || { echo "dockerfile check: FAILED"; exit 1; }

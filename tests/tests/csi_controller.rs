@@ -7,6 +7,8 @@
 mod common;
 #[path = "csi_controller/introspection.rs"]
 mod introspection;
+#[path = "csi_controller/lean.rs"]
+mod lean;
 #[path = "csi_controller/lifecycle.rs"]
 mod lifecycle;
 #[path = "csi_controller/resilience.rs"]
@@ -77,6 +79,10 @@ fn main() {
         (
             "big_delete_is_fast_and_purge_resumes",
             trash::big_delete_is_fast_and_purge_resumes,
+        ),
+        (
+            "node_mode_maps_no_ceph_libraries",
+            lean::node_mode_maps_no_ceph_libraries,
         ),
         (
             "secrets_never_in_logs_or_errors",

@@ -151,6 +151,8 @@ impl Connections {
             t.creds.key.clone(),
         );
         let connect = tokio::task::spawn_blocking(move || {
+            // The first connect loads librados/librbd (a node plugin never gets here).
+            super::ffi::load().map_err(Error::CephLibrary)?;
             Rados::connect(
                 &user,
                 &[
@@ -166,6 +168,7 @@ impl Connections {
                     ("admin_socket", ""),
                 ],
             )
+            .map_err(|errno| connect_error(&mon_host, &user, errno))
         });
         let rados = match tokio::time::timeout(self.deadline, connect).await {
             Err(_) => {
@@ -175,7 +178,7 @@ impl Connections {
                 )));
             }
             Ok(Err(join)) => return Err(Error::Internal(format!("connect task: {join}"))),
-            Ok(Ok(Err(errno))) => return Err(connect_error(&t.mon_host, &t.creds.user, errno)),
+            Ok(Ok(Err(e))) => return Err(e),
             Ok(Ok(Ok(r))) => Arc::new(r),
         };
         tracing::info!(mon_host = %t.mon_host, user = %t.creds.user, "connected to ceph");

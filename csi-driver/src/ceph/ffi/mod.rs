@@ -3,11 +3,14 @@
 //! Every function returns `Result<_, Errno>` (a positive errno) for the caller to map.
 #![allow(unsafe_code)]
 
+mod loader;
 pub mod rados;
 pub mod rbd;
 mod sys;
 
 use std::ffi::CString;
+
+pub use loader::{LIBRADOS, LIBRBD, LoadError, load};
 
 /// RBD feature bits (`rbd/features.h`).
 pub mod features {

@@ -31,7 +31,10 @@ pub struct ClusterStat {
 impl Rados {
     /// Create a handle for `client.<user>`, apply `options` (mon_host, key, timeouts…) and
     /// connect. No config file or environment is read: everything comes from `options`.
+    /// Loads librados/librbd first ([`super::load`]); if they cannot be loaded this is
+    /// `ENOSYS` (call [`super::load`] first for an error that names the library).
     pub fn connect(user: &str, options: &[(&str, &str)]) -> Result<Rados, Errno> {
+        super::load().map_err(|_| Errno(libc::ENOSYS))?;
         let name = cstr(&format!("client.{user}"))?;
         let cluster_name = cstr("ceph")?;
         let mut h: sys::RadosT = ptr::null_mut();

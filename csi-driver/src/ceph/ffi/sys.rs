@@ -1,8 +1,12 @@
-//! Raw `extern "C"` declarations for the slice of librados / librbd (Ceph 16.2 Pacific,
+//! Raw C declarations for the slice of librados / librbd (Ceph 16.2 Pacific,
 //! `/usr/include/rados/librados.h`, `/usr/include/rbd/librbd.h`) that berth uses. Nothing here
-//! is safe to call directly: the sibling modules wrap every function.
+//! is safe to call directly: the sibling modules wrap every function. The functions are
+//! resolved at run time ([`super::loader`]), not linked: a process that never calls them never
+//! maps the libraries.
 
 use std::os::raw::{c_char, c_int, c_void};
+
+use super::loader::{ceph_api, ret_or_unit};
 
 pub type RadosT = *mut c_void;
 pub type IoCtxT = *mut c_void;
@@ -77,25 +81,26 @@ pub const CMPXATTR_OP_EQ: u8 = 1;
 /// `LIBRADOS_CREATE_IDEMPOTENT` (librados.h): create the object unless it exists.
 pub const CREATE_IDEMPOTENT: c_int = 0;
 
-unsafe extern "C" {
-    pub fn rados_create2(
+ceph_api! {
+    RadosApi via rados;
+    fn rados_create2(
         cluster: *mut RadosT,
         clustername: *const c_char,
         name: *const c_char,
         flags: u64,
     ) -> c_int;
-    pub fn rados_conf_set(cluster: RadosT, option: *const c_char, value: *const c_char) -> c_int;
-    pub fn rados_connect(cluster: RadosT) -> c_int;
-    pub fn rados_shutdown(cluster: RadosT);
-    pub fn rados_cluster_stat(cluster: RadosT, result: *mut ClusterStatT) -> c_int;
-    pub fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut IoCtxT) -> c_int;
-    pub fn rados_ioctx_destroy(io: IoCtxT);
-    pub fn rados_ioctx_get_cluster(io: IoCtxT) -> RadosT;
-    pub fn rados_get_instance_id(cluster: RadosT) -> u64;
+    fn rados_conf_set(cluster: RadosT, option: *const c_char, value: *const c_char) -> c_int;
+    fn rados_connect(cluster: RadosT) -> c_int;
+    fn rados_shutdown(cluster: RadosT);
+    fn rados_cluster_stat(cluster: RadosT, result: *mut ClusterStatT) -> c_int;
+    fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut IoCtxT) -> c_int;
+    fn rados_ioctx_destroy(io: IoCtxT);
+    fn rados_ioctx_get_cluster(io: IoCtxT) -> RadosT;
+    fn rados_get_instance_id(cluster: RadosT) -> u64;
 
-    pub fn rados_create_write_op() -> WriteOpT;
-    pub fn rados_release_write_op(op: WriteOpT);
-    pub fn rados_write_op_omap_set2(
+    fn rados_create_write_op() -> WriteOpT;
+    fn rados_release_write_op(op: WriteOpT);
+    fn rados_write_op_omap_set2(
         op: WriteOpT,
         keys: *const *const c_char,
         vals: *const *const c_char,
@@ -103,14 +108,14 @@ unsafe extern "C" {
         val_lens: *const usize,
         num: usize,
     );
-    pub fn rados_write_op_omap_rm_keys2(
+    fn rados_write_op_omap_rm_keys2(
         op: WriteOpT,
         keys: *const *const c_char,
         key_lens: *const usize,
         num: usize,
     );
-    pub fn rados_write_op_create(op: WriteOpT, exclusive: c_int, category: *const c_char);
-    pub fn rados_write_op_omap_cmp2(
+    fn rados_write_op_create(op: WriteOpT, exclusive: c_int, category: *const c_char);
+    fn rados_write_op_omap_cmp2(
         op: WriteOpT,
         key: *const c_char,
         comparison_operator: u8,
@@ -119,7 +124,7 @@ unsafe extern "C" {
         val_len: usize,
         prval: *mut c_int,
     );
-    pub fn rados_write_op_operate(
+    fn rados_write_op_operate(
         op: WriteOpT,
         io: IoCtxT,
         oid: *const c_char,
@@ -127,9 +132,9 @@ unsafe extern "C" {
         flags: c_int,
     ) -> c_int;
 
-    pub fn rados_create_read_op() -> ReadOpT;
-    pub fn rados_release_read_op(op: ReadOpT);
-    pub fn rados_read_op_omap_get_vals2(
+    fn rados_create_read_op() -> ReadOpT;
+    fn rados_release_read_op(op: ReadOpT);
+    fn rados_read_op_omap_get_vals2(
         op: ReadOpT,
         start_after: *const c_char,
         filter_prefix: *const c_char,
@@ -138,7 +143,7 @@ unsafe extern "C" {
         pmore: *mut u8,
         prval: *mut c_int,
     );
-    pub fn rados_read_op_omap_get_vals_by_keys2(
+    fn rados_read_op_omap_get_vals_by_keys2(
         op: ReadOpT,
         keys: *const *const c_char,
         num_keys: usize,
@@ -146,34 +151,35 @@ unsafe extern "C" {
         iter: *mut OmapIterT,
         prval: *mut c_int,
     );
-    pub fn rados_read_op_operate(
+    fn rados_read_op_operate(
         op: ReadOpT,
         io: IoCtxT,
         oid: *const c_char,
         flags: c_int,
     ) -> c_int;
-    pub fn rados_omap_get_next2(
+    fn rados_omap_get_next2(
         iter: OmapIterT,
         key: *mut *mut c_char,
         val: *mut *mut c_char,
         key_len: *mut usize,
         val_len: *mut usize,
     ) -> c_int;
-    pub fn rados_omap_get_end(iter: OmapIterT);
+    fn rados_omap_get_end(iter: OmapIterT);
 }
 
-unsafe extern "C" {
-    pub fn rbd_image_options_create(opts: *mut ImageOptionsT);
-    pub fn rbd_image_options_destroy(opts: ImageOptionsT);
-    pub fn rbd_image_options_set_string(
+ceph_api! {
+    RbdApi via rbd;
+    fn rbd_image_options_create(opts: *mut ImageOptionsT);
+    fn rbd_image_options_destroy(opts: ImageOptionsT);
+    fn rbd_image_options_set_string(
         opts: ImageOptionsT,
         optname: c_int,
         optval: *const c_char,
     ) -> c_int;
-    pub fn rbd_image_options_set_uint64(opts: ImageOptionsT, optname: c_int, optval: u64) -> c_int;
+    fn rbd_image_options_set_uint64(opts: ImageOptionsT, optname: c_int, optval: u64) -> c_int;
 
-    pub fn rbd_create4(io: IoCtxT, name: *const c_char, size: u64, opts: ImageOptionsT) -> c_int;
-    pub fn rbd_clone3(
+    fn rbd_create4(io: IoCtxT, name: *const c_char, size: u64, opts: ImageOptionsT) -> c_int;
+    fn rbd_clone3(
         p_io: IoCtxT,
         p_name: *const c_char,
         p_snapname: *const c_char,
@@ -181,51 +187,51 @@ unsafe extern "C" {
         c_name: *const c_char,
         c_opts: ImageOptionsT,
     ) -> c_int;
-    pub fn rbd_remove(io: IoCtxT, name: *const c_char) -> c_int;
-    pub fn rbd_trash_move(io: IoCtxT, name: *const c_char, delay: u64) -> c_int;
-    pub fn rbd_trash_list(
+    fn rbd_remove(io: IoCtxT, name: *const c_char) -> c_int;
+    fn rbd_trash_move(io: IoCtxT, name: *const c_char, delay: u64) -> c_int;
+    fn rbd_trash_list(
         io: IoCtxT,
         entries: *mut TrashImageInfoT,
         num_entries: *mut usize,
     ) -> c_int;
-    pub fn rbd_trash_list_cleanup(entries: *mut TrashImageInfoT, num_entries: usize);
-    pub fn rbd_trash_remove(io: IoCtxT, id: *const c_char, force: bool) -> c_int;
-    pub fn rbd_trash_restore(io: IoCtxT, id: *const c_char, name: *const c_char) -> c_int;
-    pub fn rbd_list2(io: IoCtxT, images: *mut ImageSpecT, max_images: *mut usize) -> c_int;
-    pub fn rbd_image_spec_list_cleanup(images: *mut ImageSpecT, num_images: usize);
+    fn rbd_trash_list_cleanup(entries: *mut TrashImageInfoT, num_entries: usize);
+    fn rbd_trash_remove(io: IoCtxT, id: *const c_char, force: bool) -> c_int;
+    fn rbd_trash_restore(io: IoCtxT, id: *const c_char, name: *const c_char) -> c_int;
+    fn rbd_list2(io: IoCtxT, images: *mut ImageSpecT, max_images: *mut usize) -> c_int;
+    fn rbd_image_spec_list_cleanup(images: *mut ImageSpecT, num_images: usize);
 
-    pub fn rbd_open(
+    fn rbd_open(
         io: IoCtxT,
         name: *const c_char,
         image: *mut ImageT,
         snap_name: *const c_char,
     ) -> c_int;
-    pub fn rbd_open_read_only(
+    fn rbd_open_read_only(
         io: IoCtxT,
         name: *const c_char,
         image: *mut ImageT,
         snap_name: *const c_char,
     ) -> c_int;
-    pub fn rbd_close(image: ImageT) -> c_int;
-    pub fn rbd_get_size(image: ImageT, size: *mut u64) -> c_int;
-    pub fn rbd_resize(image: ImageT, size: u64) -> c_int;
-    pub fn rbd_flatten(image: ImageT) -> c_int;
-    pub fn rbd_snap_create(image: ImageT, snapname: *const c_char) -> c_int;
-    pub fn rbd_snap_remove(image: ImageT, snapname: *const c_char) -> c_int;
-    pub fn rbd_snap_exists(image: ImageT, snapname: *const c_char, exists: *mut bool) -> c_int;
-    pub fn rbd_snap_list(image: ImageT, snaps: *mut SnapInfoT, max_snaps: *mut c_int) -> c_int;
-    pub fn rbd_snap_list_end(snaps: *mut SnapInfoT);
-    pub fn rbd_get_parent(
+    fn rbd_close(image: ImageT) -> c_int;
+    fn rbd_get_size(image: ImageT, size: *mut u64) -> c_int;
+    fn rbd_resize(image: ImageT, size: u64) -> c_int;
+    fn rbd_flatten(image: ImageT) -> c_int;
+    fn rbd_snap_create(image: ImageT, snapname: *const c_char) -> c_int;
+    fn rbd_snap_remove(image: ImageT, snapname: *const c_char) -> c_int;
+    fn rbd_snap_exists(image: ImageT, snapname: *const c_char, exists: *mut bool) -> c_int;
+    fn rbd_snap_list(image: ImageT, snaps: *mut SnapInfoT, max_snaps: *mut c_int) -> c_int;
+    fn rbd_snap_list_end(snaps: *mut SnapInfoT);
+    fn rbd_get_parent(
         image: ImageT,
         parent_image: *mut LinkedImageSpecT,
         parent_snap: *mut SnapSpecT,
     ) -> c_int;
-    pub fn rbd_linked_image_spec_cleanup(image: *mut LinkedImageSpecT);
-    pub fn rbd_snap_spec_cleanup(snap: *mut SnapSpecT);
-    pub fn rbd_watchers_list(
+    fn rbd_linked_image_spec_cleanup(image: *mut LinkedImageSpecT);
+    fn rbd_snap_spec_cleanup(snap: *mut SnapSpecT);
+    fn rbd_watchers_list(
         image: ImageT,
         watchers: *mut ImageWatcherT,
         max_watchers: *mut usize,
     ) -> c_int;
-    pub fn rbd_watchers_list_cleanup(watchers: *mut ImageWatcherT, num_watchers: usize);
+    fn rbd_watchers_list_cleanup(watchers: *mut ImageWatcherT, num_watchers: usize);
 }
