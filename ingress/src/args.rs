@@ -159,14 +159,11 @@ pub struct Options {
         default_value = "/usr/sbin/nginx"
     )]
     pub nginx_binary: PathBuf,
-    /// The live nginx config file berth writes (atomically).
-    #[arg(
-        long,
-        global = true,
-        env = "BERTH_NGINX_CONF",
-        default_value = "/etc/nginx/nginx.conf"
-    )]
-    pub nginx_conf: PathBuf,
+    /// The live nginx config file berth writes (atomically). Default: /etc/nginx/nginx.conf,
+    /// but only if that file is absent or was written by berth-ingress: a system's own
+    /// nginx.conf is never overwritten unless this flag names it.
+    #[arg(long, global = true, env = "BERTH_NGINX_CONF")]
+    pub nginx_conf: Option<PathBuf>,
     /// nginx prefix (-p): pid file and temp directories.
     #[arg(
         long,
@@ -222,8 +219,10 @@ pub struct Options {
     /// nginx -t).
     #[arg(long, global = true, env = "BERTH_ALLOW_EXTERNAL_NAME")]
     pub allow_external_name: bool,
+    /// Port nginx serves plain HTTP on.
     #[arg(long, global = true, env = "BERTH_HTTP_PORT", default_value_t = 80)]
     pub http_port: u16,
+    /// Port nginx serves HTTPS on (hosts with a certificate, and the default certificate).
     #[arg(long, global = true, env = "BERTH_HTTPS_PORT", default_value_t = 443)]
     pub https_port: u16,
     /// Address nginx listens on (default: all IPv4 addresses).
@@ -258,6 +257,7 @@ pub struct Options {
     /// Longest wait under a continuous stream of changes (e.g. 1s).
     #[arg(long, global = true, env = "BERTH_DEBOUNCE_MAX", default_value = "1s", value_parser = duration)]
     pub debounce_max: Duration,
+    /// Log lines as human-readable text or as JSON objects (one per line).
     #[arg(
         long,
         global = true,

@@ -62,6 +62,32 @@ pub enum Error {
     CertFile(#[from] CertFileError),
     #[error("generating the self-signed default certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
+    #[error(
+        "{0} exists and was not written by berth-ingress: refusing to overwrite it. Pass \
+         --nginx-conf to choose the live config file (naming this one overwrites it on purpose)"
+    )]
+    ForeignNginxConf(std::path::PathBuf),
+}
+
+/// Where nginx.conf goes when `--nginx-conf` is not given.
+pub const DEFAULT_NGINX_CONF: &str = "/etc/nginx/nginx.conf";
+
+/// The live config file: the one `--nginx-conf` names, else `default` if it is absent or
+/// carries render's header (written by us before). A system's own nginx.conf is never
+/// overwritten by surprise.
+pub fn live_conf_path(
+    given: Option<&std::path::Path>,
+    default: &std::path::Path,
+) -> Result<std::path::PathBuf, Error> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    match std::fs::read_to_string(default) {
+        Ok(text) if !text.starts_with(crate::render::HEADER) => {
+            Err(Error::ForeignNginxConf(default.to_path_buf()))
+        }
+        _ => Ok(default.to_path_buf()),
+    }
 }
 
 pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
@@ -265,7 +291,10 @@ pub async fn run(
     };
     let paths = NginxPaths {
         binary: opts.nginx_binary.clone(),
-        conf: opts.nginx_conf.clone(),
+        conf: live_conf_path(
+            opts.nginx_conf.as_deref(),
+            std::path::Path::new(DEFAULT_NGINX_CONF),
+        )?,
         prefix: opts.nginx_prefix.clone(),
     };
     let nginx = Nginx::new(paths, !opts.external_nginx).with_timeout(opts.nginx_timeout);
@@ -335,4 +364,31 @@ pub async fn run(
     }
     _ = metrics_stop.send(true);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_nginx_conf_is_overwritten_only_if_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("nginx.conf");
+        // Absent: ours to write.
+        assert_eq!(live_conf_path(None, &default).unwrap(), default);
+        // The system's own config: refused, with the path and the way out in the message.
+        std::fs::write(&default, "user www-data;\nworker_processes auto;\n").unwrap();
+        let err = live_conf_path(None, &default).unwrap_err().to_string();
+        assert!(err.contains(&*default.to_string_lossy()), "{err}");
+        assert!(err.contains("--nginx-conf"), "{err}");
+        // Named on purpose: overwritten.
+        assert_eq!(live_conf_path(Some(&default), &default).unwrap(), default);
+        // Written by us before: ours.
+        std::fs::write(
+            &default,
+            format!("{}worker_processes 1;\n", crate::render::HEADER),
+        )
+        .unwrap();
+        assert_eq!(live_conf_path(None, &default).unwrap(), default);
+    }
 }
