@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::args::{Options, SourceKind, UpstreamArg};
 use crate::certfiles::{CertFileError, CertFiles};
+use crate::htpasswd_files::{HtpasswdFileError, HtpasswdFiles};
 use crate::metrics::{self, Metrics};
 use crate::model::{Kind, ObjectRef, Report};
 use crate::nginx::{Nginx, NginxError, NginxPaths};
@@ -60,6 +61,8 @@ pub enum Error {
     NginxExited(String),
     #[error(transparent)]
     CertFile(#[from] CertFileError),
+    #[error(transparent)]
+    HtpasswdFile(#[from] HtpasswdFileError),
     #[error("generating the self-signed default certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
     #[error(
@@ -137,6 +140,7 @@ pub async fn init(
     let files = CertFiles::new(rc.tls_dir())?;
     files.write(&crate::tls::self_signed()?)?;
     files.install(&model.certificates)?;
+    HtpasswdFiles::new(rc.auth_dir())?.install(&model.htpasswd_files())?;
     let (text, reports) = (render(&model, &rc), model.reports);
     let mut nginx = Nginx::new(
         NginxPaths {
@@ -301,9 +305,11 @@ pub async fn run(
     nginx.prepare_dirs()?;
     let cert_files = CertFiles::new(sync_config.render.tls_dir())?;
     cert_files.write(&crate::tls::self_signed()?)?;
+    let htpasswd_files = HtpasswdFiles::new(sync_config.render.auth_dir())?;
     metrics.set_pid_file(sync_config.render.pid_file());
     let mut syncer = Syncer::new(nginx, sync_config, metrics.clone())
         .with_cert_files(cert_files)
+        .with_htpasswd_files(htpasswd_files)
         .with_served(served_tx);
 
     // First config before nginx serves (retried until it applies), then nginx.

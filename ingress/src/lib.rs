@@ -25,6 +25,8 @@
 pub mod args;
 pub mod certfiles;
 pub mod controller;
+pub mod htpasswd;
+pub mod htpasswd_files;
 pub mod live;
 pub mod metrics;
 pub mod model;

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::htpasswd::HtpasswdFile;
 pub use crate::tls::Certificate;
 
 /// Which kind of Kubernetes object (or manifest file) a route or report refers to.
@@ -143,6 +144,19 @@ pub struct RouteOptions {
     pub backend_protocol: BackendProtocol,
     /// Empty = every source; otherwise only these networks (403 for others).
     pub allow_source_ranges: Vec<Cidr>,
+    /// These networks get 403 (checked before `allow_source_ranges`).
+    pub deny_source_ranges: Vec<Cidr>,
+    /// HTTP basic authentication (`auth-type: basic`): 401 without valid credentials.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `auth-type: basic` + `auth-secret` + `auth-realm`, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BasicAuth {
+    /// Validated realm text (written inside double quotes).
+    pub realm: String,
+    /// The users, from the Secret (written to `PREFIX/auth/<id>.htpasswd`).
+    pub file: HtpasswdFile,
 }
 
 impl Default for RouteOptions {
@@ -155,6 +169,8 @@ impl Default for RouteOptions {
             proxy_connect_timeout: None,
             backend_protocol: BackendProtocol::Http,
             allow_source_ranges: Vec::new(),
+            deny_source_ranges: Vec::new(),
+            basic_auth: None,
         }
     }
 }
@@ -325,6 +341,21 @@ pub struct Model {
     pub certificates: Vec<Certificate>,
     /// Id of the `--default-ssl-certificate` Secret's certificate, when given and valid.
     pub default_certificate: Option<String>,
+}
+
+impl Model {
+    /// The htpasswd files the locations use, sorted by id, unique.
+    pub fn htpasswd_files(&self) -> Vec<HtpasswdFile> {
+        let mut files: Vec<HtpasswdFile> = self
+            .servers
+            .iter()
+            .flat_map(|s| &s.locations)
+            .filter_map(|l| l.options.basic_auth.as_ref().map(|a| a.file.clone()))
+            .collect();
+        files.sort_by(|a, b| a.id.cmp(&b.id));
+        files.dedup_by(|a, b| a.id == b.id);
+        files
+    }
 }
 
 /// A fallback backend and the object (or flag) that set it.

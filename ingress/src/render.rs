@@ -20,7 +20,8 @@
 //!   (`ssl_certificate` and `_key` name the same file, `PREFIX/tls/<id>.pem`, chain + key).
 //!   HTTP/2 is on the TLS listener only (ALPN), so plain HTTP/1.1 clients are unaffected and
 //!   gRPC works over TLS.
-//! - per location (annotations): `allow CIDR; deny all;`, then on a TLS host
+//! - per location (annotations): `deny CIDR;` (deny-source-range), `allow CIDR; deny all;`,
+//!   `auth_basic "realm"; auth_basic_user_file PREFIX/auth/<id>.htpasswd;`, then on a TLS host
 //!   `if ($scheme = http) { return 308 https://$host[:port]$request_uri; }` (the one safe use
 //!   of `if`), `client_max_body_size`, `proxy_pass http|https://up[TARGET]` (rewrite-target =
 //!   the URI part of proxy_pass, which replaces the matched prefix) or `grpc_pass grpc://up`,
@@ -112,6 +113,11 @@ impl RenderConfig {
     /// Directory of the certificate files (0700; files 0600).
     pub fn tls_dir(&self) -> PathBuf {
         self.prefix.join("tls")
+    }
+
+    /// Directory of the htpasswd files (`htpasswd_files.rs`).
+    pub fn auth_dir(&self) -> PathBuf {
+        self.prefix.join("auth")
     }
 
     fn prefix_str(&self) -> &str {
@@ -296,6 +302,7 @@ fn server(
     let ctx = Ctx {
         tls: s.host.is_some() && cert.is_some(),
         https_port: config.https_port,
+        prefix: config.prefix_str(),
     };
     let mut has_root = false;
     let mut last_exact: Option<&str> = None;
@@ -335,9 +342,11 @@ fn server(
 }
 
 /// Per-server facts a location needs.
-struct Ctx {
+struct Ctx<'a> {
     tls: bool,
     https_port: u16,
+    /// The checked nginx prefix (htpasswd files live in `PREFIX/auth`).
+    prefix: &'a str,
 }
 
 /// What a location does.
@@ -375,7 +384,7 @@ fn location(
     suffix: &str,
     target: &Target<'_>,
     o: &RouteOptions,
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     slash: bool,
 ) {
     out.push_str("        location ");
@@ -383,11 +392,22 @@ fn location(
     out.push_str(path);
     out.push_str(suffix);
     out.push_str(" {\n");
+    for c in &o.deny_source_ranges {
+        _ = writeln!(out, "            deny {c};");
+    }
     if !o.allow_source_ranges.is_empty() {
         for c in &o.allow_source_ranges {
             _ = writeln!(out, "            allow {c};");
         }
         out.push_str("            deny all;\n");
+    }
+    if let Some(a) = &o.basic_auth {
+        _ = writeln!(out, "            auth_basic \"{}\";", a.realm);
+        _ = writeln!(
+            out,
+            "            auth_basic_user_file {}/auth/{}.htpasswd;",
+            ctx.prefix, a.file.id
+        );
     }
     if ctx.tls && o.ssl_redirect {
         out.push_str("            if ($scheme = http) {\n                return 308 https://$host");

@@ -19,7 +19,8 @@ pub struct Snapshot {
     pub ingresses: Vec<Arc<Ingress>>,
     pub ingress_classes: Vec<Arc<IngressClass>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Only `kubernetes.io/tls` Secrets (TLS).
+    /// Only `kubernetes.io/tls` Secrets (TLS) and Secrets with an `auth` key (htpasswd files
+    /// for basic authentication).
     pub secrets: Vec<Arc<Secret>>,
     /// Problems the source itself found (e.g. a manifest file that does not parse).
     pub reports: Vec<Report>,
@@ -50,17 +51,28 @@ pub enum Object {
 }
 
 impl Snapshot {
-    /// Add one object. Secrets other than `kubernetes.io/tls` are not kept.
+    /// Add one object. Secrets other than `kubernetes.io/tls` or with an `auth` key are not
+    /// kept.
     pub fn push(&mut self, object: Object) {
         match object {
             Object::Service(o) => self.services.push(o),
             Object::Ingress(o) => self.ingresses.push(o),
             Object::IngressClass(o) => self.ingress_classes.push(o),
             Object::EndpointSlice(o) => self.endpoint_slices.push(o),
-            Object::Secret(o) if o.type_.as_deref() == Some("kubernetes.io/tls") => {
+            Object::Secret(o)
+                if o.type_.as_deref() == Some("kubernetes.io/tls") || has_auth(&o) =>
+            {
                 self.secrets.push(o)
             }
             Object::Secret(_) => {}
         }
     }
+}
+
+/// Does the Secret hold an `auth` key (an htpasswd file, `auth-secret`)?
+fn has_auth(s: &Secret) -> bool {
+    s.data.as_ref().is_some_and(|d| d.contains_key("auth"))
+        || s.string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("auth"))
 }

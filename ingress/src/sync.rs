@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use crate::certfiles::CertFiles;
+use crate::htpasswd_files::HtpasswdFiles;
 use crate::metrics::Metrics;
 use crate::model::{Model, ObjectRef, Reason, Report};
 use crate::nginx::{Apply, NginxError};
@@ -89,6 +90,8 @@ pub struct Syncer<A: Apply> {
     last_reports: Vec<Report>,
     /// Where certificate files go (`None`: models carry no certificates, e.g. unit tests).
     cert_files: Option<CertFiles>,
+    /// Where htpasswd files go (`None`: unit tests).
+    htpasswd_files: Option<HtpasswdFiles>,
     served: Option<Served>,
 }
 
@@ -126,6 +129,7 @@ impl<A: Apply> Syncer<A> {
             refused: None,
             last_reports: Vec::new(),
             cert_files: None,
+            htpasswd_files: None,
             served: None,
         }
     }
@@ -139,6 +143,12 @@ impl<A: Apply> Syncer<A> {
     /// Write the models' certificates into `files` before each candidate is tested.
     pub fn with_cert_files(mut self, files: CertFiles) -> Self {
         self.cert_files = Some(files);
+        self
+    }
+
+    /// Write the models' htpasswd files into `files` before each candidate is tested.
+    pub fn with_htpasswd_files(mut self, files: HtpasswdFiles) -> Self {
+        self.htpasswd_files = Some(files);
         self
     }
 
@@ -168,6 +178,12 @@ impl<A: Apply> Syncer<A> {
             tracing::error!(error = %e, "writing certificate files failed; keeping the last good config");
             return Outcome::Failed;
         }
+        if let Some(files) = &self.htpasswd_files {
+            if let Err(e) = files.install(&model.htpasswd_files()) {
+                tracing::error!(error = %e, "writing htpasswd files failed; keeping the last good config");
+                return Outcome::Failed;
+            }
+        }
         self.metrics.set_certificates(&model.certificates);
         let started = std::time::Instant::now();
         let text = render(&model, &self.config.render);
@@ -187,6 +203,9 @@ impl<A: Apply> Syncer<A> {
         let outcome = self.apply(&mut model, final_text, full_hash, known).await;
         if let (Outcome::Reloaded, Some(files)) = (&outcome, &self.cert_files) {
             files.prune(&model.certificates);
+        }
+        if let (Outcome::Reloaded, Some(files)) = (&outcome, &self.htpasswd_files) {
+            files.prune(&model.htpasswd_files());
         }
         if let (Outcome::Reloaded | Outcome::Unchanged, Some(served)) = (&outcome, &self.served) {
             let now = model.origins();

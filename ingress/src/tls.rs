@@ -249,7 +249,7 @@ fn openssl_policy(
 
 /// The bytes of one key of a Secret: `data` (base64-decoded by the API types) or, in manifest
 /// files that were never stored by an API server, `stringData`.
-fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+pub(crate) fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return Some(&v.0);
     }

@@ -9,7 +9,7 @@ use berth_ingress::model::Kind;
 use berth_ingress::render::{RenderConfig, render};
 use berth_ingress::snapshot::Snapshot;
 use berth_ingress::translate::{self, LabelSelector, TranslateConfig};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
@@ -138,6 +138,98 @@ fn ing(name: &str, host: &str, path: &str, backend: &str, annotations: &[(&str, 
     }
 }
 
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// Secret default/basic holding a valid htpasswd file.
+fn htpasswd_secret() -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("basic".into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            "auth".to_owned(),
+            "alice:$apr1$abcdefgh$M2T3erDstkD7SsE2QQnfH0\n".to_owned(),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// `auth-realm` admits some corpus strings (letters, spaces, `@`...) as harmless quoted text:
+/// each hostile realm is refused, or written only inside `auth_basic "...";` over the safe
+/// charset; an htpasswd line with hostile text refuses the Ingress without echoing it.
+#[test]
+fn hostile_realms_and_htpasswd_lines_are_refused_or_quoted_safely() {
+    let config = TranslateConfig::default();
+    let rc = RenderConfig::new("/run/berth", 80, 443).unwrap();
+    let mut accepted = 0;
+    for value in corpus() {
+        let mut snap = Snapshot::default();
+        snap.secrets.push(Arc::new(htpasswd_secret()));
+        let (t, s, r) = (
+            format!("{NGINX}auth-type"),
+            format!("{NGINX}auth-secret"),
+            format!("{NGINX}auth-realm"),
+        );
+        snap.ingresses.push(Arc::new(ing(
+            "realm",
+            "k.example.com",
+            "/",
+            "good",
+            &[(&t, "basic"), (&s, "basic"), (&r, &value)],
+        )));
+        let model = translate::build(&snap, &config);
+        let conf = render(&model, &rc);
+        let refused = model
+            .reports
+            .iter()
+            .any(|r| r.object.name == "realm" && r.field.contains("auth-realm"));
+        if refused {
+            let base = render(&translate::build(&Snapshot::default(), &config), &rc);
+            assert!(!leaked(&conf, &value) || base.contains(&value), "{value:?}");
+        } else {
+            accepted += 1;
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b" ._,:@()/-".contains(&b)),
+                "{value:?} accepted"
+            );
+            assert!(
+                conf.contains(&format!("auth_basic \"{value}\";")),
+                "{value:?}"
+            );
+        }
+
+        let mut hostile = htpasswd_secret();
+        hostile.string_data = Some(BTreeMap::from([(
+            "auth".to_owned(),
+            format!("alice:$apr1$abcdefgh$M2T3erDstkD7SsE2QQnfH0\n{value}\n"),
+        )]));
+        snap.secrets = vec![Arc::new(hostile)];
+        snap.ingresses = vec![Arc::new(ing(
+            "realm",
+            "k.example.com",
+            "/",
+            "good",
+            &[(&t, "basic"), (&s, "basic")],
+        ))];
+        let model = translate::build(&snap, &config);
+        let report = model
+            .reports
+            .iter()
+            .find(|r| r.object.name == "realm" && r.field.contains("auth-secret"))
+            .unwrap_or_else(|| panic!("htpasswd line {value:?} accepted"));
+        assert!(
+            !report.to_string().contains(&value) && !report.to_string().contains("M2T3"),
+            "{report}"
+        );
+    }
+    // Accepted (harmless quoted text): "a com", "lua_code_cache off", "include /etc/passwd"...
+    assert!(accepted <= 7, "{accepted} hostile realms accepted");
+}
+
 #[test]
 fn hostile_values_never_reach_nginx_conf() {
     let mut snap = Snapshot::default();
@@ -153,6 +245,7 @@ fn hostile_values_never_reach_nginx_conf() {
         "good",
         &[],
     )));
+    snap.secrets.push(Arc::new(htpasswd_secret()));
     let baseline_snap = snap.clone();
     let mut hostile_objects = 0;
     for (i, value) in corpus().iter().enumerate() {
@@ -207,18 +300,32 @@ fn hostile_values_never_reach_nginx_conf() {
             "good",
             &[("berth.dev/server-snippet", value)],
         )));
-        // ingress-nginx annotations: a snippet, an unimplemented one, a honoured spelling.
-        for (what, key) in [
-            ("nsnip", "nginx.ingress.kubernetes.io/configuration-snippet"),
-            ("nauth", "nginx.ingress.kubernetes.io/auth-url"),
-            ("nbody", "nginx.ingress.kubernetes.io/proxy-body-size"),
+        // ingress-nginx annotations: a snippet, an unimplemented one, honoured spellings (with
+        // the companions that make the hostile value the one checked).
+        for (what, key, companions) in [
+            ("nsnip", "configuration-snippet", &[][..]),
+            ("nauth", "auth-url", &[]),
+            ("nbody", "proxy-body-size", &[]),
+            ("ndeny", "denylist-source-range", &[]),
+            ("natype", "auth-type", &[("auth-secret", "basic")]),
+            ("nasecret", "auth-secret", &[("auth-type", "basic")]),
+            (
+                "nastype",
+                "auth-secret-type",
+                &[("auth-type", "basic"), ("auth-secret", "basic")],
+            ),
         ] {
+            let key = format!("{NGINX}{key}");
+            let mut annotations: Vec<(String, &str)> = vec![(key, value)];
+            annotations.extend(companions.iter().map(|(k, v)| (format!("{NGINX}{k}"), *v)));
+            let pairs: Vec<(&str, &str)> =
+                annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             snap.ingresses.push(Arc::new(ing(
                 &n(what),
                 "k.example.com",
                 "/",
                 "good",
-                &[(key, value)],
+                &pairs,
             )));
         }
         let mut named = ing("x", "l.example.com", &format!("/l{i}"), "good", &[]);
@@ -227,7 +334,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 13;
+        hostile_objects += 17;
     }
     assert!(corpus().len() >= 30);
 

@@ -152,12 +152,28 @@ impl Response {
 
 /// GET `path` from `addr` with a Host header, HTTP/1.1, `Connection: close`.
 pub fn http_get(addr: &str, host: &str, path: &str) -> Result<Response> {
+    http_request(addr, "GET", host, path, &[])
+}
+
+/// `method` `path` (no body) from `addr` with a Host header and extra `headers`, HTTP/1.1,
+/// `Connection: close`.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: berth-tests\r\n\r\n"
-    )?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: berth-tests\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw)

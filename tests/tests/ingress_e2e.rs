@@ -9,6 +9,8 @@
 
 #[path = "ingress_e2e/annotations.rs"]
 mod annotations;
+#[path = "ingress_e2e/auth.rs"]
+mod auth;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
 #[path = "ingress_e2e/isolation.rs"]
@@ -48,6 +50,10 @@ fn main() {
         t(
             "nginx_annotation_unsupported_refused_rest_served",
             annotations::unsupported_annotation_is_refused_the_rest_serves,
+        ),
+        t(
+            "annotation_basic_auth_and_source_ranges",
+            auth::basic_auth_and_source_ranges,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use super::auth::{self, AuthAnnotations};
 use super::report;
+use super::secrets::Secrets;
 use crate::model::{BackendProtocol, ObjectRef, Reason, Report, RouteOptions};
 use crate::validate::{self, Invalid};
 
@@ -22,6 +24,11 @@ pub const PROXY_READ_TIMEOUT: &str = "berth.dev/proxy-read-timeout";
 pub const PROXY_CONNECT_TIMEOUT: &str = "berth.dev/proxy-connect-timeout";
 pub const BACKEND_PROTOCOL: &str = "berth.dev/backend-protocol";
 pub const ALLOW_SOURCE_RANGE: &str = "berth.dev/allow-source-range";
+pub const DENY_SOURCE_RANGE: &str = "berth.dev/deny-source-range";
+pub const AUTH_TYPE: &str = "berth.dev/auth-type";
+pub const AUTH_SECRET: &str = "berth.dev/auth-secret";
+pub const AUTH_SECRET_TYPE: &str = "berth.dev/auth-secret-type";
+pub const AUTH_REALM: &str = "berth.dev/auth-realm";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -32,6 +39,11 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     PROXY_CONNECT_TIMEOUT,
     BACKEND_PROTOCOL,
     ALLOW_SOURCE_RANGE,
+    DENY_SOURCE_RANGE,
+    AUTH_TYPE,
+    AUTH_SECRET,
+    AUTH_SECRET_TYPE,
+    AUTH_REALM,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -48,6 +60,11 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("backend-protocol", BACKEND_PROTOCOL),
     ("whitelist-source-range", ALLOW_SOURCE_RANGE),
     ("allowlist-source-range", ALLOW_SOURCE_RANGE),
+    ("denylist-source-range", DENY_SOURCE_RANGE),
+    ("auth-type", AUTH_TYPE),
+    ("auth-secret", AUTH_SECRET),
+    ("auth-secret-type", AUTH_SECRET_TYPE),
+    ("auth-realm", AUTH_REALM),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -83,10 +100,12 @@ fn shown(key: &str) -> String {
 /// `berth.dev/` keys and the [`NGINX_EQUIVALENTS`] are parsed; any other
 /// `nginx.ingress.kubernetes.io/` key refuses the Ingress (`unsupported_annotation`, every such
 /// key named) unless `ignore` names it; snippets always refuse it. Other keys are not ours.
+/// `secrets`: where `auth-secret` is looked up (`translate/auth.rs`).
 pub fn route_options(
     origin: &ObjectRef,
     annotations: Option<&BTreeMap<String, String>>,
     ignore: &[String],
+    secrets: &Secrets<'_>,
 ) -> Result<(RouteOptions, Vec<Report>), Report> {
     let mut o = RouteOptions::default();
     let mut ignored = Vec::new();
@@ -146,6 +165,7 @@ pub fn route_options(
         ));
     }
     let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut auth = AuthAnnotations::default();
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
         let bad = |e: Invalid| report(origin, field(), Reason::InvalidAnnotation, e.to_string());
@@ -180,6 +200,11 @@ pub fn route_options(
             ALLOW_SOURCE_RANGE => {
                 o.allow_source_ranges = validate::cidr_list(value).map_err(bad)?
             }
+            DENY_SOURCE_RANGE => o.deny_source_ranges = validate::cidr_list(value).map_err(bad)?,
+            AUTH_TYPE => auth.auth_type = Some((field(), value)),
+            AUTH_SECRET => auth.secret = Some((field(), value)),
+            AUTH_SECRET_TYPE => auth.secret_type = Some((field(), value)),
+            AUTH_REALM => auth.realm = Some((field(), value)),
             _ => {
                 return Err(report(
                     origin,
@@ -190,6 +215,7 @@ pub fn route_options(
             }
         }
     }
+    o.basic_auth = auth::basic(origin, auth, secrets)?;
     if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {
         return Err(report(
             origin,
@@ -211,7 +237,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        route_options(&ObjectRef::new(Kind::Ingress, "ns", "i"), Some(&map), &[]).map(|(o, _)| o)
+        let secrets = Secrets::new([]);
+        route_options(
+            &ObjectRef::new(Kind::Ingress, "ns", "i"),
+            Some(&map),
+            &[],
+            &secrets,
+        )
+        .map(|(o, _)| o)
     }
 
     #[test]
@@ -237,6 +270,96 @@ mod tests {
         assert_eq!(o.backend_protocol, BackendProtocol::Https);
         assert_eq!(o.allow_source_ranges.len(), 1);
         assert_eq!(parse(&[]).unwrap(), RouteOptions::default());
+    }
+
+    fn with_secret(pairs: &[(&str, &str)], auth: &str) -> Result<RouteOptions, Report> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("basic".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            string_data: Some([("auth".to_owned(), auth.to_owned())].into()),
+            ..Default::default()
+        };
+        let secrets = Secrets::new([&secret]);
+        let origin = ObjectRef::new(Kind::Ingress, "ns", "i");
+        route_options(&origin, Some(&map), &[], &secrets).map(|(o, _)| o)
+    }
+
+    #[test]
+    fn basic_auth_both_spellings_and_every_refusal() {
+        const GOOD: &str = "alice:$apr1$abcdefgh$abcdefghijklmnopqrstuv\n";
+        let n = |k: &str| format!("{NGINX_PREFIX}{k}");
+        let (ty, secret, realm) = (n("auth-type"), n("auth-secret"), n("auth-realm"));
+        let o = with_secret(&[(&ty, "basic"), (&secret, "basic")], GOOD).unwrap();
+        let a = o.basic_auth.unwrap();
+        assert_eq!(a.realm, auth::DEFAULT_REALM);
+        assert!(a.file.id.starts_with("ns_basic_"));
+        let berth = with_secret(
+            &[
+                (AUTH_TYPE, "basic"),
+                (AUTH_SECRET, "ns/basic"),
+                (AUTH_REALM, "Staff"),
+                (AUTH_SECRET_TYPE, "auth-file"),
+            ],
+            GOOD,
+        )
+        .unwrap();
+        assert_eq!(berth.basic_auth.unwrap().realm, "Staff");
+        for (pairs, auth_text, says) in [
+            (
+                vec![(ty.as_str(), "basic"), (&secret, "missing")],
+                GOOD,
+                "not found",
+            ),
+            (vec![(&ty, "basic")], GOOD, "needs auth-secret"),
+            (vec![(&realm, "Staff")], GOOD, "needs auth-type"),
+            (vec![(&secret, "basic")], GOOD, "needs auth-type"),
+            (
+                vec![(&ty, "digest"), (&secret, "basic")],
+                GOOD,
+                "only auth-type basic",
+            ),
+            (
+                vec![(&ty, "basic"), (&secret, "other/basic")],
+                GOOD,
+                "namespace",
+            ),
+            (
+                vec![(&ty, "basic"), (&secret, "basic"), (&realm, "a\"; evil")],
+                GOOD,
+                "realm",
+            ),
+            (
+                vec![
+                    (&ty, "basic"),
+                    (&secret, "basic"),
+                    (&n("auth-secret-type"), "auth-map"),
+                ],
+                GOOD,
+                "auth-file",
+            ),
+            (
+                vec![(&ty, "basic"), (&secret, "basic")],
+                "alice:{PLAIN}hunter2-marker\n",
+                "line 1",
+            ),
+        ] {
+            let r = with_secret(&pairs, auth_text).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidAnnotation, "{r}");
+            assert!(r.detail.contains(says), "{says}: {r}");
+            assert!(
+                !r.to_string().contains("hunter2") && !r.to_string().contains("apr1"),
+                "{r}"
+            );
+        }
+        let o = parse(&[(&n("denylist-source-range"), "10.0.0.0/8,127.0.0.1")]).unwrap();
+        assert_eq!(o.deny_source_ranges.len(), 2);
     }
 
     #[test]

@@ -212,6 +212,7 @@ fn one(
         &origin,
         ing.metadata.annotations.as_ref(),
         ignore_annotations,
+        secrets,
     )?;
     let age = Age::of(&ing.metadata, &origin);
     let mut out = Translated {

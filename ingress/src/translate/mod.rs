@@ -8,6 +8,7 @@
 //! routes without a host are served by the catch-all server only.
 
 pub mod annotations;
+pub mod auth;
 pub mod backend;
 pub mod ingress;
 pub mod merge;

@@ -1,10 +1,12 @@
-//! TLS Secrets of a snapshot, indexed by namespace/name and parsed at most once per build.
+//! Secrets of a snapshot, indexed by namespace/name: TLS certificates (parsed at most once per
+//! build) and htpasswd files for basic authentication (`auth` key, see `htpasswd.rs`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::htpasswd::{self, HtpasswdFile};
 use crate::model::{Kind, ObjectRef};
 use crate::tls::{self, Certificate};
 
@@ -44,5 +46,19 @@ impl<'a> Secrets<'a> {
         };
         self.parsed.borrow_mut().insert(key, result.clone());
         result
+    }
+
+    /// The htpasswd file in key `auth` of Secret `namespace/name` (any type, as ingress-nginx
+    /// reads it), or why there is none. The message never holds any of the content.
+    pub fn htpasswd(&self, namespace: &str, name: &str) -> Result<HtpasswdFile, String> {
+        let Some(secret) = self.by_name.get(&(namespace, name)) else {
+            return Err(format!("Secret {namespace}/{name} not found"));
+        };
+        let Some(bytes) = tls::secret_value(secret, "auth") else {
+            return Err(format!("Secret {namespace}/{name} has no key 'auth'"));
+        };
+        htpasswd::parse(ObjectRef::new(Kind::Secret, namespace, name), bytes).map_err(|e| {
+            format!("Secret {namespace}/{name} key 'auth' is not an htpasswd file: {e}")
+        })
     }
 }

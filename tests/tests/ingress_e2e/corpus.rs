@@ -99,6 +99,22 @@ fn corpus() -> Vec<(Slot, String)> {
             Annotation("nginx.ingress.kubernetes.io/rewrite-target"),
             "/xqN; return 200 pwned".into(),
         ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-realm"),
+            "xqN\"; return 200 pwned; #".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-secret"),
+            "xqN;include /etc/passwd".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-type"),
+            "basic\n}xqN".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
+            "10.0.0.0/8; allow all; #xqN".into(),
+        ),
         (ServiceHost, "xqN.svc.test; include /etc/passwd".into()),
         (ServicePath, "/xqN${upstream}".into()),
         (IngressName, "xqN;evil".into()),
