@@ -1,5 +1,7 @@
 //! The kube source: kube-runtime reflectors for Service, Ingress, IngressClass, EndpointSlice
-//! (only with `--upstream=endpoints`) and `kubernetes.io/tls` Secrets, in one namespace or all.
+//! (only with `--upstream=endpoints`), `kubernetes.io/tls` Secrets and `Opaque` Secrets (for
+//! `auth-secret` htpasswd files: only their `auth` key is kept in memory, everything else of
+//! them is dropped as it arrives), in one namespace or all.
 //!
 //! All Services in scope are watched and `--service-selector` is applied in translation: an
 //! Ingress may point at any Service, and a Service whose labels stop matching then simply
@@ -48,6 +50,8 @@ pub struct KubeSource {
     classes: Store<IngressClass>,
     slices: Option<Store<EndpointSlice>>,
     secrets: Store<Secret>,
+    /// `Opaque` Secrets reduced to their `auth` key ([`keep_only_auth`]).
+    auth_secrets: Store<Secret>,
 }
 
 impl Source for KubeSource {
@@ -57,7 +61,14 @@ impl Source for KubeSource {
             ingresses: self.ingresses.state(),
             ingress_classes: self.classes.state(),
             endpoint_slices: self.slices.as_ref().map(Store::state).unwrap_or_default(),
-            secrets: self.secrets.state(),
+            secrets: (self.secrets.state().into_iter())
+                .chain(
+                    self.auth_secrets
+                        .state()
+                        .into_iter()
+                        .filter(|s| s.data.as_ref().is_some_and(|d| d.contains_key("auth"))),
+                )
+                .collect(),
             reports: Vec::new(),
         }
     }
@@ -113,15 +124,44 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    reflect_pruned(api, config, changes, ready, |_| {})
+}
+
+/// Drop everything of an `Opaque` Secret but its name and its `auth` key (an htpasswd file):
+/// other applications' secrets are never held (nor their `last-applied-configuration`).
+fn keep_only_auth(s: &mut Secret) {
+    s.metadata.annotations = None;
+    s.metadata.labels = None;
+    s.string_data = None;
+    s.data = s
+        .data
+        .take()
+        .and_then(|mut d| d.remove_entry("auth"))
+        .map(|kv| [kv].into());
+}
+
+/// [`reflect`], with `prune` applied to each object before it is stored.
+fn reflect_pruned<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+    ready: Arc<AtomicBool>,
+    prune: fn(&mut K),
+) -> (Store<K>, Driver)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = reflector::reflector(
         writer,
         watcher(api, config)
             .backoff(WatchBackoff::default())
-            .modify(|o: &mut K| {
+            .modify(move |o: &mut K| {
                 // managedFields are large and useless here: drop them to keep RSS low.
                 o.managed_fields_mut().clear();
+                prune(o);
             }),
     );
     let failing = Arc::new(AtomicBool::new(false));
@@ -182,7 +222,11 @@ impl KubeSource {
         let (c, rd) = r(&changes);
         let tls_only = wc().fields("type=kubernetes.io/tls");
         let (secrets, d4) = reflect(api::<Secret>(&client, ns), tls_only, c, rd);
-        let mut drivers = vec![d1, d2, d3, d4];
+        let (c, rd) = r(&changes);
+        let opaque = wc().fields("type=Opaque");
+        let (auth_secrets, d5) =
+            reflect_pruned(api::<Secret>(&client, ns), opaque, c, rd, keep_only_auth);
+        let mut drivers = vec![d1, d2, d3, d4, d5];
         let slices = config.endpoint_slices.then(|| {
             let (c, rd) = r(&changes);
             let (store, d) = reflect(api::<EndpointSlice>(&client, ns), wc(), c, rd);
@@ -195,6 +239,7 @@ impl KubeSource {
             classes,
             slices,
             secrets,
+            auth_secrets,
         };
         let waiting = source.clone();
         let announce = async move {
@@ -215,6 +260,7 @@ impl KubeSource {
         let _ = self.ingresses.wait_until_ready().await;
         let _ = self.classes.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
+        let _ = self.auth_secrets.wait_until_ready().await;
         if let Some(s) = &self.slices {
             let _ = s.wait_until_ready().await;
         }

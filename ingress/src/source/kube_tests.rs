@@ -85,7 +85,8 @@ async fn api_server(mut handle: Handle, mut script: Script, list_count: watch::S
             (_, false) => {
                 if path.ends_with("/secrets") {
                     assert!(
-                        query.contains("fieldSelector=type%3Dkubernetes.io%2Ftls"),
+                        query.contains("fieldSelector=type%3Dkubernetes.io%2Ftls")
+                            || query.contains("fieldSelector=type%3DOpaque"),
                         "{query}"
                     );
                 }
@@ -266,4 +267,45 @@ async fn a_change_made_during_an_api_outage_arrives_within_2s_of_recovery() {
         took <= Duration::from_secs(2),
         "served {took:?} after the API came back"
     );
+}
+
+#[test]
+fn opaque_secrets_keep_only_their_auth_key() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let mut s = Secret {
+        metadata: ObjectMeta {
+            name: Some("db".into()),
+            namespace: Some("shop".into()),
+            annotations: Some(
+                [(
+                    "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                    "{\"data\":{\"password\":\"aHVudGVyMg==\"}}".to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [
+                ("auth".to_owned(), bytes("alice:$apr1$x$y")),
+                ("password".to_owned(), bytes("hunter2")),
+            ]
+            .into(),
+        ),
+        string_data: Some([("token".to_owned(), "t".to_owned())].into()),
+        ..Secret::default()
+    };
+    keep_only_auth(&mut s);
+    assert_eq!(s.metadata.name.as_deref(), Some("db"));
+    assert!(s.metadata.annotations.is_none() && s.string_data.is_none());
+    let keys: Vec<&String> = s.data.as_ref().unwrap().keys().collect();
+    assert_eq!(keys, ["auth"]);
+    let mut other = Secret {
+        data: Some([("password".to_owned(), bytes("hunter2"))].into()),
+        ..Secret::default()
+    };
+    keep_only_auth(&mut other);
+    assert!(other.data.is_none());
 }
