@@ -136,10 +136,11 @@ impl HtpasswdFiles {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".htpasswd") && !keep.contains(&name) {
-                if let Err(error) = fs::remove_file(e.path()) {
-                    tracing::warn!(file = %name, %error, "could not remove an unused htpasswd file");
-                }
+            if name.ends_with(".htpasswd")
+                && !keep.contains(&name)
+                && let Err(error) = fs::remove_file(e.path())
+            {
+                tracing::warn!(file = %name, %error, "could not remove an unused htpasswd file");
             }
         }
     }

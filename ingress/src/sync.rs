@@ -178,11 +178,11 @@ impl<A: Apply> Syncer<A> {
             tracing::error!(error = %e, "writing certificate files failed; keeping the last good config");
             return Outcome::Failed;
         }
-        if let Some(files) = &self.htpasswd_files {
-            if let Err(e) = files.install(&model.htpasswd_files()) {
-                tracing::error!(error = %e, "writing htpasswd files failed; keeping the last good config");
-                return Outcome::Failed;
-            }
+        if let Some(files) = &self.htpasswd_files
+            && let Err(e) = files.install(&model.htpasswd_files())
+        {
+            tracing::error!(error = %e, "writing htpasswd files failed; keeping the last good config");
+            return Outcome::Failed;
         }
         self.metrics.set_certificates(&model.certificates);
         let started = std::time::Instant::now();

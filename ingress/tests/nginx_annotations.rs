@@ -69,7 +69,7 @@ fn names(r: &Report, annotation: &str) -> bool {
 
 #[test]
 fn auth_type_basic_is_not_served_and_reported_by_name() {
-    // auth-type basic is honoured (issue 16 item 2), so without its Secret the Ingress is
+    // auth-type basic is honoured, so without its Secret the Ingress is
     // refused as invalid; the others are not implemented.
     for (pairs, reason, named) in [
         (

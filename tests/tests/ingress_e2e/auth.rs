@@ -1,4 +1,4 @@
-//! Access control annotations through the real controller and nginx (issue 16 item 2):
+//! Access control annotations through the real controller and nginx:
 //! `auth-type: basic` + `auth-secret` + `auth-realm` in both spellings (401 with the realm
 //! without or with wrong credentials, 200 with them; a rotated Secret changes who gets in; the
 //! htpasswd file is 0600 under PREFIX/auth and its content is in no log and not in nginx.conf);
