@@ -183,6 +183,7 @@ fn flow(c: &Cluster) -> Result<()> {
         socket.exists()
     })?;
 
+    let mut health = Vec::new();
     let sidecars = step("sidecars up with the ServiceAccount's token", || {
         let sa = cp.service_account_kubeconfig(NS, "berth-csi-controller")?;
         let mut procs = Vec::new();
@@ -208,6 +209,15 @@ fn flow(c: &Cluster) -> Result<()> {
                 .filter(|a| !a.starts_with("--csi-address"))
                 .map(str::to_owned)
                 .collect();
+            // The health port deploy/csi gives it (its livenessProbe), here on a free
+            // loopback port: checked below.
+            let endpoint = args
+                .iter_mut()
+                .find(|a| a.starts_with("--http-endpoint="))
+                .with_context(|| format!("{name} in deploy/csi has no --http-endpoint"))?;
+            let port = berth_tests::proc::free_port()?;
+            *endpoint = format!("--http-endpoint=127.0.0.1:{port}");
+            health.push((name.to_string(), port));
             args.push(format!("--csi-address={}", socket.display()));
             args.push(format!("--kubeconfig={}", sa.display()));
             // In a pod the namespace comes from the service account mount.
@@ -238,7 +248,23 @@ fn flow(c: &Cluster) -> Result<()> {
         Ok(procs)
     })?;
 
-    let r = pvc_flow(&cp, c);
+    let r = pvc_flow(&cp, c).and_then(|()| {
+        // Every sidecar's liveness endpoint (deploy/csi's livenessProbe) answers 200.
+        for (name, port) in &health {
+            let r = berth_tests::nginx::http_get(
+                &format!("127.0.0.1:{port}"),
+                "localhost",
+                "/healthz/leader-election",
+            )?;
+            ensure!(
+                r.status == 200,
+                "{name} /healthz/leader-election: {}",
+                r.status
+            );
+        }
+        eprintln!("health endpoints of {} sidecars answer 200", health.len());
+        Ok(())
+    });
     let forbidden: Vec<String> = sidecars
         .iter()
         .filter_map(|p| {
