@@ -1,7 +1,8 @@
 //! Command line: one clap `Args` with subcommands; every flag has an env fallback.
 //!
 //! `berth-ingress [run]` runs the controller (default), `render --from DIR` prints the config
-//! for a directory of manifests, `init --from DIR --out FILE` writes the first config (the
+//! for a directory of manifests, `check --from DIR` says per Ingress which annotations are
+//! honoured or refused (migrating from ingress-nginx), `init --from DIR --out FILE` writes the first config (the
 //! original design's init container). Flags are global: they go before or after the command.
 
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,13 @@ pub enum Command {
     Run,
     /// Print the nginx config for a directory of manifests (dry run) and its reports on stderr.
     Render {
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Migration aid: for each Ingress in a directory of manifests, which annotations berth
+    /// honours, which it refuses and why, and whether the Ingress would be served (exit status
+    /// 1 when one of ours would not be).
+    Check {
         #[arg(long)]
         from: PathBuf,
     },

@@ -127,6 +127,15 @@ pub fn render_dir(opts: &Options, dir: &std::path::Path) -> Result<(String, Vec<
     Ok((render(&model, &render_config(opts)?), model.reports))
 }
 
+/// `check --from DIR`: per Ingress, what berth makes of its annotations.
+pub fn check_dir(
+    opts: &Options,
+    dir: &std::path::Path,
+) -> Result<Vec<crate::check::IngressCheck>, Error> {
+    let snapshot = FilesSource::new(dir).snapshot();
+    Ok(crate::check::check(&snapshot, &translate_config(opts)?))
+}
+
 /// `init --from DIR --out FILE`: test with nginx (when the binary exists) and install.
 pub async fn init(
     opts: &Options,

@@ -24,6 +24,7 @@
 
 pub mod args;
 pub mod certfiles;
+pub mod check;
 pub mod controller;
 pub mod htpasswd;
 pub mod htpasswd_files;

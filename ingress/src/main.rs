@@ -40,6 +40,14 @@ async fn main() -> anyhow::Result<()> {
             print!("{text}");
             print_reports(&reports);
         }
+        Command::Check { from } => {
+            let checks = controller::check_dir(&args.opts, &from)?;
+            print!("{}", berth_ingress::check::format(&checks));
+            if berth_ingress::check::any_refused(&checks) {
+                eprintln!("some Ingresses of berth's class would not be served (see above)");
+                std::process::exit(1);
+            }
+        }
         Command::ExecTied { .. } => unreachable!("handled above"),
         Command::Init { from, out } => {
             let reports = controller::init(&args.opts, &from, &out)

@@ -74,7 +74,7 @@ pub fn is_snippet(name: &str) -> bool {
 }
 
 /// The name after [`NGINX_PREFIX`] (matched in any case), if `key` has that prefix.
-fn nginx_name(key: &str) -> Option<&str> {
+pub(crate) fn nginx_name(key: &str) -> Option<&str> {
     let p = NGINX_PREFIX.len();
     (key.len() >= p && key.is_char_boundary(p) && key[..p].eq_ignore_ascii_case(NGINX_PREFIX))
         .then(|| &key[p..])
@@ -82,7 +82,7 @@ fn nginx_name(key: &str) -> Option<&str> {
 
 /// An annotation key as reports show it: verbatim when it is plain (so the report names it in
 /// full), else an escaped excerpt.
-fn shown(key: &str) -> String {
+pub(crate) fn shown(key: &str) -> String {
     let plain = key.len() <= 120
         && key
             .bytes()

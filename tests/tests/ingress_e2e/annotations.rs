@@ -67,6 +67,21 @@ pub fn unsupported_annotation_is_refused_the_rest_serves() -> Result<()> {
     ensure!(n == 2.0, "unsupported_annotation gauge {n}");
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
     ensure!(!conf.contains("X-Snip") && !conf.contains("auth.shop.svc"));
+    let out = std::process::Command::new(berth_tests::ingress_ctl::binary()?)
+        .args(["check", "--from"])
+        .arg(&ctl.manifests)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.code() == Some(1), "check exit {:?}", out.status);
+    for line in [
+        "Ingress/shop/open: served\n",
+        "Ingress/shop/guarded: NOT SERVED\n",
+        "  nginx.ingress.kubernetes.io/auth-url: REFUSED: not implemented by berth-ingress\n",
+        "Ingress/shop/snip: NOT SERVED\n",
+        "  nginx.ingress.kubernetes.io/configuration-snippet: REFUSED: snippets",
+    ] {
+        ensure!(text.contains(line), "check output lacks {line:?}:\n{text}");
+    }
     drop(ctl);
 
     // The operator's decision: ignore auth-url. guarded is served (with a report); the snippet

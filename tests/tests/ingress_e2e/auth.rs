@@ -4,7 +4,8 @@
 //! htpasswd file is 0600 under PREFIX/auth and its content is in no log and not in nginx.conf);
 //! a missing Secret or an invalid htpasswd line refuses the Ingress (404, reported, never
 //! served open); `denylist-source-range` / `deny-source-range` and `whitelist-source-range`
-//! answer 403 to a listed / unlisted client and 200 otherwise.
+//! answer 403 to a listed / unlisted client and 200 otherwise. `berth-ingress check` on the
+//! same manifests says which Ingress is served and names the refused annotation.
 
 use std::os::unix::fs::PermissionsExt as _;
 
@@ -169,6 +170,25 @@ pub fn basic_auth_and_source_ranges() -> Result<()> {
     served(&ctl, "denied-other.test", "/x", 200, Some("web /x"))?;
     served(&ctl, "allowed-other.test", "/x", 403, None)?;
     served(&ctl, "allowed.test", "/x", 200, Some("web /x"))?;
+
+    // `check` on the same directory says it too, before anyone switches.
+    let out = std::process::Command::new(berth_tests::ingress_ctl::binary()?)
+        .args(["check", "--from"])
+        .arg(&ctl.manifests)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.code() == Some(1), "check exit {:?}", out.status);
+    for line in [
+        "Ingress/shop/guarded: served\n",
+        "  nginx.ingress.kubernetes.io/auth-type: honoured (as berth.dev/auth-type)\n",
+        "  berth.dev/auth-secret: honoured\n",
+        "Ingress/shop/nosecret: NOT SERVED\n",
+        "  nginx.ingress.kubernetes.io/auth-secret: REFUSED: Secret shop/missing not found",
+        "Ingress/shop/denied: served\n",
+    ] {
+        ensure!(text.contains(line), "check output lacks {line:?}:\n{text}");
+    }
+    ensure!(!text.contains(MARKER) && !String::from_utf8_lossy(&out.stderr).contains(MARKER));
 
     // The file: 0600 under PREFIX/auth; the hash is in the file, not in nginx.conf or the log.
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
