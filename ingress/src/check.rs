@@ -215,7 +215,7 @@ items:
         let v = |c: &IngressCheck, k: &str| c.annotations[k].clone();
         let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
         assert!(
-            matches!(v(legacy, &n("auth-url")), Verdict::Refused(w) if w.contains("unsupported_annotation"))
+            matches!(v(legacy, &n("auth-url")), Verdict::Refused(w) if w.contains("not implemented"))
         );
         assert!(
             matches!(v(legacy, &n("server-snippet")), Verdict::Refused(w) if w.contains("snippet"))
