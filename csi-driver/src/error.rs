@@ -18,6 +18,10 @@ pub enum Error {
     /// The volume, snapshot or source does not exist (CSI: NOT_FOUND).
     #[error("{0}")]
     NotFound(String),
+    /// A pool of a request or of a volume ID does not exist (CSI: NOT_FOUND; CreateVolume
+    /// answers INVALID_ARGUMENT, the StorageClass names it).
+    #[error("pool {pool:?} does not exist")]
+    PoolNotFound { pool: String },
     /// Same name, incompatible request (CSI: ALREADY_EXISTS).
     #[error("{0}")]
     AlreadyExists(String),
@@ -96,7 +100,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::NotFound(_) => Code::NotFound,
+            Error::NotFound(_) | Error::PoolNotFound { .. } => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::OperationPending(_) | Error::BadToken(_) => Code::Aborted,
             Error::FailedPrecondition(_) | Error::CephLibrary(_) => Code::FailedPrecondition,

@@ -206,35 +206,12 @@ impl Connections {
         F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
         H: Send + 'static,
     {
-        let rados = self.connection(t).await?;
         let pool = t.pool.clone();
-        let slot = self.slot().await?;
-        let call = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+        self.with_cluster(t, move |rados| {
             let _held = held;
-            let io = rados.ioctx(&pool).map_err(|errno| {
-                if errno.0 == libc::ENOENT {
-                    Error::NotFound(format!("pool {pool:?} does not exist"))
-                } else {
-                    ceph_err(format!("open pool {pool:?}"), errno)
-                }
-            })?;
-            f(&io)
-        });
-        let result = match tokio::time::timeout(self.deadline, call).await {
-            Err(_) => Err(Error::DeadlineExceeded(format!(
-                "ceph did not answer within {:?}",
-                self.deadline
-            ))),
-            Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
-            Ok(Ok(r)) => r,
-        };
-        if let Err(e) = &result
-            && breaks_connection(e)
-        {
-            self.invalidate(&Self::key(t));
-        }
-        result
+            f(&open_pool(rados, &pool)?)
+        })
+        .await
     }
 
     /// Run `f` with an I/O context on `t.pool` on the blocking pool, with no deadline and no
@@ -247,14 +224,9 @@ impl Connections {
     {
         let rados = self.connection(t).await?;
         let pool = t.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let io = rados
-                .ioctx(&pool)
-                .map_err(|errno| ceph_err(format!("open pool {pool:?}"), errno))?;
-            f(&io)
-        })
-        .await
-        .map_err(|join| Error::Internal(format!("ceph task: {join}")))?
+        tokio::task::spawn_blocking(move || f(&open_pool(&rados, &pool)?))
+            .await
+            .map_err(|join| Error::Internal(format!("ceph task: {join}")))?
     }
 
     /// Run `f` with the bare connection (cluster-wide calls such as `cluster_stat`).
@@ -284,6 +256,19 @@ impl Connections {
         }
         result
     }
+}
+
+/// An I/O context on `pool`; a pool that does not exist is NOT_FOUND.
+fn open_pool<'r>(rados: &'r Rados, pool: &str) -> Result<IoCtx<'r>> {
+    rados.ioctx(pool).map_err(|errno| {
+        if errno.0 == libc::ENOENT {
+            Error::PoolNotFound {
+                pool: pool.to_string(),
+            }
+        } else {
+            ceph_err(format!("open pool {pool:?}"), errno)
+        }
+    })
 }
 
 /// Drop a connection on the blocking pool when this is an async worker: the last reference

@@ -110,7 +110,7 @@ pub(super) async fn create_volume(
         })
         .await
         .map_err(|e| match e {
-            Error::NotFound(m) if m.starts_with("pool") => Error::InvalidArgument(m),
+            e @ Error::PoolNotFound { .. } => Error::InvalidArgument(e.to_string()),
             e => e,
         })?;
 

@@ -228,7 +228,7 @@ pub fn secrets_hidden(c: &Cluster) -> Result<()> {
     rt().block_on(async {
         let d = driver(c, &[]).await?;
         let mut cl = d.client().await?;
-        let mut messages = Vec::new();
+        let (mut messages, mut codes) = (Vec::new(), Vec::new());
         // A wrong key, a malformed key, a good key on bad requests: no message echoes a key.
         let wrong = "AQBwrongwrongwrongwrongwrongwrongwrongw==".to_string();
         for key in [
@@ -241,9 +241,18 @@ pub fn secrets_hidden(c: &Cluster) -> Result<()> {
             r.parameters.insert("pool".into(), "no-such-pool".into());
             if let Err(s) = cl.controller.create_volume(r).await {
                 messages.push(s.message().to_string());
+                codes.push(s.code());
             }
         }
         ensure!(messages.len() == 3, "expected three failures: {messages:?}");
+        // With the good key the pool is what fails: the StorageClass names one that does not
+        // exist, INVALID_ARGUMENT naming it.
+        ensure!(
+            codes[2] == tonic::Code::InvalidArgument && messages[2].contains("no-such-pool"),
+            "unknown pool: {:?} {}",
+            codes[2],
+            messages[2]
+        );
         let log = d.log_text();
         ensure!(!log.is_empty(), "empty driver log");
         for text in messages.iter().chain(std::iter::once(&log)) {
