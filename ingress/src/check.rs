@@ -158,7 +158,7 @@ items:
     name: legacy
     namespace: shop
     annotations:
-      nginx.ingress.kubernetes.io/auth-url: "http://auth/check"
+      nginx.ingress.kubernetes.io/auth-tls-verify-client: "on"
       nginx.ingress.kubernetes.io/proxy-body-size: "8m"
       nginx.ingress.kubernetes.io/server-snippet: "return 200;"
       meta.helm.sh/release-name: shop
@@ -215,7 +215,7 @@ items:
         let v = |c: &IngressCheck, k: &str| c.annotations[k].clone();
         let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
         assert!(
-            matches!(v(legacy, &n("auth-url")), Verdict::Refused(w) if w.contains("not implemented"))
+            matches!(v(legacy, &n("auth-tls-verify-client")), Verdict::Refused(w) if w.contains("not implemented"))
         );
         assert!(
             matches!(v(legacy, &n("server-snippet")), Verdict::Refused(w) if w.contains("snippet"))
@@ -252,8 +252,8 @@ items:
         );
         assert!(!text.contains("helm"), "{text}");
 
-        // --ignore-annotations auth-url: the snippet still refuses legacy.
-        let checks = run(&["auth-url"]);
+        // --ignore-annotations auth-tls-verify-client: the snippet still refuses legacy.
+        let checks = run(&["auth-tls-verify-client"]);
         let legacy = checks.iter().find(|c| c.ingress.name == "legacy").unwrap();
         assert!(!legacy.served);
         assert!(matches!(

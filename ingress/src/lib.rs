@@ -34,6 +34,7 @@ pub mod model;
 pub mod nginx;
 pub mod quarantine;
 pub mod render;
+pub mod render_auth;
 pub mod snapshot;
 pub mod source;
 pub mod status;

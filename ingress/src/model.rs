@@ -148,6 +148,25 @@ pub struct RouteOptions {
     pub deny_source_ranges: Vec<Cidr>,
     /// HTTP basic authentication (`auth-type: basic`): 401 without valid credentials.
     pub basic_auth: Option<BasicAuth>,
+    /// External authentication (`auth-url`): nginx `auth_request` to that URL first.
+    pub external_auth: Option<ExternalAuth>,
+}
+
+/// `auth-url` + `auth-method` + `auth-response-headers`, validated (`translate/auth.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExternalAuth {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// A lowercase DNS name or an IPv4 address.
+    pub host: String,
+    pub port: Option<u16>,
+    /// A validated path (no query).
+    pub path: String,
+    /// Upper-case HTTP method for the auth request; `None`: the client's.
+    pub method: Option<&'static str>,
+    /// Header names (letters, digits, `-`) copied from the auth response to the upstream
+    /// request.
+    pub response_headers: Vec<String>,
 }
 
 /// `auth-type: basic` + `auth-secret` + `auth-realm`, resolved.
@@ -171,6 +190,7 @@ impl Default for RouteOptions {
             allow_source_ranges: Vec::new(),
             deny_source_ranges: Vec::new(),
             basic_auth: None,
+            external_auth: None,
         }
     }
 }

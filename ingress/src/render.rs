@@ -21,7 +21,9 @@
 //!   HTTP/2 is on the TLS listener only (ALPN), so plain HTTP/1.1 clients are unaffected and
 //!   gRPC works over TLS.
 //! - per location (annotations): `deny CIDR;` (deny-source-range), `allow CIDR; deny all;`,
-//!   `auth_basic "realm"; auth_basic_user_file PREFIX/auth/<id>.htpasswd;`, then on a TLS host
+//!   `auth_basic "realm"; auth_basic_user_file PREFIX/auth/<id>.htpasswd;`, `auth_request
+//!   //berth-auth/<hash>` (+ `auth_request_set` and `proxy_set_header` per auth response header;
+//!   the server gets one internal `location = //berth-auth/<hash>` per distinct auth-url), then on a TLS host
 //!   `if ($scheme = http) { return 308 https://$host[:port]$request_uri; }` (the one safe use
 //!   of `if`), `client_max_body_size`, `proxy_pass http|https://up[TARGET]` (rewrite-target =
 //!   the URI part of proxy_pass, which replaces the matched prefix) or `grpc_pass grpc://up`,
@@ -35,8 +37,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::model::{
-    BackendProtocol, Host, Location, Model, PathKind, RouteOptions, Server, ServerTls, Upstream,
+    BackendProtocol, ExternalAuth, Host, Location, Model, PathKind, RouteOptions, Server,
+    ServerTls, Upstream,
 };
+use crate::render_auth::{auth_location, external_auth_location, header_var};
 use crate::tls::SELF_SIGNED_ID;
 
 /// Settings of the rendered config that do not come from objects.
@@ -126,6 +130,19 @@ impl RenderConfig {
     }
 }
 
+/// The request headers every proxied request gets (http level). A location that sets one of
+/// its own (auth-response-headers) repeats them all: nginx inherits `proxy_set_header` only
+/// into locations that set none.
+const PROXY_HEADERS: &[(&str, &str)] = &[
+    ("Host", "$host"),
+    ("X-Real-IP", "$remote_addr"),
+    ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+    ("X-Forwarded-Proto", "$scheme"),
+    ("X-Forwarded-Host", "$host"),
+    ("Upgrade", "$http_upgrade"),
+    ("Connection", "$connection_upgrade"),
+];
+
 /// Rough bytes per location, to size the output buffer once.
 const BYTES_PER_LOCATION: usize = 160;
 
@@ -202,17 +219,11 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
-    out.push_str(concat!(
-        "    proxy_http_version 1.1;\n",
-        "    proxy_set_header Host $host;\n",
-        "    proxy_set_header X-Real-IP $remote_addr;\n",
-        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n",
-        "    proxy_set_header X-Forwarded-Proto $scheme;\n",
-        "    proxy_set_header X-Forwarded-Host $host;\n",
-        "    proxy_set_header Upgrade $http_upgrade;\n",
-        "    proxy_set_header Connection $connection_upgrade;\n",
-        "\n",
-    ));
+    out.push_str("    proxy_http_version 1.1;\n");
+    for (name, value) in PROXY_HEADERS {
+        _ = writeln!(out, "    proxy_set_header {name} {value};");
+    }
+    out.push('\n');
     if any_tls(model, config) {
         out.push_str(concat!(
             "    ssl_protocols TLSv1.2 TLSv1.3;\n",
@@ -338,6 +349,16 @@ fn server(
         let o = RouteOptions::default();
         location(out, "", "/", "", &target, &o, &ctx, true);
     }
+    let mut auths: Vec<&ExternalAuth> = s
+        .locations
+        .iter()
+        .filter_map(|l| l.options.external_auth.as_ref())
+        .collect();
+    auths.sort();
+    auths.dedup();
+    for a in auths {
+        external_auth_location(out, a);
+    }
     out.push_str("    }\n\n");
 }
 
@@ -409,6 +430,16 @@ fn location(
             ctx.prefix, a.file.id
         );
     }
+    if let Some(a) = &o.external_auth {
+        _ = writeln!(out, "            auth_request {};", auth_location(a));
+        for h in &a.response_headers {
+            let var = header_var(h);
+            _ = writeln!(
+                out,
+                "            auth_request_set $berth_auth_{var} $upstream_http_{var};"
+            );
+        }
+    }
     if ctx.tls && o.ssl_redirect {
         out.push_str("            if ($scheme = http) {\n                return 308 https://$host");
         if ctx.https_port != 443 {
@@ -434,6 +465,22 @@ fn location(
                 }
             }
             out.push_str(";\n");
+            if let Some(a) = o
+                .external_auth
+                .as_ref()
+                .filter(|a| !a.response_headers.is_empty())
+            {
+                for (name, value) in PROXY_HEADERS {
+                    _ = writeln!(out, "            proxy_set_header {name} {value};");
+                }
+                for h in &a.response_headers {
+                    _ = writeln!(
+                        out,
+                        "            proxy_set_header {h} $berth_auth_{};",
+                        header_var(h)
+                    );
+                }
+            }
             if let Some(n) = o.proxy_read_timeout {
                 _ = writeln!(out, "            {prefix}_read_timeout {n}s;");
             }

@@ -305,6 +305,16 @@ fn hostile_values_never_reach_nginx_conf() {
         for (what, key, companions) in [
             ("nsnip", "configuration-snippet", &[][..]),
             ("nauth", "auth-url", &[]),
+            (
+                "namethod",
+                "auth-method",
+                &[("auth-url", "http://auth.example.com/check")],
+            ),
+            (
+                "naheaders",
+                "auth-response-headers",
+                &[("auth-url", "http://auth.example.com/check")],
+            ),
             ("nbody", "proxy-body-size", &[]),
             ("ndeny", "denylist-source-range", &[]),
             ("natype", "auth-type", &[("auth-secret", "basic")]),
@@ -334,7 +344,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 17;
+        hostile_objects += 19;
     }
     assert!(corpus().len() >= 30);
 

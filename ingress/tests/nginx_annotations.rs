@@ -81,12 +81,9 @@ fn auth_type_basic_is_not_served_and_reported_by_name() {
             &["nginx.ingress.kubernetes.io/auth-secret"][..],
         ),
         (
-            vec![(
-                "nginx.ingress.kubernetes.io/auth-url",
-                "http://auth.shop.svc/check",
-            )],
+            vec![("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on")],
             "unsupported_annotation",
-            &["nginx.ingress.kubernetes.io/auth-url"],
+            &["nginx.ingress.kubernetes.io/auth-tls-verify-client"],
         ),
         (
             vec![("nginx.ingress.kubernetes.io/limit-rps", "5")],
@@ -139,17 +136,17 @@ fn snippets_are_refused_even_when_the_flag_names_them() {
 #[test]
 fn the_flag_downgrades_named_annotations_to_a_report() {
     let pairs = [
-        ("nginx.ingress.kubernetes.io/auth-url", "http://auth/check"),
+        ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
         ("nginx.ingress.kubernetes.io/limit-rps", "5"),
     ];
     // Only one of the two named: still refused, naming the other.
-    let (model, conf) = build(&pairs, &["auth-url"]);
+    let (model, conf) = build(&pairs, &["auth-tls-verify-client"]);
     assert!(!served(&conf, "guarded.test"));
     let r = guarded_reports(&model);
     assert!(r.len() == 1 && names(r[0], "limit-rps"), "{r:#?}");
     assert_eq!(r[0].reason.as_str(), "unsupported_annotation");
     // Both named: served, with one warning report per ignored annotation.
-    let (model, conf) = build(&pairs, &["auth-url", "limit-rps"]);
+    let (model, conf) = build(&pairs, &["auth-tls-verify-client", "limit-rps"]);
     assert!(served(&conf, "guarded.test"), "{:#?}", model.reports);
     assert!(served(&conf, "open.test"));
     let r = guarded_reports(&model);
@@ -164,7 +161,7 @@ fn the_flag_downgrades_named_annotations_to_a_report() {
     // A snippet beside a downgraded annotation still refuses the Ingress.
     let (_, conf) = build(
         &[pairs[0], (&format!("{N}server-snippet"), "return 200;")],
-        &["auth-url", "server-snippet"],
+        &["auth-tls-verify-client", "server-snippet"],
     );
     assert!(!served(&conf, "guarded.test"));
 }

@@ -13,6 +13,8 @@ mod annotations;
 mod auth;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
+#[path = "ingress_e2e/external_auth.rs"]
+mod external_auth;
 #[path = "ingress_e2e/isolation.rs"]
 mod isolation;
 #[path = "ingress_e2e/tenancy.rs"]
@@ -54,6 +56,10 @@ fn main() {
         t(
             "annotation_basic_auth_and_source_ranges",
             auth::basic_auth_and_source_ranges,
+        ),
+        t(
+            "annotation_auth_url_allows_and_denies",
+            external_auth::auth_url_allows_and_denies,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

@@ -6,12 +6,13 @@
 //!
 //! ingress-nginx's `nginx.ingress.kubernetes.io/` annotations: the spellings of the same
 //! options ([`NGINX_EQUIVALENTS`]) are honoured with the same grammar; any other one refuses
-//! the Ingress (an app that asked for `auth-url` must not be served without it), unless
+//! the Ingress (an app that asked for `auth-tls-verify-client` must not be served without it), unless
 //! `--ignore-annotations` names it (then it is reported and ignored); snippets always refuse it.
 
 use std::collections::BTreeMap;
 
 use super::auth::{self, AuthAnnotations};
+use super::external_auth::{self, ExternalAuthAnnotations};
 use super::report;
 use super::secrets::Secrets;
 use crate::model::{BackendProtocol, ObjectRef, Reason, Report, RouteOptions};
@@ -29,6 +30,9 @@ pub const AUTH_TYPE: &str = "berth.dev/auth-type";
 pub const AUTH_SECRET: &str = "berth.dev/auth-secret";
 pub const AUTH_SECRET_TYPE: &str = "berth.dev/auth-secret-type";
 pub const AUTH_REALM: &str = "berth.dev/auth-realm";
+pub const AUTH_URL: &str = "berth.dev/auth-url";
+pub const AUTH_METHOD: &str = "berth.dev/auth-method";
+pub const AUTH_RESPONSE_HEADERS: &str = "berth.dev/auth-response-headers";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -44,6 +48,9 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     AUTH_SECRET,
     AUTH_SECRET_TYPE,
     AUTH_REALM,
+    AUTH_URL,
+    AUTH_METHOD,
+    AUTH_RESPONSE_HEADERS,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -65,6 +72,9 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("auth-secret", AUTH_SECRET),
     ("auth-secret-type", AUTH_SECRET_TYPE),
     ("auth-realm", AUTH_REALM),
+    ("auth-url", AUTH_URL),
+    ("auth-method", AUTH_METHOD),
+    ("auth-response-headers", AUTH_RESPONSE_HEADERS),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -166,6 +176,7 @@ pub fn route_options(
     }
     let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     let mut auth = AuthAnnotations::default();
+    let mut ext = ExternalAuthAnnotations::default();
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
         let bad = |e: Invalid| report(origin, field(), Reason::InvalidAnnotation, e.to_string());
@@ -205,6 +216,9 @@ pub fn route_options(
             AUTH_SECRET => auth.secret = Some((field(), value)),
             AUTH_SECRET_TYPE => auth.secret_type = Some((field(), value)),
             AUTH_REALM => auth.realm = Some((field(), value)),
+            AUTH_URL => ext.url = Some((field(), value)),
+            AUTH_METHOD => ext.method = Some((field(), value)),
+            AUTH_RESPONSE_HEADERS => ext.response_headers = Some((field(), value)),
             _ => {
                 return Err(report(
                     origin,
@@ -216,6 +230,19 @@ pub fn route_options(
         }
     }
     o.basic_auth = auth::basic(origin, auth, secrets)?;
+    o.external_auth = external_auth::external(origin, ext)?;
+    if o.backend_protocol == BackendProtocol::Grpc
+        && o.external_auth
+            .as_ref()
+            .is_some_and(|e| !e.response_headers.is_empty())
+    {
+        return Err(report(
+            origin,
+            format!("metadata.annotations[{AUTH_RESPONSE_HEADERS}]"),
+            Reason::InvalidAnnotation,
+            "auth-response-headers cannot be combined with backend-protocol GRPC",
+        ));
+    }
     if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {
         return Err(report(
             origin,

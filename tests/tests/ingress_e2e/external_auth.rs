@@ -1,0 +1,235 @@
+//! `auth-url` (+ `auth-method`, `auth-response-headers`) through the real controller and
+//! nginx: nginx asks a local auth service before every request; the service allows a good
+//! bearer token (200 + `X-Auth-User`) and denies the rest (401). Without or with a bad token
+//! the client gets 401 and the app is never reached; with the good one the app gets the
+//! request with the auth service's `X-Auth-User` (a client-sent one is overwritten, headers
+//! not listed are not copied); `auth-method POST` is what the service sees; an auth service
+//! that is down answers 500, never the app; an `auth-url` outside the grammar refuses the
+//! Ingress (404, reported).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, ensure};
+use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
+use berth_tests::nginx::http_request;
+use berth_tests::proc::{free_port, wait_until};
+
+use super::{SERVED_WITHIN, served, started};
+
+/// One local server playing both parts: `/check*` is the auth service, the rest is the app.
+struct AuthAndApp {
+    port: u16,
+    /// Methods the auth service saw, in order.
+    methods: Arc<Mutex<Vec<String>>>,
+    /// Requests the app answered.
+    app_hits: Arc<AtomicUsize>,
+}
+
+impl AuthAndApp {
+    fn start() -> Result<AuthAndApp> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let methods = Arc::new(Mutex::new(Vec::new()));
+        let app_hits = Arc::new(AtomicUsize::new(0));
+        let (m, hits) = (methods.clone(), app_hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (m, hits) = (m.clone(), hits.clone());
+                std::thread::spawn(move || _ = serve(stream, &m, &hits));
+            }
+        });
+        Ok(AuthAndApp {
+            port,
+            methods,
+            app_hits,
+        })
+    }
+}
+
+fn serve(stream: TcpStream, methods: &Mutex<Vec<String>>, hits: &AtomicUsize) -> Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (method, uri) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (status, extra, body) = if uri.starts_with("/check") {
+            methods.lock().unwrap().push(method.clone());
+            if header("authorization").as_deref() == Some("Bearer good") {
+                (
+                    "200 OK",
+                    "X-Auth-User: alice\r\nX-Other: nope\r\n",
+                    String::new(),
+                )
+            } else {
+                ("401 Unauthorized", "", String::new())
+            }
+        } else {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let user = header("x-auth-user").unwrap_or_else(|| "-".into());
+            let other = header("x-other").unwrap_or_else(|| "-".into());
+            ("200 OK", "", format!("app {uri} user={user} other={other}"))
+        };
+        write!(
+            out,
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+    }
+}
+
+/// (status, body) of GET /x on `host` with `headers`.
+fn ask(ctl: &IngressCtl, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    match http_request(&ctl.http_addr(), "GET", host, "/x", headers) {
+        Ok(r) => (r.status, r.body),
+        Err(e) => (0, format!("{e:#}")),
+    }
+}
+
+fn answers(
+    ctl: &IngressCtl,
+    host: &str,
+    headers: &[(&str, &str)],
+    want: (u16, Option<&str>),
+) -> Result<()> {
+    let mut last = (0, String::new());
+    wait_until(
+        &format!("{host} {headers:?} -> {want:?}"),
+        SERVED_WITHIN,
+        || {
+            last = ask(ctl, host, headers);
+            last.0 == want.0 && want.1.is_none_or(|b| last.1 == b)
+        },
+    )
+    .with_context(|| format!("last {last:?}; log:\n{}", ctl.log_text()))
+}
+
+pub fn auth_url_allows_and_denies() -> Result<()> {
+    let svc = AuthAndApp::start()?;
+    let down = free_port()?;
+    let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
+    let check = format!("http://127.0.0.1:{}/check", svc.port);
+    let ing = |name: &str, ann: &[(&str, &str)]| {
+        ingress(
+            "shop",
+            name,
+            &format!("{name}.test"),
+            "/",
+            ("app", svc.port),
+            ann,
+            None,
+        )
+    };
+    let (url, headers) = (n("auth-url"), n("auth-response-headers"));
+    let down_url = format!("http://127.0.0.1:{down}/check");
+    let manifests = vec![
+        ("app", local_service("shop", "app", svc.port)),
+        (
+            "ext",
+            ing("ext", &[(&url, &check), (&headers, "X-Auth-User")]),
+        ),
+        (
+            "ext-berth",
+            ing(
+                "ext-berth",
+                &[
+                    ("berth.dev/auth-url", &format!("{check}-post")),
+                    ("berth.dev/auth-method", "POST"),
+                ],
+            ),
+        ),
+        ("ext-down", ing("ext-down", &[(&url, &down_url)])),
+        (
+            "ext-bad",
+            ing("ext-bad", &[(&url, "http://$host/check?rd=$request_uri")]),
+        ),
+    ];
+    let ctl = started(&manifests, &[])?;
+
+    let good = [("Authorization", "Bearer good")];
+    answers(&ctl, "ext.test", &[], (401, None))?;
+    answers(
+        &ctl,
+        "ext.test",
+        &[("Authorization", "Bearer bad")],
+        (401, None),
+    )?;
+    ensure!(
+        svc.app_hits.load(Ordering::SeqCst) == 0,
+        "the app was reached without auth"
+    );
+    answers(
+        &ctl,
+        "ext.test",
+        &good,
+        (200, Some("app /x user=alice other=-")),
+    )?;
+    // A client cannot claim a user: the auth service's answer overwrites the header.
+    answers(
+        &ctl,
+        "ext.test",
+        &[good[0], ("X-Auth-User", "mallory")],
+        (200, Some("app /x user=alice other=-")),
+    )?;
+
+    svc.methods.lock().unwrap().clear();
+    answers(&ctl, "ext-berth.test", &[], (401, None))?;
+    answers(
+        &ctl,
+        "ext-berth.test",
+        &good,
+        (200, Some("app /x user=- other=-")),
+    )?;
+    let seen = svc.methods.lock().unwrap().clone();
+    ensure!(
+        !seen.is_empty() && seen.iter().all(|m| m == "POST"),
+        "auth methods {seen:?}"
+    );
+
+    let before = svc.app_hits.load(Ordering::SeqCst);
+    answers(&ctl, "ext-down.test", &good, (500, None))?;
+    ensure!(
+        svc.app_hits.load(Ordering::SeqCst) == before,
+        "the app was reached with auth down"
+    );
+
+    served(&ctl, "ext-bad.test", "/x", 404, None)?;
+    wait_until("ext-bad reported", SERVED_WITHIN, || {
+        ctl.log_text().lines().any(|l| {
+            l.contains("shop/ext-bad") && l.contains("auth-url") && l.contains("invalid_annotation")
+        })
+    })
+    .with_context(|| ctl.log_text())?;
+    let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
+    ensure!(
+        !conf.contains("$host/check"),
+        "refused auth-url in nginx.conf"
+    );
+    Ok(())
+}
