@@ -1,6 +1,7 @@
 //! `bench csi`: CreateVolume latency beside the `rbd create` CLI in the same run, a burst of 100
-//! parallel CreateVolume calls, and berth-csi's memory (idle and peak), on a private cluster;
-//! then the thousand-volume run ([`super::csi_scale`]).
+//! parallel CreateVolume calls, and berth-csi's memory per mode (RSS, PSS, private: node idle,
+//! controller idle, burst peak), on a private cluster; then the thousand-volume run
+//! ([`super::csi_scale`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use anyhow::{Result, ensure};
 use berth_csi::csi::volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode};
 use berth_csi::csi::{CapacityRange, CreateVolumeRequest, VolumeCapability};
 
+use super::memory::{self, Memory};
 use super::{Figures, figure, percentile};
 use crate::ceph::Cluster;
 use crate::driver::Driver;
@@ -42,30 +44,32 @@ pub(super) fn request(c: &Cluster, name: &str) -> CreateVolumeRequest {
     }
 }
 
-/// VmRSS, VmHWM and RssAnon (private, not file-backed) of a process, in MiB.
-pub(super) fn rss_mib(pid: u32) -> Result<(f64, f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-            / 1024.0
-    };
-    Ok((field("VmRSS:"), field("VmHWM:"), field("RssAnon:")))
+/// How long a driver sits after its last call before "idle" is read: long enough for the
+/// allocator to settle and the blocking pool's threads to finish their work.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The node plugin at rest: `--mode node` after a NodeGetInfo (it maps no Ceph library).
+async fn node_idle(c: &Cluster) -> Result<Memory> {
+    let d = Driver::start(&["--mode=node"], Some(&c.csi_cluster_config("bench"))).await?;
+    let mut cl = d.client().await?;
+    cl.node
+        .node_get_info(berth_csi::csi::NodeGetInfoRequest {})
+        .await?;
+    tokio::time::sleep(SETTLE).await;
+    memory::read(d.pid().expect("driver pid"))
 }
 
 pub async fn run() -> Result<Figures> {
     let c = Cluster::start()?;
+    let node = node_idle(&c).await?;
     let d = Driver::start(&["--mode=controller"], Some(&c.csi_cluster_config("bench"))).await?;
     let pid = d.pid().expect("driver pid");
     let mut cl = d.client().await?;
 
     // Warm-up: the first call opens the cluster connection.
     cl.controller.create_volume(request(&c, "warmup")).await?;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let (idle, _, idle_anon) = rss_mib(pid)?;
+    tokio::time::sleep(SETTLE).await;
+    let idle = memory::read(pid)?;
 
     let mut cli = Vec::new();
     for i in 0..CLI_RUNS {
@@ -104,7 +108,7 @@ pub async fn run() -> Result<Figures> {
     }
     let secs = t0.elapsed().as_secs_f64();
     let created = c.images()?.len() - before;
-    let (_, peak, _) = rss_mib(pid)?;
+    let peak = memory::read(pid)?.rss_peak;
     ensure!(created <= BURST, "more images than requests: {created}");
 
     let (p50, p99, cli50) = (
@@ -146,12 +150,31 @@ pub async fn run() -> Result<Figures> {
             "== 100",
             Some(created == BURST),
         ),
-        figure("rss_idle_mib", idle, "MiB", "<= 20", Some(idle <= 20.0)),
         figure("rss_peak_mib", peak, "MiB", "<= 60", Some(peak <= 60.0)),
-        // Of the idle RSS, what is private (the rest is librados/librbd/libceph-common pages
-        // shared with the page cache).
-        figure("rss_idle_anon_mib", idle_anon, "MiB", "", None),
     ];
+    // At rest, per mode. The node plugin loads no Ceph library; the controller's idle is read
+    // after its first call (librados/librbd loaded, one cluster connection open). Private is
+    // RssAnon; the rest of RSS is file pages (the binary, libc, librados/librbd/ceph-common).
+    figures.extend(memory::figures(
+        node,
+        [
+            "node_idle_rss_mib",
+            "node_idle_pss_mib",
+            "node_idle_private_mib",
+        ],
+        Some(("<= 12", 12.0)),
+        None,
+    ));
+    figures.extend(memory::figures(
+        idle,
+        [
+            "controller_idle_rss_mib",
+            "controller_idle_pss_mib",
+            "controller_idle_private_mib",
+        ],
+        Some(("<= 35", 35.0)),
+        Some(("<= 8", 8.0)),
+    ));
     // The thousand-volume run, on its own cluster and driver.
     drop(cl);
     drop(d);

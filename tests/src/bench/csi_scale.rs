@@ -1,7 +1,8 @@
 //! `bench csi`, the thousand-volume part: create 1 000 volumes (50 in flight), list them all
 //! (full paging), snapshot 100 of them, delete the snapshots and all 1 000 volumes, then wait
 //! until the pool, the RBD trash and the journal are empty. p50/p99 per RPC, throughput, the
-//! journal's omap size and berth-csi's RSS peak; on a private cluster and driver.
+//! journal's omap size and berth-csi's peak RSS, PSS and private memory (sampled); on a private
+//! cluster and driver.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,8 @@ use berth_csi::csi::{
 };
 use tokio::sync::Semaphore;
 
-use super::csi::{request, rss_mib};
+use super::csi::request;
+use super::memory::Sampler;
 use super::{Figures, figure, percentile};
 use crate::ceph::Cluster;
 use crate::csi_client::CsiClient;
@@ -118,6 +120,7 @@ pub async fn run() -> Result<Figures> {
     )
     .await?;
     let pid = d.pid().expect("driver pid");
+    let sampler = Sampler::start(pid);
     let cl = d.client().await?;
     let secrets = request(&c, "x").secrets;
 
@@ -198,7 +201,7 @@ pub async fn run() -> Result<Figures> {
         left = leftovers(&c);
     }
     let empty_s = t_delete.elapsed().as_secs_f64();
-    let (_, peak, _) = rss_mib(pid)?;
+    let peak = sampler.peak(pid);
     ensure!(ids.len() <= VOLUMES, "more volumes than requests");
 
     let errs = errors(&created) + errors(&snaps) + errors(&snap_del) + errors(&deleted);
@@ -283,11 +286,13 @@ pub async fn run() -> Result<Figures> {
         ),
         figure(
             "scale_rss_peak_mib",
-            peak,
+            peak.rss,
             "MiB",
             "<= 60",
-            Some(peak <= 60.0),
+            Some(peak.rss <= 60.0),
         ),
+        figure("scale_pss_peak_mib", peak.pss, "MiB", "", None),
+        figure("scale_private_peak_mib", peak.private, "MiB", "", None),
         figure("scale_errors", errs as f64, "", "== 0", Some(errs == 0)),
         figure(
             "scale_seconds_until_empty",

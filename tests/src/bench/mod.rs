@@ -6,6 +6,7 @@ pub mod csi;
 pub mod csi_scale;
 pub mod ingress;
 pub mod load;
+pub mod memory;
 pub mod node;
 
 use std::fmt::Write as _;

@@ -17,7 +17,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Subject {
-    /// berth-csi controller: CreateVolume latency vs `rbd create`, a 100-volume burst, RSS.
+    /// berth-csi: CreateVolume latency vs `rbd create`, a 100-volume burst, memory per mode
+    /// (node / controller idle, peaks), the 1 000-volume run.
     Csi,
     /// berth-csi node: NodeStage of a 1 GiB ext4 volume (fuse) vs attach + mkfs + mount by hand.
     Node,
