@@ -150,6 +150,14 @@ pub struct RouteOptions {
     pub basic_auth: Option<BasicAuth>,
     /// External authentication (`auth-url`): nginx `auth_request` to that URL first.
     pub external_auth: Option<ExternalAuth>,
+    /// Redirect plain HTTP to HTTPS (308) even when the host has no TLS of its own.
+    pub force_ssl_redirect: bool,
+    /// `(code, URL)`: every request is redirected there (permanent/temporal-redirect).
+    pub redirect: Option<(u16, String)>,
+    /// A request for `/` is redirected (302) to this path.
+    pub app_root: Option<String>,
+    /// The `Host` header the backend gets (a DNS name, optionally `:port`).
+    pub upstream_vhost: Option<String>,
 }
 
 /// `auth-url` + `auth-method` + `auth-response-headers`, validated (`translate/auth.rs`).
@@ -191,6 +199,10 @@ impl Default for RouteOptions {
             deny_source_ranges: Vec::new(),
             basic_auth: None,
             external_auth: None,
+            force_ssl_redirect: false,
+            redirect: None,
+            app_root: None,
+            upstream_vhost: None,
         }
     }
 }

@@ -23,7 +23,8 @@
 //! - per location (annotations): `deny CIDR;` (deny-source-range), `allow CIDR; deny all;`,
 //!   `auth_basic "realm"; auth_basic_user_file PREFIX/auth/<id>.htpasswd;`, `auth_request
 //!   //berth-auth/<hash>` (+ `auth_request_set` and `proxy_set_header` per auth response header;
-//!   the server gets one internal `location = //berth-auth/<hash>` per distinct auth-url), then on a TLS host
+//!   the server gets one internal `location = //berth-auth/<hash>` per distinct auth-url), the
+//!   redirects of `render_redirects.rs`, then on a TLS host
 //!   `if ($scheme = http) { return 308 https://$host[:port]$request_uri; }` (the one safe use
 //!   of `if`), `client_max_body_size`, `proxy_pass http|https://up[TARGET]` (rewrite-target =
 //!   the URI part of proxy_pass, which replaces the matched prefix) or `grpc_pass grpc://up`,
@@ -41,6 +42,7 @@ use crate::model::{
     ServerTls, Upstream,
 };
 use crate::render_auth::{auth_location, external_auth_location, header_var};
+use crate::render_redirects::redirects;
 use crate::tls::SELF_SIGNED_ID;
 
 /// Settings of the rendered config that do not come from objects.
@@ -440,12 +442,9 @@ fn location(
             );
         }
     }
-    if ctx.tls && o.ssl_redirect {
-        out.push_str("            if ($scheme = http) {\n                return 308 https://$host");
-        if ctx.https_port != 443 {
-            _ = write!(out, ":{}", ctx.https_port);
-        }
-        out.push_str("$request_uri;\n            }\n");
+    if redirects(out, o, ctx.tls, ctx.https_port) {
+        out.push_str("        }\n");
+        return;
     }
     if let Some(size) = &o.proxy_body_size {
         _ = writeln!(out, "            client_max_body_size {size};");
@@ -465,15 +464,17 @@ fn location(
                 }
             }
             out.push_str(";\n");
-            if let Some(a) = o
-                .external_auth
-                .as_ref()
-                .filter(|a| !a.response_headers.is_empty())
-            {
+            let auth_headers = o.external_auth.as_ref().map(|a| &a.response_headers[..]);
+            let auth_headers = auth_headers.unwrap_or_default();
+            if o.upstream_vhost.is_some() || !auth_headers.is_empty() {
                 for (name, value) in PROXY_HEADERS {
+                    let value = match (*name, &o.upstream_vhost) {
+                        ("Host", Some(vhost)) => vhost,
+                        _ => *value,
+                    };
                     _ = writeln!(out, "            proxy_set_header {name} {value};");
                 }
-                for h in &a.response_headers {
+                for h in auth_headers {
                     _ = writeln!(
                         out,
                         "            proxy_set_header {h} $berth_auth_{};",

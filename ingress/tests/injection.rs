@@ -305,6 +305,16 @@ fn hostile_values_never_reach_nginx_conf() {
         for (what, key, companions) in [
             ("nsnip", "configuration-snippet", &[][..]),
             ("nauth", "auth-url", &[]),
+            ("npredir", "permanent-redirect", &[]),
+            ("ntredir", "temporal-redirect", &[]),
+            (
+                "npcode",
+                "permanent-redirect-code",
+                &[("permanent-redirect", "https://a.example.com/")],
+            ),
+            ("nroot", "app-root", &[]),
+            ("nforce", "force-ssl-redirect", &[]),
+            ("nvhost", "upstream-vhost", &[]),
             (
                 "namethod",
                 "auth-method",
@@ -344,7 +354,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 19;
+        hostile_objects += 25;
     }
     assert!(corpus().len() >= 30);
 

@@ -178,6 +178,20 @@ fn berths_own_annotations_are_honoured_under_the_nginx_spelling() {
         ("whitelist-source-range", "allow-source-range", "10.0.0.0/8"),
         ("allowlist-source-range", "allow-source-range", "10.0.0.0/8"),
         ("denylist-source-range", "deny-source-range", "10.0.0.0/8"),
+        ("force-ssl-redirect", "force-ssl-redirect", "true"),
+        (
+            "permanent-redirect",
+            "permanent-redirect",
+            "https://a.example.com/",
+        ),
+        (
+            "temporal-redirect",
+            "temporal-redirect",
+            "https://a.example.com/",
+        ),
+        ("app-root", "app-root", "/app"),
+        ("upstream-vhost", "upstream-vhost", "b.internal"),
+        ("auth-url", "auth-url", "http://127.0.0.1:9/check"),
     ];
     for (nginx, berth, value) in same {
         let (nginx_key, berth_key) = (format!("{N}{nginx}"), format!("berth.dev/{berth}"));

@@ -17,6 +17,8 @@ mod corpus;
 mod external_auth;
 #[path = "ingress_e2e/isolation.rs"]
 mod isolation;
+#[path = "ingress_e2e/redirects.rs"]
+mod redirects;
 #[path = "ingress_e2e/tenancy.rs"]
 mod tenancy;
 
@@ -60,6 +62,10 @@ fn main() {
         t(
             "annotation_auth_url_allows_and_denies",
             external_auth::auth_url_allows_and_denies,
+        ),
+        t(
+            "annotation_redirects_and_upstream_vhost",
+            redirects::redirects_and_upstream_vhost,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use super::auth::{self, AuthAnnotations};
 use super::external_auth::{self, ExternalAuthAnnotations};
-use super::report;
 use super::secrets::Secrets;
-use crate::model::{BackendProtocol, ObjectRef, Reason, Report, RouteOptions};
+use super::{redirects, report};
+use crate::model::{BackendProtocol, ObjectRef, PathKind, Reason, Report, RouteOptions};
 use crate::validate::{self, Invalid};
 
 pub const REWRITE_TARGET: &str = "berth.dev/rewrite-target";
@@ -33,6 +33,12 @@ pub const AUTH_REALM: &str = "berth.dev/auth-realm";
 pub const AUTH_URL: &str = "berth.dev/auth-url";
 pub const AUTH_METHOD: &str = "berth.dev/auth-method";
 pub const AUTH_RESPONSE_HEADERS: &str = "berth.dev/auth-response-headers";
+pub const FORCE_SSL_REDIRECT: &str = "berth.dev/force-ssl-redirect";
+pub const PERMANENT_REDIRECT: &str = "berth.dev/permanent-redirect";
+pub const PERMANENT_REDIRECT_CODE: &str = "berth.dev/permanent-redirect-code";
+pub const TEMPORAL_REDIRECT: &str = "berth.dev/temporal-redirect";
+pub const APP_ROOT: &str = "berth.dev/app-root";
+pub const UPSTREAM_VHOST: &str = "berth.dev/upstream-vhost";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -51,6 +57,12 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     AUTH_URL,
     AUTH_METHOD,
     AUTH_RESPONSE_HEADERS,
+    FORCE_SSL_REDIRECT,
+    PERMANENT_REDIRECT,
+    PERMANENT_REDIRECT_CODE,
+    TEMPORAL_REDIRECT,
+    APP_ROOT,
+    UPSTREAM_VHOST,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -75,6 +87,12 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("auth-url", AUTH_URL),
     ("auth-method", AUTH_METHOD),
     ("auth-response-headers", AUTH_RESPONSE_HEADERS),
+    ("force-ssl-redirect", FORCE_SSL_REDIRECT),
+    ("permanent-redirect", PERMANENT_REDIRECT),
+    ("permanent-redirect-code", PERMANENT_REDIRECT_CODE),
+    ("temporal-redirect", TEMPORAL_REDIRECT),
+    ("app-root", APP_ROOT),
+    ("upstream-vhost", UPSTREAM_VHOST),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -177,6 +195,7 @@ pub fn route_options(
     let mut seen: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     let mut auth = AuthAnnotations::default();
     let mut ext = ExternalAuthAnnotations::default();
+    let (mut permanent, mut permanent_code, mut temporal) = (None, None, None);
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
         let bad = |e: Invalid| report(origin, field(), Reason::InvalidAnnotation, e.to_string());
@@ -219,6 +238,14 @@ pub fn route_options(
             AUTH_URL => ext.url = Some((field(), value)),
             AUTH_METHOD => ext.method = Some((field(), value)),
             AUTH_RESPONSE_HEADERS => ext.response_headers = Some((field(), value)),
+            FORCE_SSL_REDIRECT => o.force_ssl_redirect = validate::boolean(value).map_err(bad)?,
+            PERMANENT_REDIRECT => permanent = Some(redirects::url(value).map_err(bad)?),
+            PERMANENT_REDIRECT_CODE => {
+                permanent_code = Some((field(), redirects::code(value).map_err(bad)?))
+            }
+            TEMPORAL_REDIRECT => temporal = Some((field(), redirects::url(value).map_err(bad)?)),
+            APP_ROOT => o.app_root = Some(validate::path(value, PathKind::Exact).map_err(bad)?),
+            UPSTREAM_VHOST => o.upstream_vhost = Some(redirects::vhost(value).map_err(bad)?),
             _ => {
                 return Err(report(
                     origin,
@@ -229,18 +256,40 @@ pub fn route_options(
             }
         }
     }
+    o.redirect = match (permanent, permanent_code, temporal) {
+        (Some(_), _, Some((field, _))) => {
+            return Err(report(
+                origin,
+                field,
+                Reason::InvalidAnnotation,
+                "permanent-redirect and temporal-redirect cannot both be set",
+            ));
+        }
+        (None, Some((field, _)), _) => {
+            return Err(report(
+                origin,
+                field,
+                Reason::InvalidAnnotation,
+                "permanent-redirect-code needs permanent-redirect",
+            ));
+        }
+        (Some(url), code, None) => Some((code.map_or(301, |(_, c)| c), url)),
+        (None, None, Some((_, url))) => Some((302, url)),
+        (None, None, None) => None,
+    };
     o.basic_auth = auth::basic(origin, auth, secrets)?;
     o.external_auth = external_auth::external(origin, ext)?;
     if o.backend_protocol == BackendProtocol::Grpc
-        && o.external_auth
-            .as_ref()
-            .is_some_and(|e| !e.response_headers.is_empty())
+        && (o.upstream_vhost.is_some()
+            || o.external_auth
+                .as_ref()
+                .is_some_and(|e| !e.response_headers.is_empty()))
     {
         return Err(report(
             origin,
-            format!("metadata.annotations[{AUTH_RESPONSE_HEADERS}]"),
+            format!("metadata.annotations[{BACKEND_PROTOCOL}]"),
             Reason::InvalidAnnotation,
-            "auth-response-headers cannot be combined with backend-protocol GRPC",
+            "auth-response-headers and upstream-vhost cannot be combined with backend-protocol GRPC",
         ));
     }
     if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {
@@ -387,6 +436,36 @@ mod tests {
         }
         let o = parse(&[(&n("denylist-source-range"), "10.0.0.0/8,127.0.0.1")]).unwrap();
         assert_eq!(o.deny_source_ranges.len(), 2);
+    }
+
+    #[test]
+    fn redirects_parse_and_conflicts_refuse() {
+        let o = parse(&[
+            (PERMANENT_REDIRECT, "https://a.example.com/x"),
+            (PERMANENT_REDIRECT_CODE, "308"),
+            (APP_ROOT, "/app"),
+            (FORCE_SSL_REDIRECT, "true"),
+            (UPSTREAM_VHOST, "b.internal"),
+        ])
+        .unwrap();
+        assert_eq!(o.redirect, Some((308, "https://a.example.com/x".into())));
+        assert!(o.force_ssl_redirect && o.app_root.as_deref() == Some("/app"));
+        assert_eq!(
+            parse(&[(TEMPORAL_REDIRECT, "http://a/")]).unwrap().redirect,
+            Some((302, "http://a/".into()))
+        );
+        for pairs in [
+            vec![
+                (PERMANENT_REDIRECT, "http://a/"),
+                (TEMPORAL_REDIRECT, "http://b/"),
+            ],
+            vec![(PERMANENT_REDIRECT_CODE, "301")],
+            vec![(UPSTREAM_VHOST, "a"), (BACKEND_PROTOCOL, "GRPC")],
+            vec![(APP_ROOT, "app")],
+        ] {
+            let r = parse(&pairs).unwrap_err();
+            assert_eq!(r.reason, Reason::InvalidAnnotation, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod external_auth;
 pub mod ingress;
 pub mod merge;
+pub mod redirects;
 pub mod secrets;
 pub mod selector;
 pub mod services;

@@ -120,6 +120,26 @@ fn corpus() -> Vec<(Slot, String)> {
             "GET; return 200 xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/permanent-redirect"),
+            "https://xqN.test/; return 200 pwned".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/temporal-redirect"),
+            "https://a.test/$request_uri xqN".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/app-root"),
+            "/xqN { return 200; }".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/upstream-vhost"),
+            "xqN.test\"; proxy_pass http://evil".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/force-ssl-redirect"),
+            "true; xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),

@@ -19,9 +19,10 @@ use berth_tests::proc::{free_port, wait_until};
 
 use super::{SERVED_WITHIN, served, started};
 
-/// One local server playing both parts: `/check*` is the auth service, the rest is the app.
-struct AuthAndApp {
-    port: u16,
+/// One local server playing both parts: `/check*` is the auth service, the rest is the app
+/// (`/vhost*` answers `host=<the Host header it got>`).
+pub struct AuthAndApp {
+    pub port: u16,
     /// Methods the auth service saw, in order.
     methods: Arc<Mutex<Vec<String>>>,
     /// Requests the app answered.
@@ -29,7 +30,7 @@ struct AuthAndApp {
 }
 
 impl AuthAndApp {
-    fn start() -> Result<AuthAndApp> {
+    pub fn start() -> Result<AuthAndApp> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let methods = Arc::new(Mutex::new(Vec::new()));
@@ -90,6 +91,9 @@ fn serve(stream: TcpStream, methods: &Mutex<Vec<String>>, hits: &AtomicUsize) ->
             } else {
                 ("401 Unauthorized", "", String::new())
             }
+        } else if uri.starts_with("/vhost") {
+            let host = header("host").unwrap_or_default();
+            ("200 OK", "", format!("host={host}"))
         } else {
             hits.fetch_add(1, Ordering::SeqCst);
             let user = header("x-auth-user").unwrap_or_else(|| "-".into());
