@@ -339,7 +339,10 @@ pub async fn run(
             tokio::select! {
                 _ = quitting() => {}
                 served = syncer.nginx().wait_serving(&[]) => match served {
-                    Ok(()) => metrics.set_ready(),
+                    Ok(()) => {
+                        metrics.set_live();
+                        metrics.set_ready();
+                    }
                     Err(e) => tracing::warn!(error = %e, "nginx does not serve the first config yet; ready once a reload is verified"),
                 },
             }

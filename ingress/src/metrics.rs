@@ -1,6 +1,8 @@
 //! Counters and health endpoints: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
 //!
-//! Reloads total / failed, last reload success and timestamp, config hash, render and reload
+//! Reload attempts / successes / failures (attempts = successes + failures), when the last
+//! config went live (verified on nginx's status socket), last reload success and timestamp,
+//! config hash, render and reload
 //! durations (histograms), objects by kind, rejected objects by reason (current count),
 //! objects nginx refused, certificate expiry per Secret, readiness (set after the first
 //! successful reload; cleared again when shutdown starts, before nginx drains). `/healthz` is
@@ -66,7 +68,11 @@ impl Histogram {
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Candidates handed to nginx (`nginx -t`, rename, SIGHUP): counted before they run.
+    pub reload_attempts: AtomicU64,
+    /// Attempts that succeeded: the config is installed and, when a master runs, serves.
     pub reloads: AtomicU64,
+    /// Attempts that failed (refused by `nginx -t`, not taken, not written).
     pub reload_failures: AtomicU64,
     /// Objects dropped because `nginx -t` refused a config containing them.
     pub nginx_rejected_objects: AtomicU64,
@@ -86,6 +92,9 @@ pub struct Metrics {
     last_reload_success: AtomicBool,
     /// Seconds since the epoch of the last reload attempt (0 = none yet).
     last_reload_timestamp: AtomicU64,
+    /// Milliseconds since the epoch when nginx was last verified serving a new config on
+    /// every new connection (0 = never).
+    last_live_millis: AtomicU64,
     /// First 48 bits of the live config's SHA-256 (exact in a float).
     config_hash: AtomicU64,
     objects_by_kind: Mutex<BTreeMap<&'static str, u64>>,
@@ -119,6 +128,14 @@ impl Metrics {
         for r in reports {
             *map.entry(r.reason.as_str()).or_default() += 1;
         }
+    }
+
+    /// nginx now serves the config it was given on every new connection (verified).
+    pub fn set_live(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_live_millis.store(now, Ordering::Relaxed);
     }
 
     /// Record one reload attempt (its duration, success, time; on success the config hash).
@@ -200,14 +217,20 @@ impl Metrics {
         };
         counter(
             &mut out,
+            "berth_ingress_reload_attempts_total",
+            "Configs handed to nginx (test, install, reload); = reloads + failures.",
+            &self.reload_attempts,
+        );
+        counter(
+            &mut out,
             "berth_ingress_reloads_total",
-            "nginx reloads attempted.",
+            "Configs nginx accepted and (when a master runs) was verified serving.",
             &self.reloads,
         );
         counter(
             &mut out,
             "berth_ingress_reload_failures_total",
-            "nginx reloads that failed (candidate refused or signal failed).",
+            "Configs that did not go live (refused by nginx -t, not taken, not written).",
             &self.reload_failures,
         );
         counter(
@@ -269,6 +292,13 @@ impl Metrics {
             "When the last reload was attempted (seconds since the epoch).",
             self.last_reload_timestamp.load(Ordering::Relaxed),
         );
+        let live = self.last_live_millis.load(Ordering::Relaxed);
+        _ = writeln!(
+            out,
+            "# HELP berth_ingress_last_config_live_timestamp_seconds When nginx was last verified serving a new config (seconds since the epoch; 0 = never).\n# TYPE berth_ingress_last_config_live_timestamp_seconds gauge\nberth_ingress_last_config_live_timestamp_seconds {}.{:03}",
+            live / 1000,
+            live % 1000
+        );
         gauge(
             out,
             "berth_ingress_config_hash",
@@ -327,6 +357,11 @@ mod tests {
     fn encodes_counters_and_reasons() {
         let m = Metrics::default();
         m.reloads.fetch_add(2, Ordering::Relaxed);
+        assert!(
+            m.encode()
+                .contains("berth_ingress_last_config_live_timestamp_seconds 0.000\n")
+        );
+        m.set_live();
         let r = |reason| Report {
             object: ObjectRef::new(Kind::Ingress, "a", "b"),
             field: "f".into(),

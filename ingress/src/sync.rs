@@ -315,10 +315,13 @@ impl<A: Apply> Syncer<A> {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload_attempts.fetch_add(1, Ordering::Relaxed);
         self.timed_apply(text, h).await?;
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
         self.live_hash = Some(h);
         if self.nginx.serving() {
+            // `apply` returned after nginx was verified serving it (live.rs).
+            self.metrics.set_live();
             self.metrics.set_ready();
         }
         Ok(true)

@@ -3,7 +3,7 @@
 //! nginx it finds in the pid file and serves within 2 s; SIGTERM turns /readyz 503 before the
 //! drain; a hung `nginx -t` times out, is retried, and never delays SIGTERM; a reload nginx
 //! does not take is reported and retried; the metrics listener survives EMFILE, idle clients
-//! and floods of connections.
+//! and floods of connections; the reload metrics count what happened (issue 19 item 1).
 
 use std::io::Read as _;
 use std::net::TcpStream;
@@ -49,6 +49,10 @@ fn main() {
         t(
             "metrics_listener_survives_emfile_idle_clients_and_floods",
             metrics_listener,
+        ),
+        t(
+            "reload_metrics_count_attempts_successes_failures_and_live_time",
+            reload_metrics,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
@@ -450,5 +454,74 @@ fn metrics_listener() -> Result<()> {
     wait_until("/healthz after EMFILE", Duration::from_secs(10), || {
         ctl.admin("/healthz").is_ok_and(|r| r.status == 200)
     })?;
+    Ok(())
+}
+
+/// Seconds since the epoch, as a float.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Issue 19 item 1: a candidate nginx refuses counts as a failed attempt, only configs that
+/// went live count as reloads, and the live time is stamped once nginx serves the change.
+fn reload_metrics() -> Result<()> {
+    let b1 = Backend::start("b1")?;
+    let b2 = Backend::start("b2")?;
+    let ctl = IngressCtl::start(
+        &as_refs(&manifests_for("k1.test", &b1)),
+        &["--allow-external-name".to_owned()],
+    )?;
+    ctl.wait_ready()?;
+    served_by(&ctl, "k1.test", &b1, Duration::from_secs(10))?;
+    let m = |name: &str| ctl.metric(name);
+    let (ok0, failed0) = (
+        m("berth_ingress_reloads_total")?,
+        m("berth_ingress_reload_failures_total")?,
+    );
+    // One burst: an object nginx -t refuses (its name does not resolve) and a good route.
+    // Whether they land in one pass or two, exactly one new config goes live (k1 + k2)
+    // and exactly one candidate is refused.
+    let before = unix_now();
+    ctl.write(
+        "ext",
+        &serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ext", "namespace": "bad"},
+            "spec": {"type": "ExternalName", "externalName": "no-such-host.invalid",
+                     "ports": [{"port": 80}]}}),
+    )?;
+    ctl.write(
+        "ext-ing",
+        &ingress("bad", "ext", "ext.test", "/", ("ext", 80), &[], None),
+    )?;
+    route(&ctl, "k2.test", &b2)?;
+    served_by(&ctl, "k2.test", &b2, Duration::from_secs(10))?;
+    wait_until(
+        "the refused object to be dropped",
+        Duration::from_secs(10),
+        || m("berth_ingress_nginx_rejected_objects_total").is_ok_and(|v| v >= 1.0),
+    )
+    .with_context(|| ctl.log_text())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = m("berth_ingress_reloads_total")? - ok0;
+    let failed = m("berth_ingress_reload_failures_total")? - failed0;
+    ensure!(
+        ok == 1.0 && failed == 1.0,
+        "one config went live and one candidate was refused, but the metrics say reloads +{ok}, failures +{failed}\n{}",
+        ctl.log_text()
+    );
+    let attempts = m("berth_ingress_reload_attempts_total")?;
+    let all_ok = m("berth_ingress_reloads_total")?;
+    let all_failed = m("berth_ingress_reload_failures_total")?;
+    ensure!(
+        attempts == all_ok + all_failed,
+        "attempts {attempts} != reloads {all_ok} + failures {all_failed}"
+    );
+    let live = m("berth_ingress_last_config_live_timestamp_seconds")?;
+    ensure!(
+        live >= before && live <= unix_now(),
+        "the last config went live at {live}, not between the change ({before}) and now"
+    );
     Ok(())
 }
