@@ -13,7 +13,7 @@
 //!  metrics.rs: /metrics /healthz /readyz        controller.rs: wiring for run / render / init
 //! ```
 //!
-//! Pure modules (no I/O): `model`, `validate`, `translate`, `render`, `snapshot`. Effects live at
+//! Pure modules (no I/O): `model`, `validate`, `translate`, `render` (+ `hash_size`), `snapshot`. Effects live at
 //! the edges: `source`, `nginx`, `metrics`, `controller`. `quarantine` and `sync` drive nginx
 //! through the [`nginx::Apply`] trait so they are tested with a fake.
 //!
@@ -28,6 +28,7 @@ pub mod check;
 pub mod controller;
 pub mod htpasswd;
 pub mod htpasswd_files;
+pub mod hash_size;
 pub mod live;
 pub mod metrics;
 pub mod model;

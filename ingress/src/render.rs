@@ -37,6 +37,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::hash_size;
 use crate::model::{
     BackendProtocol, ExternalAuth, Host, Location, Model, PathKind, RouteOptions, Server,
     ServerTls, Upstream,
@@ -237,19 +238,15 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
     }
 }
 
-/// `server_names_hash_*` sized for the hosts present: nginx refuses to start when a name does
-/// not fit a bucket or the names do not fit the table.
+/// `server_names_hash_*` sized from the exact names (and the catch-all's `_`) so nginx
+/// builds the table without a warning (`hash_size.rs`).
 fn server_names_hash(model: &Model) -> (usize, usize) {
-    let (mut count, mut longest) = (0usize, 0usize);
-    for s in &model.servers {
-        if let Some(Host::Exact(h)) = &s.host {
-            count += 1;
-            longest = longest.max(h.len());
-        }
-    }
-    let bucket = (longest + 32).next_power_of_two().max(64);
-    let max = (count * 2).next_power_of_two().max(1024);
-    (bucket, max)
+    let names = model.servers.iter().filter_map(|s| match &s.host {
+        Some(Host::Exact(h)) => Some(h.as_str()),
+        _ => None,
+    });
+    let size = hash_size::for_keys(names.chain(["_"]));
+    (size.bucket_size, size.max_size)
 }
 
 fn upstream(out: &mut String, u: &Upstream) {

@@ -19,6 +19,8 @@ mod external_auth;
 mod isolation;
 #[path = "ingress_e2e/redirects.rs"]
 mod redirects;
+#[path = "ingress_e2e/scale.rs"]
+mod scale;
 #[path = "ingress_e2e/tenancy.rs"]
 mod tenancy;
 
@@ -83,6 +85,10 @@ fn main() {
         t(
             "isolation_startup_with_a_refused_object_serves_the_rest",
             isolation::startup_with_a_refused_object_serves_the_rest,
+        ),
+        t(
+            "scale_6000_hosts_pass_nginx_t_without_warnings",
+            scale::six_thousand_hosts_pass_nginx_t_without_warnings,
         ),
         t("nginx_killed_is_restarted", nginx_killed),
         t("sigterm_drains_nginx_and_exits_zero", sigterm),
