@@ -7,7 +7,8 @@
 //!   X-Forwarded-For/-Proto/-Host, Upgrade/Connection via a `map`), one `upstream` per backend
 //!   that has endpoints (an upstream without endpoints is never written; its routes `return 503`).
 //! - a catch-all `server` (`default_server`, `server_name _`) with the host-less routes (and
-//!   only there), then one `server` per host. Exact hosts use `server_name host`; a `*.example.com` wildcard uses the
+//!   only there), then one `server` per host, except simple hosts of one shape that share a
+//!   `server` and pick their upstreams by `map $host` (`render_shared.rs`). Exact hosts use `server_name host`; a `*.example.com` wildcard uses the
 //!   regex `~^[^.]+\.example\.com$` because nginx's own `*.` form would match several labels.
 //! - locations: Exact `/p` -> `location = /p`; Prefix `/p` -> `location = /p` plus
 //!   `location ^~ /p/` (element-wise: `/p`, `/p/`, `/p/x`, never `/px`); Prefix `/` ->
@@ -46,6 +47,10 @@ use crate::render_auth::{auth_location, external_auth_location, header_var};
 use crate::render_redirects::redirects;
 use crate::tls::SELF_SIGNED_ID;
 
+#[path = "render_shared.rs"]
+mod shared;
+pub use shared::DEFAULT_SHARED_MIN_HOSTS;
+
 /// Settings of the rendered config that do not come from objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderConfig {
@@ -62,6 +67,8 @@ pub struct RenderConfig {
     /// `PREFIX/tls/berth-default-self-signed.pem` exists (written at start): the catch-all
     /// presents it unless the model has a default certificate.
     pub self_signed_default: bool,
+    /// Fewest simple hosts of one shape that share a server block (`render_shared.rs`).
+    pub shared_min_hosts: usize,
 }
 
 /// The prefix path contains characters that cannot be written safely into nginx.conf.
@@ -105,6 +112,7 @@ impl RenderConfig {
             worker_processes: None,
             access_log: false,
             self_signed_default: false,
+            shared_min_hosts: shared::DEFAULT_SHARED_MIN_HOSTS,
         })
     }
 
@@ -153,10 +161,12 @@ const BYTES_PER_LOCATION: usize = 160;
 pub fn render(model: &Model, config: &RenderConfig) -> String {
     let locations: usize = model.servers.iter().map(|s| s.locations.len()).sum();
     let mut out = String::with_capacity(4096 + locations * BYTES_PER_LOCATION * 2);
-    main_context(&mut out, model, config);
+    let (groups, in_shared) = shared::plan(model, config);
+    main_context(&mut out, model, config, &groups);
     for u in &model.upstreams {
         upstream(&mut out, u);
     }
+    shared::maps(&mut out, &groups, model);
     let empty = Server::new(None);
     let catch_all = model
         .servers
@@ -165,9 +175,11 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
         .unwrap_or(&empty);
     let default_cert = default_certificate(model, config);
     server(&mut out, catch_all, model, config, default_cert);
-    for s in model.servers.iter().filter(|s| s.host.is_some()) {
+    let dedicated = model.servers.iter().zip(&in_shared);
+    for (s, _) in dedicated.filter(|(s, shared)| s.host.is_some() && !**shared) {
         server(&mut out, s, model, config, default_cert);
     }
+    shared::servers(&mut out, &groups, model, config);
     out.push_str("}\n");
     out
 }
@@ -191,7 +203,7 @@ fn any_tls(model: &Model, config: &RenderConfig) -> bool {
         })
 }
 
-fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
+fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: &[shared::Group]) {
     let prefix = config.prefix_str();
     out.push_str(HEADER);
     match config.worker_processes {
@@ -219,6 +231,8 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig) {
     let (bucket, max) = server_names_hash(model);
     _ = writeln!(out, "    server_names_hash_bucket_size {bucket};");
     _ = writeln!(out, "    server_names_hash_max_size {max};\n");
+    // Before the first `map` block, which fixes the map hash sizes.
+    shared::map_hash(out, groups, model);
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );

@@ -46,25 +46,39 @@ fn host_name(names: Names, i: usize) -> String {
     }
 }
 
-/// `HOSTS` hosts, each `/` -> its own upstream on 127.0.0.1:`port`.
-fn model(names: Names, port: u16) -> Model {
+/// `HOSTS` hosts, each with its own upstream on 127.0.0.1: host `i` on `ports[i % 2]`.
+/// Short and mixed names route `/`; long names route `/api` (Exact) and `/app` (Prefix) and
+/// answer 404 elsewhere. Every 100th mixed host has an annotation (a dedicated block).
+fn model(names: Names, ports: [u16; 2]) -> Model {
     let mut servers = Vec::with_capacity(HOSTS);
     let mut upstreams = Vec::with_capacity(HOSTS);
     for i in 0..HOSTS {
         let up = format!("scale_h{i:05}_80");
+        let origin = ObjectRef::new(Kind::Ingress, "scale", format!("h{i}"));
+        let route = |path: &str, kind| Location {
+            path: path.into(),
+            kind,
+            upstream: up.clone(),
+            origin: origin.clone(),
+            options: RouteOptions {
+                proxy_read_timeout: (matches!(names, Names::Mixed) && i % 100 == 0).then_some(5),
+                ..RouteOptions::default()
+            },
+        };
+        let locations = match names {
+            Names::Long => vec![
+                route("/api", PathKind::Exact),
+                route("/app", PathKind::Prefix),
+            ],
+            _ => vec![route("/", PathKind::Prefix)],
+        };
         servers.push(Server {
-            locations: vec![Location {
-                path: "/".into(),
-                kind: PathKind::Prefix,
-                upstream: up.clone(),
-                origin: ObjectRef::new(Kind::Ingress, "scale", format!("h{i}")),
-                options: RouteOptions::default(),
-            }],
+            locations,
             ..Server::new(Some(Host::Exact(host_name(names, i))))
         });
         upstreams.push(Upstream {
             name: up,
-            endpoints: vec![(Address::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)), port)],
+            endpoints: vec![(Address::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)), ports[i % 2])],
         });
     }
     servers.sort_by(|a, b| a.host.cmp(&b.host));
@@ -79,15 +93,15 @@ fn model(names: Names, port: u16) -> Model {
 /// 6 000 hosts, for each name set: `nginx -t` says nothing but "syntax is ok" / "test is
 /// successful", and a sample of the names is routed.
 pub fn six_thousand_hosts_pass_nginx_t_without_warnings() -> Result<()> {
-    let backend = Backend::start("scale")?;
+    let backends = [Backend::start("even")?, Backend::start("odd")?];
     for names in [Names::Short, Names::Long, Names::Mixed] {
-        check(names, &backend).with_context(|| format!("{names:?} names"))?;
+        check(names, &backends).with_context(|| format!("{names:?} names"))?;
     }
     Ok(())
 }
 
-fn check(names: Names, backend: &Backend) -> Result<()> {
-    let m = model(names, backend.port);
+fn check(names: Names, backends: &[Backend; 2]) -> Result<()> {
+    let m = model(names, [backends[0].port, backends[1].port]);
     let nginx = Nginx::start_with(|prefix, port| {
         let mut rc = RenderConfig::new(prefix, port, port + 1).expect("safe prefix");
         rc.listen_address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -106,15 +120,30 @@ fn check(names: Names, backend: &Backend) -> Result<()> {
         "nginx -t on {HOSTS} hosts warned:\n{}",
         noise.join("\n")
     );
-    for i in [0, 1, 7, 1000, 2999, 3500, HOSTS - 1] {
+    let paths: &[(&str, bool)] = match names {
+        Names::Long => &[
+            ("/api", true),
+            ("/api/x", false),
+            ("/app", true),
+            ("/app/", true),
+            ("/app/x", true),
+            ("/apple", false),
+            ("/", false),
+        ],
+        _ => &[("/", true), ("/x/y", true)],
+    };
+    for i in [0, 1, 7, 100, 1000, 2999, 3500, HOSTS - 1] {
         let host = host_name(names, i);
-        let r = http_get(&nginx.addr(), &host, "/x").with_context(|| format!("GET {host}"))?;
-        ensure!(
-            r.status == 200 && r.body == backend.body_for("/x"),
-            "{host} answered {} {}",
-            r.status,
-            r.body
-        );
+        let backend = &backends[i % 2];
+        for &(path, routed) in paths {
+            let r = http_get(&nginx.addr(), &host, path).with_context(|| format!("GET {host}"))?;
+            let ok = if routed {
+                r.status == 200 && r.body == backend.body_for(path)
+            } else {
+                r.status == 404
+            };
+            ensure!(ok, "{host}{path} answered {} {}", r.status, r.body);
+        }
     }
     let r = http_get(&nginx.addr(), "unknown.example.com", "/")?;
     ensure!(r.status == 404, "an unknown host answered {}", r.status);
