@@ -35,13 +35,13 @@ fn host_name(names: Names, i: usize) -> String {
     match names {
         Names::Short => format!("h{i}.example.com"),
         Names::Long => format!("{}.cluster.example.com", long()),
-        Names::Mixed if i % 3500 == 0 => {
+        Names::Mixed if i.is_multiple_of(3500) => {
             let label = "l".repeat(63);
             let mut name = format!("m{i:05}.{label}.{label}.{label}");
             name.truncate(253 - ".example.com".len());
             format!("{}.example.com", name.trim_end_matches('.'))
         }
-        Names::Mixed if i % 7 == 0 => long(),
+        Names::Mixed if i.is_multiple_of(7) => long(),
         Names::Mixed => format!("h{i}.example.com"),
     }
 }
