@@ -190,7 +190,7 @@ items:
   metadata:
     name: theirs
     namespace: shop
-    annotations: {nginx.ingress.kubernetes.io/limit-rps: "5"}
+    annotations: {nginx.ingress.kubernetes.io/affinity: "cookie"}
   spec:
     ingressClassName: nginx
     rules: [{host: theirs.test}]
@@ -238,7 +238,7 @@ items:
         );
         let theirs = by("theirs");
         assert!(!theirs.ours);
-        assert!(matches!(v(theirs, &n("limit-rps")), Verdict::Refused(_)));
+        assert!(matches!(v(theirs, &n("affinity")), Verdict::Refused(_)));
         assert!(any_refused(&checks));
 
         let text = format(&checks);

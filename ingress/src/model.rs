@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
+pub use options::{BasicAuth, ExternalAuth, RateLimit};
+
+mod options;
 pub use crate::tls::Certificate;
 
 /// Which kind of Kubernetes object (or manifest file) a route or report refers to.
@@ -158,32 +161,8 @@ pub struct RouteOptions {
     pub app_root: Option<String>,
     /// The `Host` header the backend gets (a DNS name, optionally `:port`).
     pub upstream_vhost: Option<String>,
-}
-
-/// `auth-url` + `auth-method` + `auth-response-headers`, validated (`translate/auth.rs`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ExternalAuth {
-    /// `http` or `https`.
-    pub scheme: &'static str,
-    /// A lowercase DNS name or an IPv4 address.
-    pub host: String,
-    pub port: Option<u16>,
-    /// A validated path (no query).
-    pub path: String,
-    /// Upper-case HTTP method for the auth request; `None`: the client's.
-    pub method: Option<&'static str>,
-    /// Header names (letters, digits, `-`) copied from the auth response to the upstream
-    /// request.
-    pub response_headers: Vec<String>,
-}
-
-/// `auth-type: basic` + `auth-secret` + `auth-realm`, resolved.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BasicAuth {
-    /// Validated realm text (written inside double quotes).
-    pub realm: String,
-    /// The users, from the Secret (written to `PREFIX/auth/<id>.htpasswd`).
-    pub file: HtpasswdFile,
+    /// Request and connection limits per client address (`503` past them).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for RouteOptions {
@@ -203,6 +182,7 @@ impl Default for RouteOptions {
             redirect: None,
             app_root: None,
             upstream_vhost: None,
+            rate_limit: None,
         }
     }
 }

@@ -43,7 +43,7 @@ use crate::model::{
     BackendProtocol, ExternalAuth, Host, Location, Model, PathKind, RouteOptions, Server,
     ServerTls, Upstream,
 };
-use crate::render_auth::{auth_location, external_auth_location, header_var};
+use crate::render_auth::{external_auth_location, header_var};
 use crate::render_redirects::redirects;
 use crate::tls::SELF_SIGNED_ID;
 
@@ -233,6 +233,7 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
     _ = writeln!(out, "    server_names_hash_max_size {max};\n");
     // Before the first `map` block, which fixes the map hash sizes.
     shared::map_hash(out, groups, model);
+    crate::render_limits::zones(out, model);
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
@@ -426,32 +427,9 @@ fn location(
     out.push_str(path);
     out.push_str(suffix);
     out.push_str(" {\n");
-    for c in &o.deny_source_ranges {
-        _ = writeln!(out, "            deny {c};");
-    }
-    if !o.allow_source_ranges.is_empty() {
-        for c in &o.allow_source_ranges {
-            _ = writeln!(out, "            allow {c};");
-        }
-        out.push_str("            deny all;\n");
-    }
-    if let Some(a) = &o.basic_auth {
-        _ = writeln!(out, "            auth_basic \"{}\";", a.realm);
-        _ = writeln!(
-            out,
-            "            auth_basic_user_file {}/auth/{}.htpasswd;",
-            ctx.prefix, a.file.id
-        );
-    }
-    if let Some(a) = &o.external_auth {
-        _ = writeln!(out, "            auth_request {};", auth_location(a));
-        for h in &a.response_headers {
-            let var = header_var(h);
-            _ = writeln!(
-                out,
-                "            auth_request_set $berth_auth_{var} $upstream_http_{var};"
-            );
-        }
+    crate::render_auth::access(out, o, ctx.prefix);
+    if let Some(l) = &o.rate_limit {
+        crate::render_limits::location_limits(out, l);
     }
     if redirects(out, o, ctx.tls, ctx.https_port) {
         out.push_str("        }\n");

@@ -1,12 +1,13 @@
-//! Rendering of external authentication (`auth-url`) for `render.rs`: the name of the
-//! internal location an `auth_request` goes to, and that location. Every value written here
-//! passed `translate/external_auth.rs`'s grammars.
+//! Access control of a location for `render.rs`: source ranges (`deny`, then `allow` +
+//! `deny all`), basic authentication (`auth_basic` + the htpasswd file under `PREFIX/auth`),
+//! external authentication (`auth_request` to an internal location, and that location).
+//! Every value written here passed the grammars of `validate.rs` and `translate/`.
 
 use std::fmt::Write as _;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::model::ExternalAuth;
+use crate::model::{ExternalAuth, RouteOptions};
 
 /// The internal location an `auth_request` goes to. It starts with `//`, which no validated
 /// Ingress path contains and no client request reaches (nginx merges slashes and the location
@@ -55,4 +56,35 @@ pub(crate) fn external_auth_location(out: &mut String, a: &ExternalAuth) {
     ));
     _ = writeln!(out, "            proxy_set_header Host {}{port};", a.host);
     out.push_str("        }\n");
+}
+
+/// The access-control lines of one location. `prefix`: the checked nginx prefix.
+pub(crate) fn access(out: &mut String, o: &RouteOptions, prefix: &str) {
+    for c in &o.deny_source_ranges {
+        _ = writeln!(out, "            deny {c};");
+    }
+    if !o.allow_source_ranges.is_empty() {
+        for c in &o.allow_source_ranges {
+            _ = writeln!(out, "            allow {c};");
+        }
+        out.push_str("            deny all;\n");
+    }
+    if let Some(a) = &o.basic_auth {
+        _ = writeln!(out, "            auth_basic \"{}\";", a.realm);
+        _ = writeln!(
+            out,
+            "            auth_basic_user_file {}/auth/{}.htpasswd;",
+            prefix, a.file.id
+        );
+    }
+    if let Some(a) = &o.external_auth {
+        _ = writeln!(out, "            auth_request {};", auth_location(a));
+        for h in &a.response_headers {
+            let var = header_var(h);
+            _ = writeln!(
+                out,
+                "            auth_request_set $berth_auth_{var} $upstream_http_{var};"
+            );
+        }
+    }
 }

@@ -315,6 +315,10 @@ fn hostile_values_never_reach_nginx_conf() {
             ("nroot", "app-root", &[]),
             ("nforce", "force-ssl-redirect", &[]),
             ("nvhost", "upstream-vhost", &[]),
+            ("nrps", "limit-rps", &[]),
+            ("nrpm", "limit-rpm", &[]),
+            ("nconn", "limit-connections", &[]),
+            ("nburst", "limit-burst-multiplier", &[("limit-rps", "5")]),
             (
                 "namethod",
                 "auth-method",
@@ -354,7 +358,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 25;
+        hostile_objects += 29;
     }
     assert!(corpus().len() >= 30);
 

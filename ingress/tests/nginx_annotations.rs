@@ -86,9 +86,9 @@ fn auth_type_basic_is_not_served_and_reported_by_name() {
             &["nginx.ingress.kubernetes.io/auth-tls-verify-client"],
         ),
         (
-            vec![("nginx.ingress.kubernetes.io/limit-rps", "5")],
+            vec![("nginx.ingress.kubernetes.io/affinity", "cookie")],
             "unsupported_annotation",
-            &["nginx.ingress.kubernetes.io/limit-rps"],
+            &["nginx.ingress.kubernetes.io/affinity"],
         ),
     ] {
         let (model, conf) = build(&pairs, &[]);
@@ -137,16 +137,16 @@ fn snippets_are_refused_even_when_the_flag_names_them() {
 fn the_flag_downgrades_named_annotations_to_a_report() {
     let pairs = [
         ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
-        ("nginx.ingress.kubernetes.io/limit-rps", "5"),
+        ("nginx.ingress.kubernetes.io/affinity", "cookie"),
     ];
     // Only one of the two named: still refused, naming the other.
     let (model, conf) = build(&pairs, &["auth-tls-verify-client"]);
     assert!(!served(&conf, "guarded.test"));
     let r = guarded_reports(&model);
-    assert!(r.len() == 1 && names(r[0], "limit-rps"), "{r:#?}");
+    assert!(r.len() == 1 && names(r[0], "affinity"), "{r:#?}");
     assert_eq!(r[0].reason.as_str(), "unsupported_annotation");
     // Both named: served, with one warning report per ignored annotation.
-    let (model, conf) = build(&pairs, &["auth-tls-verify-client", "limit-rps"]);
+    let (model, conf) = build(&pairs, &["auth-tls-verify-client", "affinity"]);
     assert!(served(&conf, "guarded.test"), "{:#?}", model.reports);
     assert!(served(&conf, "open.test"));
     let r = guarded_reports(&model);
@@ -192,6 +192,9 @@ fn berths_own_annotations_are_honoured_under_the_nginx_spelling() {
         ("app-root", "app-root", "/app"),
         ("upstream-vhost", "upstream-vhost", "b.internal"),
         ("auth-url", "auth-url", "http://127.0.0.1:9/check"),
+        ("limit-rps", "limit-rps", "10"),
+        ("limit-rpm", "limit-rpm", "100"),
+        ("limit-connections", "limit-connections", "5"),
     ];
     for (nginx, berth, value) in same {
         let (nginx_key, berth_key) = (format!("{N}{nginx}"), format!("berth.dev/{berth}"));

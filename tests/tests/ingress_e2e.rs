@@ -17,6 +17,8 @@ mod corpus;
 mod external_auth;
 #[path = "ingress_e2e/isolation.rs"]
 mod isolation;
+#[path = "ingress_e2e/limits.rs"]
+mod limits;
 #[path = "ingress_e2e/redirects.rs"]
 mod redirects;
 #[path = "ingress_e2e/scale.rs"]
@@ -68,6 +70,10 @@ fn main() {
         t(
             "annotation_redirects_and_upstream_vhost",
             redirects::redirects_and_upstream_vhost,
+        ),
+        t(
+            "annotation_rate_and_connection_limits",
+            limits::rate_and_connection_limits,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

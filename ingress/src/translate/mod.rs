@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backend;
 pub mod external_auth;
 pub mod ingress;
+pub mod limits;
 pub mod merge;
 pub mod redirects;
 pub mod secrets;

@@ -140,6 +140,14 @@ fn corpus() -> Vec<(Slot, String)> {
             "true; xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/limit-rps"),
+            "5 burst=1000; xqN".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/limit-connections"),
+            "1}xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),

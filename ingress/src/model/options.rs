@@ -1,0 +1,45 @@
+//! The structured per-route options of [`super::RouteOptions`] (authentication, rate
+//! limits), each built from validated annotations in `translate/`.
+
+use super::HtpasswdFile;
+
+/// `auth-type: basic` + `auth-secret` + `auth-realm`, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BasicAuth {
+    /// Validated realm text (written inside double quotes).
+    pub realm: String,
+    /// The users, from the Secret (written to `PREFIX/auth/<id>.htpasswd`).
+    pub file: HtpasswdFile,
+}
+
+/// `auth-url` + `auth-method` + `auth-response-headers`, validated (`translate/external_auth.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExternalAuth {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// A lowercase DNS name or an IPv4 address.
+    pub host: String,
+    pub port: Option<u16>,
+    /// A validated path (no query).
+    pub path: String,
+    /// Upper-case HTTP method for the auth request; `None`: the client's.
+    pub method: Option<&'static str>,
+    /// Header names (letters, digits, `-`) copied from the auth response to the upstream
+    /// request.
+    pub response_headers: Vec<String>,
+}
+
+/// `limit-rps` / `limit-rpm` / `limit-connections` / `limit-burst-multiplier` of one Ingress,
+/// validated (`translate/limits.rs`). Counted per client address, per Ingress.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RateLimit {
+    /// Zone name stem: `berth_<12 hex of sha256("namespace/name")>` of the Ingress.
+    pub zone: String,
+    /// Requests per second (burst `rps * burst_multiplier`, not delayed).
+    pub rps: Option<u32>,
+    /// Requests per minute (burst `rpm * burst_multiplier`).
+    pub rpm: Option<u32>,
+    /// Concurrent connections.
+    pub connections: Option<u32>,
+    pub burst_multiplier: u32,
+}
