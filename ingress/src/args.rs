@@ -281,6 +281,24 @@ pub struct Options {
     /// nginx access log to stderr.
     #[arg(long, global = true, env = "BERTH_ACCESS_LOG")]
     pub access_log: bool,
+    /// Send Strict-Transport-Security on every HTTPS response (ingress-nginx's `hsts`).
+    #[arg(long, global = true, env = "BERTH_HSTS")]
+    pub hsts: bool,
+    /// HSTS max-age in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_HSTS_MAX_AGE",
+        default_value_t = 31_536_000
+    )]
+    pub hsts_max_age: u32,
+    /// HSTS includeSubDomains (true|false).
+    #[arg(long, global = true, env = "BERTH_HSTS_INCLUDE_SUBDOMAINS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub hsts_include_subdomains: bool,
+    /// HSTS preload.
+    #[arg(long, global = true, env = "BERTH_HSTS_PRELOAD")]
+    pub hsts_preload: bool,
     /// TLS Secret (namespace/name) of the catch-all HTTPS server; default: a self-signed
     /// certificate generated at start.
     #[arg(long, global = true, env = "BERTH_DEFAULT_SSL_CERTIFICATE", value_parser = namespaced_secret)]

@@ -117,6 +117,16 @@ pub fn render_config(opts: &Options) -> Result<RenderConfig, Error> {
     rc.listen_address = opts.listen_address;
     rc.worker_processes = opts.worker_processes;
     rc.access_log = opts.access_log;
+    rc.hsts = opts.hsts.then(|| {
+        let mut v = format!("max-age={}", opts.hsts_max_age);
+        if opts.hsts_include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if opts.hsts_preload {
+            v.push_str("; preload");
+        }
+        v
+    });
     Ok(rc)
 }
 

@@ -36,6 +36,7 @@ pub mod nginx;
 pub mod quarantine;
 pub mod render;
 pub mod render_auth;
+pub mod render_cors;
 pub mod render_limits;
 pub mod render_redirects;
 pub mod snapshot;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
-pub use options::{BasicAuth, ExternalAuth, RateLimit};
+pub use options::{BasicAuth, Cors, ExternalAuth, RateLimit};
 
 mod options;
 pub use crate::tls::Certificate;
@@ -163,6 +163,8 @@ pub struct RouteOptions {
     pub upstream_vhost: Option<String>,
     /// Request and connection limits per client address (`503` past them).
     pub rate_limit: Option<RateLimit>,
+    /// CORS headers and preflight answers (`enable-cors`).
+    pub cors: Option<Cors>,
 }
 
 impl Default for RouteOptions {
@@ -183,6 +185,7 @@ impl Default for RouteOptions {
             app_root: None,
             upstream_vhost: None,
             rate_limit: None,
+            cors: None,
         }
     }
 }

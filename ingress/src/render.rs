@@ -67,6 +67,9 @@ pub struct RenderConfig {
     /// `PREFIX/tls/berth-default-self-signed.pem` exists (written at start): the catch-all
     /// presents it unless the model has a default certificate.
     pub self_signed_default: bool,
+    /// `Strict-Transport-Security` value for HTTPS responses (`--hsts`), e.g.
+    /// `max-age=31536000; includeSubDomains`; `None`: no HSTS.
+    pub hsts: Option<String>,
     /// Fewest simple hosts of one shape that share a server block (`render_shared.rs`).
     pub shared_min_hosts: usize,
 }
@@ -112,6 +115,7 @@ impl RenderConfig {
             worker_processes: None,
             access_log: false,
             self_signed_default: false,
+            hsts: None,
             shared_min_hosts: shared::DEFAULT_SHARED_MIN_HOSTS,
         })
     }
@@ -234,6 +238,7 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
     // Before the first `map` block, which fixes the map hash sizes.
     shared::map_hash(out, groups, model);
     crate::render_limits::zones(out, model);
+    crate::render_cors::http_level(out, model, config.hsts.as_deref());
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
@@ -430,6 +435,9 @@ fn location(
     crate::render_auth::access(out, o, ctx.prefix);
     if let Some(l) = &o.rate_limit {
         crate::render_limits::location_limits(out, l);
+    }
+    if let Some(c) = &o.cors {
+        crate::render_cors::location_cors(out, c);
     }
     if redirects(out, o, ctx.tls, ctx.https_port) {
         out.push_str("        }\n");

@@ -316,6 +316,29 @@ fn hostile_values_never_reach_nginx_conf() {
             ("nforce", "force-ssl-redirect", &[]),
             ("nvhost", "upstream-vhost", &[]),
             ("nrps", "limit-rps", &[]),
+            ("ncors", "enable-cors", &[]),
+            ("ncorigin", "cors-allow-origin", &[("enable-cors", "true")]),
+            (
+                "ncmethods",
+                "cors-allow-methods",
+                &[("enable-cors", "true")],
+            ),
+            (
+                "ncheaders",
+                "cors-allow-headers",
+                &[("enable-cors", "true")],
+            ),
+            (
+                "ncexpose",
+                "cors-expose-headers",
+                &[("enable-cors", "true")],
+            ),
+            (
+                "nccred",
+                "cors-allow-credentials",
+                &[("enable-cors", "true")],
+            ),
+            ("ncage", "cors-max-age", &[("enable-cors", "true")]),
             ("nrpm", "limit-rpm", &[]),
             ("nconn", "limit-connections", &[]),
             ("nburst", "limit-burst-multiplier", &[("limit-rps", "5")]),
@@ -358,7 +381,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 29;
+        hostile_objects += 36;
     }
     assert!(corpus().len() >= 30);
 

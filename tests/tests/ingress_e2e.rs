@@ -13,6 +13,8 @@ mod annotations;
 mod auth;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
+#[path = "ingress_e2e/cors.rs"]
+mod cors;
 #[path = "ingress_e2e/external_auth.rs"]
 mod external_auth;
 #[path = "ingress_e2e/isolation.rs"]
@@ -74,6 +76,10 @@ fn main() {
         t(
             "annotation_rate_and_connection_limits",
             limits::rate_and_connection_limits,
+        ),
+        t(
+            "annotation_cors_preflight_and_hsts",
+            cors::cors_preflight_and_hsts,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

@@ -43,3 +43,20 @@ pub struct RateLimit {
     pub connections: Option<u32>,
     pub burst_multiplier: u32,
 }
+
+/// `enable-cors` + `cors-*`, validated (`translate/cors.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cors {
+    /// `None`: any origin (`*`); else these exact origins (`scheme://host[:port]`), echoed
+    /// back when the request's `Origin` is one of them.
+    pub origins: Option<Vec<String>>,
+    /// `GET, PUT, ...`
+    pub methods: String,
+    /// Header names, `, `-separated.
+    pub headers: String,
+    /// Header names exposed to the page, `, `-separated (may be empty).
+    pub expose_headers: String,
+    pub credentials: bool,
+    /// Seconds a preflight answer may be cached.
+    pub max_age: u32,
+}

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::auth::{self, AuthAnnotations};
+use super::cors::CorsAnnotations;
 use super::external_auth::{self, ExternalAuthAnnotations};
 use super::limits::{self, LimitAnnotations};
 use super::secrets::Secrets;
@@ -40,6 +41,13 @@ pub const PERMANENT_REDIRECT_CODE: &str = "berth.dev/permanent-redirect-code";
 pub const TEMPORAL_REDIRECT: &str = "berth.dev/temporal-redirect";
 pub const APP_ROOT: &str = "berth.dev/app-root";
 pub const UPSTREAM_VHOST: &str = "berth.dev/upstream-vhost";
+pub const ENABLE_CORS: &str = "berth.dev/enable-cors";
+pub const CORS_ALLOW_ORIGIN: &str = "berth.dev/cors-allow-origin";
+pub const CORS_ALLOW_METHODS: &str = "berth.dev/cors-allow-methods";
+pub const CORS_ALLOW_HEADERS: &str = "berth.dev/cors-allow-headers";
+pub const CORS_EXPOSE_HEADERS: &str = "berth.dev/cors-expose-headers";
+pub const CORS_ALLOW_CREDENTIALS: &str = "berth.dev/cors-allow-credentials";
+pub const CORS_MAX_AGE: &str = "berth.dev/cors-max-age";
 pub const LIMIT_RPS: &str = "berth.dev/limit-rps";
 pub const LIMIT_RPM: &str = "berth.dev/limit-rpm";
 pub const LIMIT_CONNECTIONS: &str = "berth.dev/limit-connections";
@@ -72,6 +80,13 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     LIMIT_RPM,
     LIMIT_CONNECTIONS,
     LIMIT_BURST_MULTIPLIER,
+    ENABLE_CORS,
+    CORS_ALLOW_ORIGIN,
+    CORS_ALLOW_METHODS,
+    CORS_ALLOW_HEADERS,
+    CORS_EXPOSE_HEADERS,
+    CORS_ALLOW_CREDENTIALS,
+    CORS_MAX_AGE,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -106,6 +121,13 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("limit-rpm", LIMIT_RPM),
     ("limit-connections", LIMIT_CONNECTIONS),
     ("limit-burst-multiplier", LIMIT_BURST_MULTIPLIER),
+    ("enable-cors", ENABLE_CORS),
+    ("cors-allow-origin", CORS_ALLOW_ORIGIN),
+    ("cors-allow-methods", CORS_ALLOW_METHODS),
+    ("cors-allow-headers", CORS_ALLOW_HEADERS),
+    ("cors-expose-headers", CORS_EXPOSE_HEADERS),
+    ("cors-allow-credentials", CORS_ALLOW_CREDENTIALS),
+    ("cors-max-age", CORS_MAX_AGE),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -209,6 +231,7 @@ pub fn route_options(
     let mut auth = AuthAnnotations::default();
     let mut ext = ExternalAuthAnnotations::default();
     let mut lim = LimitAnnotations::default();
+    let mut cors = CorsAnnotations::default();
     let (mut permanent, mut permanent_code, mut temporal) = (None, None, None);
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
@@ -259,6 +282,13 @@ pub fn route_options(
             }
             TEMPORAL_REDIRECT => temporal = Some((field(), redirects::url(value).map_err(bad)?)),
             APP_ROOT => o.app_root = Some(validate::path(value, PathKind::Exact).map_err(bad)?),
+            ENABLE_CORS => cors.enable = Some((field(), value)),
+            CORS_ALLOW_ORIGIN => cors.origin = Some((field(), value)),
+            CORS_ALLOW_METHODS => cors.methods = Some((field(), value)),
+            CORS_ALLOW_HEADERS => cors.headers = Some((field(), value)),
+            CORS_EXPOSE_HEADERS => cors.expose_headers = Some((field(), value)),
+            CORS_ALLOW_CREDENTIALS => cors.credentials = Some((field(), value)),
+            CORS_MAX_AGE => cors.max_age = Some((field(), value)),
             LIMIT_RPS => lim.rps = Some((field(), value)),
             LIMIT_RPM => lim.rpm = Some((field(), value)),
             LIMIT_CONNECTIONS => lim.connections = Some((field(), value)),
@@ -297,6 +327,7 @@ pub fn route_options(
     };
     o.basic_auth = auth::basic(origin, auth, secrets)?;
     o.rate_limit = limits::limits(origin, lim)?;
+    o.cors = super::cors::cors(origin, cors)?;
     o.external_auth = external_auth::external(origin, ext)?;
     if o.backend_protocol == BackendProtocol::Grpc
         && (o.upstream_vhost.is_some()

@@ -10,6 +10,7 @@
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod cors;
 pub mod external_auth;
 pub mod ingress;
 pub mod limits;

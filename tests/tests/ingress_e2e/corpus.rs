@@ -148,6 +148,14 @@ fn corpus() -> Vec<(Slot, String)> {
             "1}xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/cors-allow-origin"),
+            "https://xqN.test\" always; add_header X-Evil 1".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/cors-allow-headers"),
+            "X-A\"; return 200 xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),
