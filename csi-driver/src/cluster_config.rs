@@ -23,27 +23,45 @@ struct Entry {
     _rbd: Option<serde_json::Value>,
 }
 
+/// Why a cluster config file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a JSON list of clusters")]
+    Json(#[source] serde_json::Error),
+    #[error("an entry has an empty clusterID")]
+    EmptyClusterId,
+    #[error("clusterID {0:?} lists no monitors")]
+    NoMonitors(String),
+    #[error("clusterID {cluster:?}: bad monitor {monitor:?}")]
+    BadMonitor { cluster: String, monitor: String },
+    #[error("clusterID {0:?} is listed twice")]
+    Duplicate(String),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterConfig {
     monitors: HashMap<String, Vec<String>>,
 }
 
 impl ClusterConfig {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let entries: Vec<Entry> = serde_json::from_str(text).map_err(ConfigError::Json)?;
         let mut monitors = HashMap::new();
         for e in entries {
             if e.cluster_id.is_empty() {
-                return Err("an entry has an empty clusterID".into());
+                return Err(ConfigError::EmptyClusterId);
             }
             if e.monitors.is_empty() {
-                return Err(format!("clusterID {:?} lists no monitors", e.cluster_id));
+                return Err(ConfigError::NoMonitors(e.cluster_id));
             }
             if let Some(bad) = e.monitors.iter().find(|m| !valid_monitor(m)) {
-                return Err(format!("clusterID {:?}: bad monitor {bad:?}", e.cluster_id));
+                return Err(ConfigError::BadMonitor {
+                    monitor: bad.clone(),
+                    cluster: e.cluster_id,
+                });
             }
             if monitors.insert(e.cluster_id.clone(), e.monitors).is_some() {
-                return Err(format!("clusterID {:?} is listed twice", e.cluster_id));
+                return Err(ConfigError::Duplicate(e.cluster_id));
             }
         }
         Ok(ClusterConfig { monitors })
@@ -61,8 +79,9 @@ impl ClusterConfig {
     /// may run without one; calls that need a cluster then fail with a clear message).
     pub fn load(path: &Path) -> Result<Self, Error> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|e| {
-                Error::InvalidArgument(format!("cluster config {}: {e}", path.display()))
+            Ok(text) => Self::parse(&text).map_err(|source| Error::ClusterConfig {
+                path: path.to_path_buf(),
+                source,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::io(

@@ -5,6 +5,10 @@
 
 use tonic::{Code, Status};
 
+use crate::attach::{AttachError, Broken};
+use crate::mount::MountError;
+use crate::program::ProgramError;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,36 @@ pub enum Error {
     /// changes until the library is installed; the message names it).
     #[error("the controller needs the Ceph client libraries")]
     CephLibrary(#[source] crate::ceph::ffi::LoadError),
+    /// Attaching or detaching an image failed (the code follows what failed).
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// A filesystem or mount operation failed or was refused (the code follows what failed).
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// A staged volume's recorded device is not usable or not this volume's (CSI:
+    /// FAILED_PRECONDITION: the node plugin's watch re-attaches it, or unstage and stage).
+    #[error("volume {volume}: its device cannot be used now")]
+    DeviceBroken {
+        volume: String,
+        #[source]
+        cause: Box<Broken>,
+    },
+    /// A blocking node task panicked or was cancelled (CSI: INTERNAL).
+    #[error("node task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// A volume capability we do not support (CSI: INVALID_ARGUMENT).
+    #[error(transparent)]
+    Capability(#[from] crate::params::CapabilityError),
+    /// A `--topology` item that is not a segment (a start-up error).
+    #[error(transparent)]
+    Topology(#[from] crate::node::info::TopologyError),
+    /// The cluster config file is refused (a start-up error).
+    #[error("cluster config {}", path.display())]
+    ClusterConfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::cluster_config::ConfigError,
+    },
     /// Anything else that is our fault (CSI: INTERNAL).
     #[error("{0}")]
     Internal(String),
@@ -110,8 +144,44 @@ impl Error {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Ceph { errno, .. } => ceph_code(*errno),
-            Error::Io { .. } | Error::Internal(_) => Code::Internal,
+            Error::Attach(e) => attach_code(e),
+            Error::Mount(e) => mount_code(e),
+            Error::DeviceBroken { .. } => Code::FailedPrecondition,
+            Error::Capability(_) | Error::Topology(_) | Error::ClusterConfig { .. } => {
+                Code::InvalidArgument
+            }
+            Error::Io { .. } | Error::Task(_) | Error::Internal(_) => Code::Internal,
         }
+    }
+}
+
+/// The code of an attach failure: what the host lacks or the request cannot have is
+/// FAILED_PRECONDITION, a missing image NOT_FOUND, a program past its time DEADLINE_EXCEEDED.
+fn attach_code(e: &AttachError) -> Code {
+    match e {
+        AttachError::NoKernelModule { .. }
+        | AttachError::UnsupportedFeatures { .. }
+        | AttachError::Unsupported(_)
+        | AttachError::Program(ProgramError::Missing { .. }) => Code::FailedPrecondition,
+        AttachError::ImageNotFound { .. } => Code::NotFound,
+        AttachError::Program(ProgramError::Timeout { .. }) => Code::DeadlineExceeded,
+        AttachError::Program(_) | AttachError::Failed(_) | AttachError::Io { .. } => Code::Internal,
+    }
+}
+
+/// The code of a mount failure: a request asking for what is not allowed is
+/// INVALID_ARGUMENT; a device we refuse to format or grow is FAILED_PRECONDITION.
+fn mount_code(e: &MountError) -> Code {
+    match e {
+        MountError::Invalid(_) => Code::InvalidArgument,
+        MountError::Refused(_)
+        | MountError::GrowRefused(_)
+        | MountError::Program(ProgramError::Missing { .. }) => Code::FailedPrecondition,
+        MountError::Program(ProgramError::Timeout { .. }) => Code::DeadlineExceeded,
+        MountError::Sys { .. }
+        | MountError::Io { .. }
+        | MountError::Program(_)
+        | MountError::Unreadable { .. } => Code::Internal,
     }
 }
 
@@ -172,6 +242,55 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
         }
+    }
+
+    #[test]
+    fn node_errors_keep_their_cause_and_get_their_code_here() {
+        let cases = [
+            (
+                Error::from(MountError::Invalid("fs".into())),
+                Code::InvalidArgument,
+            ),
+            (
+                Error::from(MountError::Refused("lvm".into())),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::from(AttachError::ImageNotFound {
+                    pool: "rbd".into(),
+                    image: "x".into(),
+                }),
+                Code::NotFound,
+            ),
+            (
+                Error::from(AttachError::NoKernelModule { module: "rbd" }),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::DeviceBroken {
+                    volume: "v".into(),
+                    cause: Box::new(Broken::NoFuseRecord),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::from(crate::params::CapabilityError::NoAccessMode),
+                Code::InvalidArgument,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(Status::from(err).code(), code);
+        }
+        // The cause is a source, and the status message carries it after the context.
+        let err = Error::DeviceBroken {
+            volume: "vol-1".into(),
+            cause: Box::new(Broken::NoFuseRecord),
+        };
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(
+            Status::from(err).message(),
+            "volume vol-1: its device cannot be used now: no fuse mount recorded"
+        );
     }
 
     #[test]

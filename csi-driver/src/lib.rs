@@ -20,6 +20,7 @@
 //! - [`attach`]: image -> block device (krbd, rbd-nbd, rbd-fuse + loop).
 //! - [`mount`]: mount table, blkid/mkfs, mount/bind/unmount, filesystem growth.
 //! - [`program`]: running host programs with bounded time (node side).
+//! - [`procs`]: processes found by their argv (rbd-fuse daemons, leftovers of a killed stage).
 //! - [`params`]: StorageClass parameters, capacity ranges, capabilities (pure).
 //! - [`snapshot_id`]: the self-describing snapshot ID layout (pure).
 //! - [`ceph`]: the only module talking to Ceph (librados/librbd FFI, connections, journal).
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod mount;
 pub mod node;
 pub mod params;
+pub mod procs;
 pub mod program;
 pub mod server;
 pub mod snapshot_id;

@@ -228,9 +228,22 @@ pub fn fits(size: u64, range: Option<&CapacityRange>) -> bool {
     size >= req && (lim == 0 || size <= lim)
 }
 
+/// Why a volume capability is not supported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("filesystem {0:?} is not supported")]
+    Filesystem(String),
+    #[error("capability has no access type (block or mount)")]
+    NoAccessType,
+    #[error("capability has no access mode")]
+    NoAccessMode,
+    #[error("{0} is supported for block volumes only")]
+    BlockOnly(&'static str),
+}
+
 /// Why a capability is not supported, or Ok. Block: every access mode. Mount: every mode but
 /// multi-node writers (a filesystem mounted read-write on two nodes corrupts).
-pub fn check_capability(cap: &VolumeCapability) -> std::result::Result<(), String> {
+pub fn check_capability(cap: &VolumeCapability) -> std::result::Result<(), CapabilityError> {
     use volume_capability::access_mode::Mode;
     let mode = cap
         .access_mode
@@ -241,18 +254,17 @@ pub fn check_capability(cap: &VolumeCapability) -> std::result::Result<(), Strin
         Some(volume_capability::AccessType::Block(_)) => true,
         Some(volume_capability::AccessType::Mount(m)) => {
             if !matches!(m.fs_type.as_str(), "" | "ext4" | "xfs" | "btrfs") {
-                return Err(format!("filesystem {:?} is not supported", m.fs_type));
+                return Err(CapabilityError::Filesystem(m.fs_type.clone()));
             }
             false
         }
-        None => return Err("capability has no access type (block or mount)".into()),
+        None => return Err(CapabilityError::NoAccessType),
     };
     match mode {
-        Mode::Unknown => Err("capability has no access mode".into()),
-        Mode::MultiNodeMultiWriter | Mode::MultiNodeSingleWriter if !block => Err(format!(
-            "{} is supported for block volumes only",
-            mode.as_str_name()
-        )),
+        Mode::Unknown => Err(CapabilityError::NoAccessMode),
+        Mode::MultiNodeMultiWriter | Mode::MultiNodeSingleWriter if !block => {
+            Err(CapabilityError::BlockOnly(mode.as_str_name()))
+        }
         _ => Ok(()),
     }
 }
@@ -265,7 +277,7 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<()> {
         ));
     }
     for cap in caps {
-        check_capability(cap).map_err(Error::InvalidArgument)?;
+        check_capability(cap)?;
     }
     Ok(())
 }

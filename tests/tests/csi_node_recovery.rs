@@ -293,9 +293,12 @@ async fn key_hidden(e: &mut NodeEnv<'_>) -> Result<()> {
 /// The running plugin's attachment watch looks at every staged volume; a healthy one must
 /// never make a concurrent RPC answer ABORTED ("operation in progress": a CI run of the
 /// conformance suite saw exactly that). With the watch every 20 ms, 3 s of publish +
-/// unpublish of a healthy volume see no ABORTED.
+/// unpublish of a healthy volume see no ABORTED. And the node RPCs are counted in /metrics
+/// like the controller's.
 async fn watch_never_aborts(e: &mut NodeEnv<'_>) -> Result<()> {
     e.driver.set_env("BERTH_CSI_NODE_WATCH_MS", "20");
+    let metrics = format!("127.0.0.1:{}", berth_tests::proc::free_port()?);
+    e.driver.set_env("BERTH_CSI_METRICS_ADDRESS", &metrics);
     e.driver.restart().await?;
     e.reconnect().await?;
     let id = e.image("watched", "256M")?;
@@ -304,7 +307,7 @@ async fn watch_never_aborts(e: &mut NodeEnv<'_>) -> Result<()> {
     let target = e.target("watchedpod");
     e.stage(&id, &staging, cap()).await?;
     let until = std::time::Instant::now() + Duration::from_secs(3);
-    let (mut rounds, mut aborted) = (0, Vec::new());
+    let (mut rounds, mut aborted, mut published) = (0, Vec::new(), 0);
     while std::time::Instant::now() < until {
         rounds += 1;
         let req = e.publish_req(&id, &staging, &target, cap(), false);
@@ -313,6 +316,7 @@ async fn watch_never_aborts(e: &mut NodeEnv<'_>) -> Result<()> {
             aborted.push(format!("publish: {}", s.message()));
             continue;
         }
+        published += 1;
         if let Err(err) = e.unpublish(&id, &target).await {
             let s = err
                 .downcast_ref::<tonic::Status>()
@@ -329,6 +333,18 @@ async fn watch_never_aborts(e: &mut NodeEnv<'_>) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     e.unstage(&id, &staging).await?;
+    let m = berth_tests::nginx::http_get(&metrics, "localhost", "/metrics")?.body;
+    for line in [
+        format!("berth_csi_rpc_total{{method=\"NodePublishVolume\",code=\"OK\"}} {published}"),
+        "berth_csi_rpc_total{method=\"NodeStageVolume\",code=\"OK\"} 1".to_string(),
+        "berth_csi_rpc_total{method=\"NodeUnstageVolume\",code=\"OK\"} 1".to_string(),
+        "berth_csi_rpc_duration_seconds_count{method=\"NodeStageVolume\"} 1".to_string(),
+    ] {
+        ensure!(
+            m.lines().any(|l| l == line),
+            "/metrics lacks {line:?}:\n{m}"
+        );
+    }
     ensure!(
         aborted.is_empty(),
         "{} of {rounds} rounds ABORTED, first: {}",

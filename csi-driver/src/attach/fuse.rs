@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{AttachError, Attached, Attacher, ImageSpec, Kind, Target, device};
+use super::{AttachError, Attached, Attacher, Broken, ImageSpec, Kind, Target, device};
 use crate::mount::{MountError, mountinfo, ops};
 use crate::program::{self, LONG, ProgramError, SHORT};
 
@@ -112,28 +112,11 @@ fn wait_ready(
     }
 }
 
-/// Pids of live processes with `arg` as one of their arguments (rbd-fuse names its mount
-/// point, so this finds it whoever its parent is now).
-fn processes_with_arg(arg: &Path) -> Vec<i32> {
-    let needle = arg.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == needle))
-        })
-        .collect()
-}
-
 /// Let rbd-fuse processes serving `dir` exit (their mount is gone), then SIGKILL stragglers.
 fn stop_processes(dir: &Path) {
     let deadline = Instant::now() + EXIT_WAIT;
     loop {
-        let pids = processes_with_arg(dir);
+        let pids = crate::procs::with_arg(dir);
         if pids.is_empty() {
             return;
         }
@@ -202,7 +185,7 @@ pub fn cleanup_unrecorded(work_dir: &Path) {
         }
     }
     // Nothing reads through this rbd-fuse: ask it to leave (it unmounts on SIGTERM).
-    for pid in processes_with_arg(&dir) {
+    for pid in crate::procs::with_arg(&dir) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
@@ -337,32 +320,31 @@ impl Attacher for Fuse {
         cleanup_unrecorded(work_dir);
     }
 
-    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), String> {
+    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), Broken> {
         let Some(f) = &a.fuse else {
-            return Err("no fuse mount recorded".into());
+            return Err(Broken::NoFuseRecord);
         };
         // The image file is named after the image, inside this volume's private work dir.
         if f.file.file_name().and_then(|n| n.to_str()) != Some(want.image.as_str()) {
-            return Err(format!(
-                "the recorded image file {} is not image {want}",
-                f.file.display()
-            ));
+            return Err(Broken::FuseFileMismatch {
+                file: f.file.clone(),
+                want: Box::new(want.clone()),
+            });
         }
         if device::loop_backing_file(&a.device).as_deref() != Some(f.file.as_path()) {
-            return Err(format!(
-                "loop device {} is no longer bound to {} (not this volume's device)",
-                a.device.display(),
-                f.file.display()
-            ));
+            return Err(Broken::LoopRebound {
+                device: a.device.clone(),
+                file: f.file.clone(),
+            });
         }
         // statfs always reaches the fuse daemon (stat may be answered from the attribute
         // cache): a dead rbd-fuse shows as ENOTCONN here.
-        nix::sys::statvfs::statvfs(&f.dir).map(drop).map_err(|e| {
-            format!(
-                "rbd-fuse is not serving {} ({e}); restart the node plugin to re-attach",
-                f.file.display()
-            )
-        })
+        nix::sys::statvfs::statvfs(&f.dir)
+            .map(drop)
+            .map_err(|errno| Broken::FuseNotServing {
+                file: f.file.clone(),
+                errno,
+            })
     }
 
     fn refresh_size(&self, a: &Attached, want: u64) -> Result<u64, AttachError> {

@@ -10,6 +10,7 @@
 //! - fuse: the loop device's backing file (`<sysfs>/block/loopN/loop/backing_file`), which
 //!   lies in the volume's private work dir and is named after the image.
 
+use super::Broken;
 use std::path::{Path, PathBuf};
 
 /// An RBD image (or snapshot) as a mapping names it.
@@ -133,17 +134,18 @@ pub fn loop_backing(sysfs: &Path, device: &Path) -> Option<PathBuf> {
 }
 
 /// Ok when `found` (what `device` maps now) is `want`; Err says what it maps instead.
-pub fn verify(device: &Path, found: Option<&ImageSpec>, want: &ImageSpec) -> Result<(), String> {
+pub fn verify(device: &Path, found: Option<&ImageSpec>, want: &ImageSpec) -> Result<(), Broken> {
     match found {
         Some(f) if f == want => Ok(()),
-        Some(f) => Err(format!(
-            "{} maps {f} now, not {want}: not this volume's device",
-            device.display()
-        )),
-        None => Err(format!(
-            "{} maps nothing now (expected {want})",
-            device.display()
-        )),
+        Some(f) => Err(Broken::OtherImage {
+            device: device.to_path_buf(),
+            found: Box::new(f.clone()),
+            want: Box::new(want.clone()),
+        }),
+        None => Err(Broken::MapsNothing {
+            device: device.to_path_buf(),
+            want: Box::new(want.clone()),
+        }),
     }
 }
 
@@ -204,7 +206,10 @@ mod tests {
         let at = |d: &str| krbd_mapping(t.path(), Path::new(d));
         assert!(verify(Path::new("/dev/rbd1"), at("/dev/rbd1").as_ref(), &want).is_ok());
         let e = verify(Path::new("/dev/rbd0"), at("/dev/rbd0").as_ref(), &want).unwrap_err();
-        assert!(e.contains("maps rbd/img-a now, not rbd/img-b"), "{e}");
+        assert!(
+            e.to_string().contains("maps rbd/img-a now, not rbd/img-b"),
+            "{e}"
+        );
         // A snapshot or another namespace of the same name is another image.
         assert!(verify(Path::new("/dev/rbd2"), at("/dev/rbd2").as_ref(), &want).is_err());
         assert_eq!(at("/dev/rbd2").unwrap().snap.as_deref(), Some("snap1"));

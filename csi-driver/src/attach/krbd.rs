@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{AttachError, Attached, Attacher, ImageSpec, Kind, Target, device, identity};
+use super::{AttachError, Attached, Attacher, Broken, ImageSpec, Kind, Target, device, identity};
 use crate::program::{self, LONG, ProgramError, SHORT};
 
 #[derive(Debug)]
@@ -114,9 +114,11 @@ impl Attacher for Krbd {
         unmap("krbd", &a.device, &a.unmap_options)
     }
 
-    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), String> {
+    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), Broken> {
         if !device::exists(&a.device) {
-            return Err(format!("{} is no longer mapped", a.device.display()));
+            return Err(Broken::Unmapped {
+                device: a.device.clone(),
+            });
         }
         let found = identity::krbd_mapping(Path::new(SYSFS), &a.device);
         identity::verify(&a.device, found.as_ref(), want)

@@ -156,21 +156,43 @@ impl AttachError {
     }
 }
 
-impl From<AttachError> for Error {
-    fn from(e: AttachError) -> Error {
-        let msg = e.to_string();
-        match e {
-            AttachError::NoKernelModule { .. }
-            | AttachError::UnsupportedFeatures { .. }
-            | AttachError::Unsupported(_)
-            | AttachError::Program(ProgramError::Missing { .. }) => Error::FailedPrecondition(msg),
-            AttachError::ImageNotFound { .. } => Error::NotFound(msg),
-            AttachError::Program(ProgramError::Timeout { .. }) => Error::DeadlineExceeded(msg),
-            AttachError::Program(_) | AttachError::Failed(_) | AttachError::Io { .. } => {
-                Error::Internal(msg)
-            }
-        }
-    }
+/// Why a recorded attachment is not usable, or not this volume's (what [`Attacher::check`]
+/// finds). The device is then never trusted: not bound into a pod, grown or unmapped.
+#[derive(Debug, thiserror::Error)]
+pub enum Broken {
+    #[error("{} is no longer mapped", device.display())]
+    Unmapped { device: PathBuf },
+    #[error("{} maps {found} now, not {want}: not this volume's device", device.display())]
+    OtherImage {
+        device: PathBuf,
+        found: Box<ImageSpec>,
+        want: Box<ImageSpec>,
+    },
+    #[error("{} maps nothing now (expected {want})", device.display())]
+    MapsNothing {
+        device: PathBuf,
+        want: Box<ImageSpec>,
+    },
+    #[error("no fuse mount recorded")]
+    NoFuseRecord,
+    #[error("the recorded image file {} is not image {want}", file.display())]
+    FuseFileMismatch { file: PathBuf, want: Box<ImageSpec> },
+    #[error(
+        "loop device {} is no longer bound to {} (not this volume's device)",
+        device.display(),
+        file.display()
+    )]
+    LoopRebound { device: PathBuf, file: PathBuf },
+    #[error(
+        "rbd-fuse is not serving {} ({errno}); restart the node plugin to re-attach",
+        file.display()
+    )]
+    FuseNotServing {
+        file: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("{} is not connected (rbd-nbd is not running)", device.display())]
+    NbdDisconnected { device: PathBuf },
 }
 
 /// One way of turning an image into a block device. A recorded device is trusted only while
@@ -183,7 +205,7 @@ pub trait Attacher: Send + Sync {
     fn detach(&self, attached: &Attached, want: &ImageSpec) -> Result<(), AttachError>;
     /// `Err(why)` when the device is not usable (process dead, device gone) or does not map
     /// `want` (renumbered after a reboot).
-    fn check(&self, attached: &Attached, want: &ImageSpec) -> Result<(), String>;
+    fn check(&self, attached: &Attached, want: &ImageSpec) -> Result<(), Broken>;
     /// Undo an attach the stash does not record (the plugin died between attach and stash):
     /// mappings of `want` in `work_dir` (fuse) or on the host that no stash records
     /// (`recorded`). Best effort.

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{AttachError, Attached, Attacher, ImageSpec, Kind, Target, device, identity, krbd};
+use super::{
+    AttachError, Attached, Attacher, Broken, ImageSpec, Kind, Target, device, identity, krbd,
+};
 use crate::program::{self, ProgramError, SHORT};
 
 #[derive(Debug)]
@@ -29,7 +31,7 @@ fn mapped() -> Vec<(PathBuf, ImageSpec)> {
     }
 }
 
-fn verify(a: &Attached, want: &ImageSpec) -> Result<(), String> {
+fn verify(a: &Attached, want: &ImageSpec) -> Result<(), Broken> {
     let all = mapped();
     let found = all.iter().find(|(d, _)| *d == a.device).map(|(_, s)| s);
     identity::verify(&a.device, found, want)
@@ -75,17 +77,16 @@ impl Attacher for Nbd {
         }
     }
 
-    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), String> {
+    fn check(&self, a: &Attached, want: &ImageSpec) -> Result<(), Broken> {
         // An nbd device node exists whether or not it is connected; `pid` is set while
         // rbd-nbd serves it.
         let name = a.device.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if device::exists(&a.device) && Path::new(&format!("/sys/block/{name}/pid")).exists() {
             verify(a, want)
         } else {
-            Err(format!(
-                "{} is not connected (rbd-nbd is not running)",
-                a.device.display()
-            ))
+            Err(Broken::NbdDisconnected {
+                device: a.device.clone(),
+            })
         }
     }
 

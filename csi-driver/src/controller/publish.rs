@@ -111,7 +111,7 @@ pub(super) async fn publish_volume(
         .volume_capability
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
-    params::check_capability(cap).map_err(Error::InvalidArgument)?;
+    params::check_capability(cap)?;
     let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     if req.node_id.len() > MAX_NODE_ID {

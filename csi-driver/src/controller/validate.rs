@@ -51,6 +51,7 @@ pub(super) async fn validate(
         .volume_capabilities
         .iter()
         .filter_map(|cap| params::check_capability(cap).err())
+        .map(|e| e.to_string())
         .collect();
     if !refusals.is_empty() {
         return Ok(ValidateVolumeCapabilitiesResponse {

@@ -33,9 +33,9 @@ pub struct Edges {
     pub tail_offset: u64,
 }
 
-/// Which end a read failed at, and why.
+/// Which end a read failed at, and why (the cause is the `source`).
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
+#[error("{what}")]
 pub struct ReadError {
     pub what: String,
     #[source]

@@ -13,7 +13,6 @@ pub use options::MountOptions;
 
 use nix::errno::Errno;
 
-use crate::error::Error;
 use crate::program::ProgramError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +40,8 @@ pub enum MountError {
     GrowRefused(String),
     /// blkid found nothing, but the device could not be read back: never formatted.
     #[error(
-        "cannot prove {} is empty: blkid found nothing, but {source}; not formatting it \
-         (the volume may hold data that cannot be read now)",
+        "cannot prove {} is empty: blkid found nothing, but reading it back failed; not \
+         formatting it (the volume may hold data that cannot be read now)",
         device.display()
     )]
     Unreadable {
@@ -63,22 +62,6 @@ impl MountError {
         MountError::Io {
             context: context.into(),
             error,
-        }
-    }
-}
-
-impl From<MountError> for Error {
-    fn from(e: MountError) -> Error {
-        let msg = e.to_string();
-        match e {
-            MountError::Invalid(_) => Error::InvalidArgument(msg),
-            MountError::Refused(_) | MountError::GrowRefused(_) => Error::FailedPrecondition(msg),
-            MountError::Program(ProgramError::Missing { .. }) => Error::FailedPrecondition(msg),
-            MountError::Program(ProgramError::Timeout { .. }) => Error::DeadlineExceeded(msg),
-            MountError::Sys { .. }
-            | MountError::Io { .. }
-            | MountError::Program(_)
-            | MountError::Unreadable { .. } => Error::Internal(msg),
         }
     }
 }

@@ -29,7 +29,10 @@ pub fn expand(node: &Shared, id: &str, path: &Path, required: u64) -> Result<u64
     // Never refresh or grow a device that no longer maps this volume's image.
     attacher(a.kind)
         .check(a, &s.want()?)
-        .map_err(|why| Error::FailedPrecondition(format!("volume {id}: {why}")))?;
+        .map_err(|cause| Error::DeviceBroken {
+            volume: id.to_string(),
+            cause: Box::new(cause),
+        })?;
     let size = attacher(a.kind).refresh_size(a, required)?;
     if let Access::Mount { .. } = s.capability.access {
         let fs = s.fs.as_deref().unwrap_or("ext4");

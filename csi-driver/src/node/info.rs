@@ -24,19 +24,30 @@ pub fn capabilities() -> Vec<NodeServiceCapability> {
         .collect()
 }
 
+/// A `--topology` item that is not a segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("topology {0:?} is not key=value")]
+    NotKeyValue(String),
+    #[error("topology {0:?} is not a valid key=value label")]
+    Invalid(String),
+    #[error("topology key {0:?} given twice")]
+    Duplicate(String),
+}
+
 /// `key=value` items -> segments. Keys and values follow Kubernetes label syntax loosely:
 /// non-empty key, no whitespace, at most 63 bytes per value.
-pub fn parse_topology(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_topology(items: &[String]) -> Result<BTreeMap<String, String>, TopologyError> {
     let mut out = BTreeMap::new();
     for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let (k, v) = item
             .split_once('=')
-            .ok_or_else(|| format!("topology {item:?} is not key=value"))?;
+            .ok_or_else(|| TopologyError::NotKeyValue(item.to_string()))?;
         if k.is_empty() || k.len() > 253 || v.len() > 63 || item.chars().any(char::is_whitespace) {
-            return Err(format!("topology {item:?} is not a valid key=value label"));
+            return Err(TopologyError::Invalid(item.to_string()));
         }
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(format!("topology key {k:?} given twice"));
+            return Err(TopologyError::Duplicate(k.to_string()));
         }
     }
     Ok(out)

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::attach::{Mounter, map_options, map_options_field};
 use crate::cluster_config::ClusterConfig;
@@ -42,6 +43,7 @@ use crate::csi::{
 };
 use crate::error::Error;
 use crate::locks::Locks;
+use crate::metrics::observe;
 
 /// Typed configuration of the node service.
 #[derive(Debug, Clone)]
@@ -71,7 +73,7 @@ impl NodeConfig {
         }
         Ok(NodeConfig {
             node_id,
-            topology: info::parse_topology(&args.topology).map_err(Error::InvalidArgument)?,
+            topology: info::parse_topology(&args.topology)?,
             state_dir: args.state_dir.clone(),
             clusters: ClusterConfig::load(&args.cluster_config)?,
             watch_interval: args
@@ -133,7 +135,7 @@ impl Node {
         &self,
         key: &str,
         f: impl FnOnce(&Shared) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Status> {
+    ) -> Result<T, Error> {
         let guard = self.shared.locks.try_lock(key)?;
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
@@ -141,22 +143,26 @@ impl Node {
             f(&shared)
         })
         .await
-        .map_err(|e| Error::Internal(format!("node task failed: {e}")))?
-        .map_err(Status::from)
+        .map_err(Error::Task)?
     }
+}
+
+/// One node RPC: timed and counted like the controller's ([`observe`]), its log lines carrying
+/// the volume.
+async fn rpc<T>(
+    name: &'static str,
+    volume: &str,
+    body: impl Future<Output = Result<T, Error>>,
+) -> Result<Response<T>, Status> {
+    observe(name, body)
+        .instrument(tracing::info_span!("node", volume = %volume))
+        .await
 }
 
 /// The StorageClass's `csi.storage.k8s.io/fstype` as the volume context carries it: the fs
 /// type when the capability names none (csi-sanity and some COs send it this way only).
 fn context_fs(ctx: &std::collections::HashMap<String, String>) -> &str {
     ctx.get(request::FSTYPE_KEY).map_or("", String::as_str)
-}
-
-fn log_err<T>(rpc: &str, volume: &str, r: Result<T, Status>) -> Result<T, Status> {
-    if let Err(s) = &r {
-        tracing::warn!(rpc, volume, code = ?s.code(), "{}", s.message());
-    }
-    r
 }
 
 impl Node {
@@ -209,11 +215,12 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         let r = req.into_inner();
         let vol = r.volume_id.clone();
-        let result = match self.stage_args(r) {
-            Ok(args) => self.locked(&vol, move |s| stage::stage(s, args)).await,
-            Err(e) => Err(e.into()),
-        };
-        log_err("NodeStageVolume", &vol, result).map(|_| Response::new(NodeStageVolumeResponse {}))
+        rpc("NodeStageVolume", &vol.clone(), async move {
+            let args = self.stage_args(r)?;
+            self.locked(&vol, move |s| stage::stage(s, args)).await?;
+            Ok(NodeStageVolumeResponse {})
+        })
+        .await
     }
 
     async fn node_unstage_volume(
@@ -221,15 +228,14 @@ impl node_server::Node for Node {
         req: Request<NodeUnstageVolumeRequest>,
     ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
         let r = req.into_inner();
-        let vol = r.volume_id.clone();
-        let result = async {
+        rpc("NodeUnstageVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let staging = request::path("staging_target_path", &r.staging_target_path)?;
             self.locked(&id.clone(), move |s| stage::unstage(s, &id, &staging))
-                .await
-        };
-        log_err("NodeUnstageVolume", &vol, result.await)
-            .map(|_| Response::new(NodeUnstageVolumeResponse {}))
+                .await?;
+            Ok(NodeUnstageVolumeResponse {})
+        })
+        .await
     }
 
     async fn node_publish_volume(
@@ -238,12 +244,13 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let r = req.into_inner();
         let vol = r.volume_id.clone();
-        let result = match self.publish_args(r) {
-            Ok(args) => self.locked(&vol, move |s| publish::publish(s, args)).await,
-            Err(e) => Err(e.into()),
-        };
-        log_err("NodePublishVolume", &vol, result)
-            .map(|_| Response::new(NodePublishVolumeResponse {}))
+        rpc("NodePublishVolume", &vol.clone(), async move {
+            let args = self.publish_args(r)?;
+            self.locked(&vol, move |s| publish::publish(s, args))
+                .await?;
+            Ok(NodePublishVolumeResponse {})
+        })
+        .await
     }
 
     async fn node_unpublish_volume(
@@ -251,15 +258,14 @@ impl node_server::Node for Node {
         req: Request<NodeUnpublishVolumeRequest>,
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let r = req.into_inner();
-        let vol = r.volume_id.clone();
-        let result = async {
+        rpc("NodeUnpublishVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let target = request::path("target_path", &r.target_path)?;
             self.locked(&id.clone(), move |s| publish::unpublish(s, &id, &target))
-                .await
-        };
-        log_err("NodeUnpublishVolume", &vol, result.await)
-            .map(|_| Response::new(NodeUnpublishVolumeResponse {}))
+                .await?;
+            Ok(NodeUnpublishVolumeResponse {})
+        })
+        .await
     }
 
     async fn node_get_volume_stats(
@@ -267,16 +273,18 @@ impl node_server::Node for Node {
         req: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let r = req.into_inner();
-        request::required("volume_id", &r.volume_id)?;
-        request::required("volume_path", &r.volume_path)?;
-        let shared = self.shared.clone();
-        // Read-only: no lock, so kubelet's periodic stats never collide with a stage.
-        let res = tokio::task::spawn_blocking(move || {
-            stats::stats(&shared, &r.volume_id, std::path::Path::new(&r.volume_path))
+        rpc("NodeGetVolumeStats", &r.volume_id.clone(), async move {
+            request::required("volume_id", &r.volume_id)?;
+            request::required("volume_path", &r.volume_path)?;
+            let shared = self.shared.clone();
+            // Read-only: no lock, so kubelet's periodic stats never collide with a stage.
+            tokio::task::spawn_blocking(move || {
+                stats::stats(&shared, &r.volume_id, std::path::Path::new(&r.volume_path))
+            })
+            .await
+            .map_err(Error::Task)?
         })
         .await
-        .map_err(|e| Status::internal(format!("node task failed: {e}")))?;
-        Ok(Response::new(res?))
     }
 
     async fn node_expand_volume(
@@ -284,31 +292,33 @@ impl node_server::Node for Node {
         req: Request<NodeExpandVolumeRequest>,
     ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
         let r = req.into_inner();
-        let vol = r.volume_id.clone();
-        let result = async {
+        rpc("NodeExpandVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let path = PathBuf::from(request::required("volume_path", &r.volume_path)?);
             let want = r
                 .capacity_range
                 .map(|c| c.required_bytes.max(0) as u64)
                 .unwrap_or(0);
-            self.locked(&id.clone(), move |s| expand::expand(s, &id, &path, want))
-                .await
-        };
-        log_err("NodeExpandVolume", &vol, result.await).map(|size| {
-            Response::new(NodeExpandVolumeResponse {
+            let size = self
+                .locked(&id.clone(), move |s| expand::expand(s, &id, &path, want))
+                .await?;
+            Ok(NodeExpandVolumeResponse {
                 capacity_bytes: size as i64,
             })
         })
+        .await
     }
 
     async fn node_get_capabilities(
         &self,
         _req: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: info::capabilities(),
-        }))
+        rpc("NodeGetCapabilities", "", async {
+            Ok(NodeGetCapabilitiesResponse {
+                capabilities: info::capabilities(),
+            })
+        })
+        .await
     }
 
     async fn node_get_info(
@@ -316,6 +326,9 @@ impl node_server::Node for Node {
         _req: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
         let c = &self.shared.config;
-        Ok(Response::new(info::info(&c.node_id, &c.topology)))
+        rpc("NodeGetInfo", "", async {
+            Ok(info::info(&c.node_id, &c.topology))
+        })
+        .await
     }
 }

@@ -104,11 +104,9 @@ pub(super) fn bind(
         // The recorded device is bound into a pod only while it maps this volume's image.
         crate::attach::attacher(a.kind)
             .check(a, &s.want()?)
-            .map_err(|why| {
-                Error::FailedPrecondition(format!(
-                    "volume {}: {why}; the node plugin re-attaches it (or unstage and stage again)",
-                    s.volume_id
-                ))
+            .map_err(|cause| Error::DeviceBroken {
+                volume: s.volume_id.clone(),
+                cause: Box::new(cause),
             })?;
         let device = a.device.clone();
         ops::ensure_file(target)?;

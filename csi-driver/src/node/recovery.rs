@@ -151,8 +151,8 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
             n => Outcome::Rebound(n),
         });
     }
-    tracing::warn!(volume = %s.volume_id, reason = broken.as_deref().unwrap_or("staging not mounted"),
-        "re-attaching");
+    let reason = broken.map_or_else(|| "staging not mounted".to_string(), |b| b.to_string());
+    tracing::warn!(volume = %s.volume_id, %reason, "re-attaching");
     for target in s.publishes.keys() {
         ops::unmount(target, true)?;
     }

@@ -427,5 +427,8 @@ pub(super) fn teardown(node: &Shared, s: &Stash) -> Result<(), Error> {
             );
         }
     }
+    // A plugin killed mid-stage may have left a program running with this volume's client
+    // files (an `rbd image-meta list`): it must not outlive the undo.
+    crate::procs::kill_under(&node.store.dir(&s.staging_path));
     node.store.remove(&s.staging_path)
 }

@@ -2,13 +2,13 @@
 //! volume (sysfs), and the volume's condition — abnormal when the device or mount is broken
 //! (rbd-fuse gone, loop device unbound, path not mounted, filesystem turned read-only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::statvfs::statvfs;
 
 use super::Shared;
 use super::stash::Stash;
-use crate::attach::{attacher, device};
+use crate::attach::{Broken, attacher, device};
 use crate::csi::{NodeGetVolumeStatsResponse, VolumeCondition, VolumeUsage, volume_usage::Unit};
 use crate::error::Error;
 use crate::mount::mountinfo;
@@ -32,30 +32,62 @@ pub(super) fn find_at(node: &Shared, id: &str, path: &Path) -> Result<Stash, Err
         })
 }
 
-/// `Err(why)` when the volume at `path` is not usable.
-pub fn health(s: &Stash, path: &Path) -> Result<(), String> {
+/// Why a volume is abnormal: the message of its `VolumeCondition`.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("staging did not finish")]
+    Incomplete,
+    #[error("no device attached")]
+    NoDevice,
+    #[error("the volume id does not decode")]
+    BadVolumeId,
+    #[error(transparent)]
+    Device(#[from] Broken),
+    #[error("read mount table: {0}")]
+    MountTable(#[source] std::io::Error),
+    #[error("{} is not mounted", path.display())]
+    NotMounted { path: PathBuf },
+    #[error(
+        "the filesystem at {} has turned read-only (I/O errors on the device?)",
+        path.display()
+    )]
+    TurnedReadOnly { path: PathBuf },
+    #[error("size of {}: {source}", device.display())]
+    DeviceSize {
+        device: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("statvfs {}: {errno}", path.display())]
+    Statvfs {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+}
+
+/// Ok when the volume at `path` is usable.
+pub fn health(s: &Stash, path: &Path) -> Result<(), Unhealthy> {
     if !s.complete {
-        return Err("staging did not finish".into());
+        return Err(Unhealthy::Incomplete);
     }
-    let a = s.attached.as_ref().ok_or("no device attached")?;
-    let want = s.image().ok_or("the volume id does not decode")?;
+    let a = s.attached.as_ref().ok_or(Unhealthy::NoDevice)?;
+    let want = s.image().ok_or(Unhealthy::BadVolumeId)?;
     attacher(a.kind).check(a, &want)?;
     if s.capability.is_block() && path == s.staging_path {
         return Ok(());
     }
-    let table = mountinfo::read().map_err(|e| format!("read mount table: {e}"))?;
-    let m = mountinfo::find(&table, path)
-        .ok_or_else(|| format!("{} is not mounted", path.display()))?;
+    let table = mountinfo::read().map_err(Unhealthy::MountTable)?;
+    let m = mountinfo::find(&table, path).ok_or_else(|| Unhealthy::NotMounted {
+        path: path.to_path_buf(),
+    })?;
     let want_ro = s
         .publishes
         .get(path)
         .is_some_and(|p| p.readonly || p.capability.read_only_mode())
         || s.capability.read_only_mode();
     if m.read_only() && !want_ro {
-        return Err(format!(
-            "the filesystem at {} has turned read-only (I/O errors on the device?)",
-            path.display()
-        ));
+        return Err(Unhealthy::TurnedReadOnly {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -72,8 +104,11 @@ pub fn stats(node: &Shared, id: &str, path: &Path) -> Result<NodeGetVolumeStatsR
                     unit: Unit::Bytes as i32,
                     ..Default::default()
                 }),
-                Err(e) => {
-                    problem.get_or_insert(format!("size of {}: {e}", a.device.display()));
+                Err(source) => {
+                    problem.get_or_insert(Unhealthy::DeviceSize {
+                        device: a.device.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -96,14 +131,19 @@ pub fn stats(node: &Shared, id: &str, path: &Path) -> Result<NodeGetVolumeStatsR
                     unit: Unit::Inodes as i32,
                 });
             }
-            Err(e) => problem = Some(format!("statvfs {}: {e}", path.display())),
+            Err(errno) => {
+                problem = Some(Unhealthy::Statvfs {
+                    path: path.to_path_buf(),
+                    errno,
+                })
+            }
         }
     }
     Ok(NodeGetVolumeStatsResponse {
         usage,
         volume_condition: Some(VolumeCondition {
             abnormal: problem.is_some(),
-            message: problem.unwrap_or_else(|| "volume is healthy".into()),
+            message: problem.map_or_else(|| "volume is healthy".into(), |p| p.to_string()),
         }),
     })
 }
