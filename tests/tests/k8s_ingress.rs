@@ -279,6 +279,40 @@ fn flow() -> Result<()> {
         .is_ok_and(|s| !s.trim().is_empty())
     })?;
 
+    // Basic auth through the kube source: an Opaque Secret with an htpasswd `auth` key (seen
+    // through the deploy's RBAC) makes the annotated Ingress render with its user file; the
+    // Secret's other keys are never written anywhere.
+    let auth_secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "basic", "namespace": "default"},
+        "stringData": {"auth": "alice:$apr1$abcdefgh$M2T3erDstkD7SsE2QQnfH0\n",
+                       "password": "other-key-marker"}});
+    let auth_file = dir.join("auth-secret.json");
+    berth_tests::ceph::write_private(&auth_file, &auth_secret.to_string())?;
+    cp.kubectl(&["apply", "--server-side", "-f", &auth_file.to_string_lossy()])?;
+    std::fs::remove_file(&auth_file)?;
+    cp.apply(
+        &berth_tests::ingress_ctl::ingress(
+            "default",
+            "guarded",
+            "guarded.test",
+            "/",
+            ("web", 80),
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "basic"),
+            ],
+            None,
+        )
+        .to_string(),
+    )?;
+    wait_until(
+        "the basic-auth Ingress rendered",
+        Duration::from_secs(30),
+        || rendered(&a, "auth_basic_user_file") && rendered(&a, "guarded.test"),
+    )
+    .with_context(|| a.log_text())?;
+    ensure!(!a.log_text().contains("other-key-marker") && !a.log_text().contains("M2T3"));
+
     // change -> rendered: a new labelled Service's host appears in the leader's nginx.conf.
     let mut samples = Vec::new();
     for i in 0..15 {
