@@ -239,6 +239,10 @@ pub struct Options {
     /// nginx worker_processes (default: auto).
     #[arg(long, global = true, env = "BERTH_WORKER_PROCESSES")]
     pub worker_processes: Option<u16>,
+    /// Simple hosts (exact name, no TLS, no annotations) with the same paths share one nginx
+    /// server block, their upstreams chosen by `map $host`, once there are this many of them.
+    #[arg(long, global = true, env = "BERTH_SHARED_MIN_HOSTS", default_value_t = crate::render::DEFAULT_SHARED_MIN_HOSTS)]
+    pub shared_min_hosts: usize,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(
         long,

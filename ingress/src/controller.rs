@@ -127,6 +127,7 @@ pub fn render_config(opts: &Options) -> Result<RenderConfig, Error> {
         }
         v
     });
+    rc.shared_min_hosts = opts.shared_min_hosts;
     Ok(rc)
 }
 

@@ -12,6 +12,7 @@
 //!   retries, so it counts the race of idle connections closed by old workers; see load.rs).
 //!
 //! The controller runs with its default debounce (100 ms quiet, 1 s max), as in production.
+//! Then the 10 000-host run (`ingress_scale.rs`, also alone as `bench ingress-scale`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -30,21 +31,21 @@ use crate::proc::{free_port, spawn_tied, wait_until};
 const ROUTES: usize = 10_000;
 const LATENCY_SAMPLES: usize = 50;
 /// Consecutive right answers (new connections) that make a change "served".
-const STABLE_RUN: usize = 20;
+pub(super) const STABLE_RUN: usize = 20;
 const BURST: usize = 100;
 const LOAD_RELOADS: usize = 100;
 
 /// A berth-ingress process (default tunables) on a manifests dir; Drop stops it.
-struct Controller {
-    dir: PathBuf,
+pub(super) struct Controller {
+    pub(super) dir: PathBuf,
     manifests: PathBuf,
     http: u16,
     metrics: u16,
-    child: Option<Child>,
+    pub(super) child: Option<Child>,
 }
 
 impl Controller {
-    fn start(write: impl FnOnce(&std::path::Path) -> Result<()>) -> Result<Controller> {
+    pub(super) fn start(write: impl FnOnce(&std::path::Path) -> Result<()>) -> Result<Controller> {
         let dir = crate::new_state_dir("bench-ingress")?;
         let manifests = dir.join("manifests");
         std::fs::create_dir_all(&manifests)?;
@@ -79,26 +80,26 @@ impl Controller {
         Ok(c)
     }
 
-    fn http_addr(&self) -> String {
+    pub(super) fn http_addr(&self) -> String {
         format!("127.0.0.1:{}", self.http)
     }
 
-    fn admin(&self) -> String {
+    pub(super) fn admin(&self) -> String {
         format!("127.0.0.1:{}", self.metrics)
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("berth-ingress.log")).unwrap_or_default()
     }
 
-    fn write(&self, name: &str, v: &Value) -> Result<()> {
+    pub(super) fn write(&self, name: &str, v: &Value) -> Result<()> {
         let tmp = self.manifests.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, v.to_string())?;
         std::fs::rename(&tmp, self.manifests.join(format!("{name}.json")))?;
         Ok(())
     }
 
-    fn metric(&self, name: &str) -> Result<f64> {
+    pub(super) fn metric(&self, name: &str) -> Result<f64> {
         let text = http_get(&self.admin(), "localhost", "/metrics")?.body;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -126,7 +127,12 @@ impl Controller {
     /// Poll (a new connection each time) from `t` until `host` answered 200 with `body`
     /// [`STABLE_RUN`] times in a row: (ms to the first such answer, ms to the start of the
     /// run, wrong answers seen after the first right one).
-    fn await_stable(&self, t: Instant, host: &str, body: &str) -> Result<(f64, f64, u32)> {
+    pub(super) fn await_stable(
+        &self,
+        t: Instant,
+        host: &str,
+        body: &str,
+    ) -> Result<(f64, f64, u32)> {
         let deadline = t + Duration::from_secs(10);
         let (mut first, mut run_start, mut run, mut flaps) = (None, t, 0usize, 0u32);
         loop {
@@ -157,7 +163,7 @@ impl Controller {
     }
 
     /// Poll until `host` answers 200 with `body`.
-    fn await_served(&self, host: &str, body: &str, timeout: Duration) -> Result<()> {
+    pub(super) fn await_served(&self, host: &str, body: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if http_get(&self.http_addr(), host, "/")
@@ -188,12 +194,12 @@ impl Drop for Controller {
     }
 }
 
-fn service(port: u16) -> Value {
+pub(super) fn service(port: u16) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "bench"},
            "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port}]}})
 }
 
-fn ingress(name: &str, host: &str, path: &str, port: u16) -> Value {
+pub(super) fn ingress(name: &str, host: &str, path: &str, port: u16) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
            "metadata": {"name": name, "namespace": "bench"},
            "spec": {"ingressClassName": "berth", "rules": [{"host": host, "http": {"paths": [
@@ -443,7 +449,8 @@ pub fn run() -> Result<Figures> {
     );
     let load = Backend::start("load")?;
     let l = load_during_reloads(load.port)?;
-    Ok(vec![
+    let scale = super::ingress_scale::run()?;
+    let mut figures = vec![
         figure(
             "render_10k_routes_ms",
             render,
@@ -538,7 +545,9 @@ pub fn run() -> Result<Figures> {
             "",
             None,
         ),
-    ])
+    ];
+    figures.extend(scale);
+    Ok(figures)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod csi;
 pub mod csi_scale;
 pub mod ingress;
+pub mod ingress_scale;
 pub mod load;
 pub mod memory;
 pub mod node;

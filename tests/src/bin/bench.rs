@@ -1,4 +1,4 @@
-//! berth benchmarks: `bench csi|node|ingress|all` (subjects live in `berth_tests::bench`).
+//! berth benchmarks: `bench csi|node|ingress|ingress-scale|all` (subjects live in `berth_tests::bench`).
 //! Prints a table, or one JSON object with `--json`. Build the binaries under test first
 //! (`cargo build --release --workspace --bins`): the harness finds them next to this executable.
 
@@ -25,6 +25,9 @@ enum Subject {
     /// berth-ingress: render 10k routes, RSS with 10k Ingresses, change -> served, reload
     /// coalescing, failed requests under wrk load during 100 reloads.
     Ingress,
+    /// berth-ingress at 10 000 hosts only (also part of `ingress`): first config, change ->
+    /// served, memory of berth-ingress and nginx, reload time, nginx warnings.
+    IngressScale,
     /// All of the above, one after the other.
     All,
 }
@@ -38,6 +41,7 @@ fn main() -> Result<()> {
         Subject::Csi => &["csi"],
         Subject::Node => &["node"],
         Subject::Ingress => &["ingress"],
+        Subject::IngressScale => &["ingress-scale"],
         Subject::All => &["csi", "node", "ingress"],
     };
     let mut json = serde_json::Map::new();
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         let figures = match name {
             "csi" => rt.block_on(berth_tests::bench::csi::run())?,
             "node" => rt.block_on(berth_tests::bench::node::run())?,
+            "ingress-scale" => berth_tests::bench::ingress_scale::run()?,
             _ => berth_tests::bench::ingress::run()?,
         };
         if args.json {
