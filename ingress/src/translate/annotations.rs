@@ -250,6 +250,14 @@ pub fn route_options(
             ));
         }
         match berth {
+            REWRITE_TARGET if value.contains('$') => {
+                return Err(bad(Invalid(
+                    "capture groups ($1) need use-regex, which berth-ingress does not support \
+                     (paths match element-wise, never by regex); use a plain path: the matched \
+                     prefix is replaced by it"
+                        .into(),
+                )));
+            }
             REWRITE_TARGET => {
                 o.rewrite_target = Some(validate::rewrite_target(value).map_err(bad)?)
             }

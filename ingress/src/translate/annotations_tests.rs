@@ -194,3 +194,12 @@ fn rejects_unknown_invalid_and_grpc_rewrite() {
         assert!(!r.detail.contains("evil }"), "{r}");
     }
 }
+
+#[test]
+fn rewrite_target_capture_groups_are_refused_with_the_reason() {
+    for v in ["/$1", "/api/$2", "$1"] {
+        let r = parse(&[(&format!("{NGINX_PREFIX}rewrite-target"), v)]).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidAnnotation, "{r}");
+        assert!(r.detail.contains("use-regex"), "{r}");
+    }
+}
