@@ -6,6 +6,7 @@
 //! longest match, wildcard hosts, default backends, oldest-wins conflicts. Safety: the injection
 //! corpus and a candidate nginx refuses (`corpus.rs`). Operation: nginx killed with SIGKILL is
 //! restarted; SIGTERM drains nginx and exits 0; `render --from DIR` prints a config nginx accepts.
+//! The routing trials run again with simple hosts in shared server blocks (`shared_servers_*`).
 
 #[path = "ingress_e2e/annotations.rs"]
 mod annotations;
@@ -28,6 +29,7 @@ mod scale;
 #[path = "ingress_e2e/tenancy.rs"]
 mod tenancy;
 
+use std::cell::Cell;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,7 +49,23 @@ fn main() {
             f().map_err(|e| Failed::from(format!("{e:#}")))
         })
     };
+    // The same routing trials with every simple host in a shared server block
+    // (`--shared-min-hosts=1`, render_shared.rs): routing must not change.
+    let shared = |name: &str, f: fn() -> Result<()>| {
+        Trial::test(format!("shared_servers_{name}"), move || {
+            SHARED_SERVERS.set(true);
+            f().map_err(|e| Failed::from(format!("{e:#}")))
+        })
+    };
     let trials = vec![
+        shared("service_lifecycle", service_lifecycle),
+        shared("exact_prefix_and_longest_match", path_matching),
+        shared("wildcard_host", wildcard_host),
+        shared("default_backend_flag_then_ingress", default_backend),
+        shared(
+            "tenancy",
+            tenancy::host_less_rules_and_default_backends_stay_in_the_catch_all,
+        ),
         t("service_appears_moves_and_disappears", service_lifecycle),
         t("exact_prefix_and_longest_match", path_matching),
         t("wildcard_host_matches_one_label_only", wildcard_host),
@@ -171,8 +189,17 @@ pub fn served(
     .with_context(|| format!("last answer {last:?}; log:\n{}", ctl.log_text()))
 }
 
+thread_local! {
+    /// This trial's controller renders simple hosts into shared server blocks.
+    static SHARED_SERVERS: Cell<bool> = const { Cell::new(false) };
+}
+
 pub fn started(manifests: &[(&str, Value)], extra: &[String]) -> Result<IngressCtl> {
-    let ctl = IngressCtl::start(manifests, extra)?;
+    let mut extra = extra.to_vec();
+    if SHARED_SERVERS.get() {
+        extra.push("--shared-min-hosts=1".to_owned());
+    }
+    let ctl = IngressCtl::start(manifests, &extra)?;
     ctl.wait_ready()?;
     // /readyz turns true at the first successful install, a moment before the supervised nginx
     // has bound its port.
