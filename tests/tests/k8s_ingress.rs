@@ -10,6 +10,11 @@
 //! reached through a selector-less Service and an EndpointSlice the test writes
 //! (`--upstream=endpoints`; ClusterIPs are not routable here). Not here: an API outage.
 
+#[path = "k8s_ingress/outage.rs"]
+mod outage;
+#[path = "k8s_ingress/served.rs"]
+mod served;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -33,9 +38,9 @@ fn main() {
         plain("berth_ingress_against_the_real_api_server", flow),
         plain(
             "served_from_a_network_namespace_through_endpointslices",
-            served,
+            served::served,
         ),
-        plain("an_api_outage_through_a_proxy", outage),
+        plain("an_api_outage_through_a_proxy", outage::outage),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     let left = berth_tests::sweep::own_leftovers();
@@ -409,151 +414,7 @@ fn flow() -> Result<()> {
     Ok(())
 }
 
-/// Backends in a network namespace behind a selector-less Service and an EndpointSlice the
-/// test writes; the Ingress is served through nginx; change (the slice's port) -> served.
-fn served() -> Result<()> {
-    let cp = ControlPlane::start()?;
-    let dir = cp.dir.clone();
-    let ingress = repo().join("deploy/ingress");
-    cp.kubectl(&["apply", "--server-side", "-k", &ingress.to_string_lossy()])?;
-    let sa = cp.service_account_kubeconfig(NS, "berth-ingress")?;
-    let mut ns = NetNs::create()?;
-    ns.backend(&dir, 8081, "backend A")?;
-    ns.backend(&dir, 8082, "backend B")?;
-    cp.apply(
-        &json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "app", "namespace": "default"},
-            "spec": {"ports": [{"name": "http", "port": 80}]}})
-        .to_string(),
-    )?;
-    let slice = |port: u16| {
-        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "app-1", "namespace": "default",
-                "labels": {"kubernetes.io/service-name": "app",
-                           "endpointslice.kubernetes.io/managed-by": "berth-tests"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [ns.addr.to_string()], "conditions": {"ready": true}}],
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
-        .to_string()
-    };
-    cp.apply(&slice(8081))?;
-    cp.apply(
-        &berth_tests::ingress_ctl::ingress(
-            "default",
-            "app",
-            "app.test",
-            "/",
-            ("app", 80),
-            &[],
-            None,
-        )
-        .to_string(),
-    )?;
-    let r = Replica::start_with(
-        &dir,
-        "replica",
-        &sa,
-        &[
-            "--upstream=endpoints",
-            "--trust-endpointslice-managers=berth-tests",
-        ],
-    )?;
-    let get = || {
-        berth_tests::proc::run(Command::new("curl").args([
-            "-s",
-            "--max-time",
-            "2",
-            "-H",
-            "Host: app.test",
-            &format!("http://127.0.0.1:{}/", r.http_port),
-        ]))
-        .unwrap_or_default()
-    };
-    wait_until("backend A served", Duration::from_secs(60), || {
-        get() == "backend A"
-    })?;
-    let mut samples = Vec::new();
-    for i in 0..12 {
-        let (port, want) = if i % 2 == 0 {
-            (8082, "backend B")
-        } else {
-            (8081, "backend A")
-        };
-        let t = Instant::now();
-        cp.apply(&slice(port))?;
-        wait_until(want, Duration::from_secs(30), || get() == want)?;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    eprintln!(
-        "change -> served (EndpointSlice applied -> the other backend answers), 12 samples: p50 {:.0?}, max {:.0?}",
-        samples[samples.len() / 2],
-        samples[samples.len() - 1]
-    );
-    let log = r.log_text();
-    ensure!(
-        !log.to_lowercase().contains("forbidden"),
-        "refused by RBAC:\n{log}"
-    );
-    Ok(())
-}
-
-/// How long the API is cut off.
-const OUTAGE: Duration = Duration::from_secs(10);
-
-/// The replica reaches the API through a proxy the test cuts for [`OUTAGE`]; a change made
-/// during the outage is rendered after it, and so is a change made after it.
-fn outage() -> Result<()> {
-    let cp = ControlPlane::start()?;
-    let dir = cp.dir.clone();
-    let ingress = repo().join("deploy/ingress");
-    cp.kubectl(&["apply", "--server-side", "-k", &ingress.to_string_lossy()])?;
-    let api: std::net::SocketAddr = cp.server.trim_start_matches("https://").parse()?;
-    let proxy = berth_tests::tcp_proxy::TcpProxy::start(api)?;
-    let via = format!("https://127.0.0.1:{}", proxy.port);
-    let sa = cp.service_account_kubeconfig_via(NS, "berth-ingress", &via)?;
-    let r = Replica::start(&dir, "replica", &sa)?;
-    let rendered =
-        |needle: &str| std::fs::read_to_string(&r.conf).is_ok_and(|c| c.contains(needle));
-    cp.apply(&service("before", "before.test", 0).to_string())?;
-    wait_until("before.test rendered", Duration::from_secs(60), || {
-        rendered("before.test")
-    })?;
-
-    proxy.set_up(false);
-    std::thread::sleep(OUTAGE / 2);
-    cp.apply(&service("during", "during.test", 0).to_string())?;
-    std::thread::sleep(OUTAGE / 2);
-    ensure!(
-        !rendered("during.test"),
-        "rendered while the API was unreachable"
-    );
-    proxy.set_up(true);
-    let t = Instant::now();
-    wait_until(
-        "during.test rendered after the outage",
-        Duration::from_secs(120),
-        || rendered("during.test"),
-    )?;
-    let caught_up = t.elapsed();
-    // issue 13 saw 17 s here before the watchers' recovery was fixed.
-    ensure!(
-        caught_up < Duration::from_secs(10),
-        "caught up {caught_up:?} after the outage"
-    );
-    let t = Instant::now();
-    cp.apply(&service("after", "after.test", 0).to_string())?;
-    wait_until("after.test rendered", Duration::from_secs(120), || {
-        rendered("after.test")
-    })?;
-    let after = t.elapsed();
-    eprintln!(
-        "API outage of {OUTAGE:?} through a proxy: the change made during it rendered {caught_up:.2?} \
-         after the API came back; a change after it rendered in {after:.2?}"
-    );
-    Ok(())
-}
-
+/// A child process killed (and reaped) on Drop.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
