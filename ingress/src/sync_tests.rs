@@ -97,7 +97,7 @@ async fn refused_object_is_dropped_named_and_counted() {
     assert!(live.contains("/other") && live.contains("/good") && !live.contains("/bad "));
     assert_eq!(metrics.nginx_rejected_objects.load(Ordering::Relaxed), 1);
     assert_eq!(metrics.reload_failures.load(Ordering::Relaxed), 1);
-    // Issue 19: the refused candidate is a failed attempt, not a reload.
+    // The refused candidate is a failed attempt, not a reload.
     assert_eq!(metrics.reloads.load(Ordering::Relaxed), 2);
     assert_eq!(metrics.reload_attempts.load(Ordering::Relaxed), 3);
     assert_eq!(metrics.rejected("nginx_rejected"), 1);

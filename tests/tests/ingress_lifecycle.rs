@@ -3,7 +3,8 @@
 //! nginx it finds in the pid file and serves within 2 s; SIGTERM turns /readyz 503 before the
 //! drain; a hung `nginx -t` times out, is retried, and never delays SIGTERM; a reload nginx
 //! does not take is reported and retried; the metrics listener survives EMFILE, idle clients
-//! and floods of connections; the reload metrics count what happened (issue 19 item 1).
+//! and floods of connections; the reload metrics count what happened (attempts, reloads that
+//! went live, failures, and when the last config went live).
 
 use std::io::Read as _;
 use std::net::TcpStream;
@@ -464,7 +465,7 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Issue 19 item 1: a candidate nginx refuses counts as a failed attempt, only configs that
+/// A candidate nginx refuses counts as a failed attempt, only configs that
 /// went live count as reloads, and the live time is stamped once nginx serves the change.
 fn reload_metrics() -> Result<()> {
     let b1 = Backend::start("b1")?;
