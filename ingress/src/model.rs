@@ -144,6 +144,8 @@ pub struct RouteOptions {
     pub proxy_read_timeout: Option<u32>,
     /// Seconds.
     pub proxy_connect_timeout: Option<u32>,
+    /// `false`: responses are passed to the client as they arrive (`proxy_buffering off`).
+    pub proxy_buffering: bool,
     pub backend_protocol: BackendProtocol,
     /// Empty = every source; otherwise only these networks (403 for others).
     pub allow_source_ranges: Vec<Cidr>,
@@ -175,6 +177,7 @@ impl Default for RouteOptions {
             proxy_body_size: None,
             proxy_read_timeout: None,
             proxy_connect_timeout: None,
+            proxy_buffering: true,
             backend_protocol: BackendProtocol::Http,
             allow_source_ranges: Vec::new(),
             deny_source_ranges: Vec::new(),

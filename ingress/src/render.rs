@@ -479,6 +479,9 @@ fn location(
                     );
                 }
             }
+            if !o.proxy_buffering {
+                out.push_str("            proxy_buffering off;\n");
+            }
             if let Some(n) = o.proxy_read_timeout {
                 _ = writeln!(out, "            {prefix}_read_timeout {n}s;");
             }

@@ -316,6 +316,7 @@ fn hostile_values_never_reach_nginx_conf() {
             ("nforce", "force-ssl-redirect", &[]),
             ("nvhost", "upstream-vhost", &[]),
             ("nrps", "limit-rps", &[]),
+            ("nbuf", "proxy-buffering", &[]),
             ("ncors", "enable-cors", &[]),
             ("ncorigin", "cors-allow-origin", &[("enable-cors", "true")]),
             (
@@ -381,7 +382,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 36;
+        hostile_objects += 37;
     }
     assert!(corpus().len() >= 30);
 

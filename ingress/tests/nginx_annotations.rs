@@ -196,6 +196,7 @@ fn berths_own_annotations_are_honoured_under_the_nginx_spelling() {
         ("limit-rpm", "limit-rpm", "100"),
         ("limit-connections", "limit-connections", "5"),
         ("enable-cors", "enable-cors", "true"),
+        ("proxy-buffering", "proxy-buffering", "off"),
     ];
     for (nginx, berth, value) in same {
         let (nginx_key, berth_key) = (format!("{N}{nginx}"), format!("berth.dev/{berth}"));

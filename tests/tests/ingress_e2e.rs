@@ -12,6 +12,8 @@
 mod annotations;
 #[path = "ingress_e2e/auth.rs"]
 mod auth;
+#[path = "ingress_e2e/buffering.rs"]
+mod buffering;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
 #[path = "ingress_e2e/cors.rs"]
@@ -98,6 +100,10 @@ fn main() {
         t(
             "annotation_cors_preflight_and_hsts",
             cors::cors_preflight_and_hsts,
+        ),
+        t(
+            "annotation_proxy_buffering_off_streams",
+            buffering::proxy_buffering_off_streams,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

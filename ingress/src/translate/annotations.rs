@@ -25,6 +25,7 @@ pub const SSL_REDIRECT: &str = "berth.dev/ssl-redirect";
 pub const PROXY_BODY_SIZE: &str = "berth.dev/proxy-body-size";
 pub const PROXY_READ_TIMEOUT: &str = "berth.dev/proxy-read-timeout";
 pub const PROXY_CONNECT_TIMEOUT: &str = "berth.dev/proxy-connect-timeout";
+pub const PROXY_BUFFERING: &str = "berth.dev/proxy-buffering";
 pub const BACKEND_PROTOCOL: &str = "berth.dev/backend-protocol";
 pub const ALLOW_SOURCE_RANGE: &str = "berth.dev/allow-source-range";
 pub const DENY_SOURCE_RANGE: &str = "berth.dev/deny-source-range";
@@ -80,6 +81,7 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     LIMIT_RPM,
     LIMIT_CONNECTIONS,
     LIMIT_BURST_MULTIPLIER,
+    PROXY_BUFFERING,
     ENABLE_CORS,
     CORS_ALLOW_ORIGIN,
     CORS_ALLOW_METHODS,
@@ -121,6 +123,7 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("limit-rpm", LIMIT_RPM),
     ("limit-connections", LIMIT_CONNECTIONS),
     ("limit-burst-multiplier", LIMIT_BURST_MULTIPLIER),
+    ("proxy-buffering", PROXY_BUFFERING),
     ("enable-cors", ENABLE_CORS),
     ("cors-allow-origin", CORS_ALLOW_ORIGIN),
     ("cors-allow-methods", CORS_ALLOW_METHODS),
@@ -266,6 +269,18 @@ pub fn route_options(
             PROXY_READ_TIMEOUT => {
                 o.proxy_read_timeout = Some(validate::timeout_seconds(value).map_err(bad)?)
             }
+            PROXY_BUFFERING => {
+                o.proxy_buffering = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(bad(Invalid(format!(
+                            "'{}' is not on or off",
+                            validate::excerpt(value)
+                        ))));
+                    }
+                }
+            }
             PROXY_CONNECT_TIMEOUT => {
                 o.proxy_connect_timeout = Some(validate::timeout_seconds(value).map_err(bad)?)
             }
@@ -339,6 +354,7 @@ pub fn route_options(
     o.external_auth = external_auth::external(origin, ext)?;
     if o.backend_protocol == BackendProtocol::Grpc
         && (o.upstream_vhost.is_some()
+            || !o.proxy_buffering
             || o.external_auth
                 .as_ref()
                 .is_some_and(|e| !e.response_headers.is_empty()))
@@ -347,7 +363,8 @@ pub fn route_options(
             origin,
             format!("metadata.annotations[{BACKEND_PROTOCOL}]"),
             Reason::InvalidAnnotation,
-            "auth-response-headers and upstream-vhost cannot be combined with backend-protocol GRPC",
+            "auth-response-headers, upstream-vhost and proxy-buffering cannot be combined with \
+             backend-protocol GRPC",
         ));
     }
     if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {

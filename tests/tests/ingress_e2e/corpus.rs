@@ -156,6 +156,10 @@ fn corpus() -> Vec<(Slot, String)> {
             "X-A\"; return 200 xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/proxy-buffering"),
+            "off; xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),

@@ -1,0 +1,133 @@
+//! `proxy-buffering: off` through the real controller and nginx. With nginx's default
+//! buffering, a large answer is taken from the backend at once (into nginx's buffers and
+//! temporary file) even while the client reads nothing; with `proxy-buffering: off` nginx
+//! passes it on synchronously, so the backend is still writing while the client does not read.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
+use berth_tests::proc::wait_until;
+
+use super::{SERVED_WITHIN, started};
+
+/// Answer size: far beyond loopback socket buffers and nginx's in-memory buffers.
+const BODY: usize = 32 << 20;
+
+/// A backend answering every request with [`BODY`] bytes; `done` counts answers fully written.
+fn big_answer(done: Arc<AtomicUsize>) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let done = done.clone();
+            std::thread::spawn(move || _ = answer(stream, &done));
+        }
+    });
+    Ok(port)
+}
+
+fn answer(stream: TcpStream, done: &AtomicUsize) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+    }
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n"
+    )?;
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..(BODY >> 20) {
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    done.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Ask `host` for the answer, read nothing for a while: did the backend finish writing?
+/// Then read it all (its length is checked).
+fn backend_done_while_client_idle(
+    ctl: &IngressCtl,
+    host: &str,
+    done: &AtomicUsize,
+) -> Result<bool> {
+    let before = done.load(Ordering::SeqCst);
+    let mut s = TcpStream::connect(ctl.http_addr())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let finished = wait_until("the backend to finish", Duration::from_millis(1500), || {
+        done.load(Ordering::SeqCst) > before
+    })
+    .is_ok();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)?;
+    ensure!(
+        all.len() > BODY,
+        "{host}: short answer ({} bytes)",
+        all.len()
+    );
+    Ok(finished)
+}
+
+pub fn proxy_buffering_off_streams() -> Result<()> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let port = big_answer(done.clone())?;
+    let ing = |name: &str, ann: &[(&str, &str)]| {
+        ingress(
+            "shop",
+            name,
+            &format!("{name}.test"),
+            "/",
+            ("big", port),
+            ann,
+            None,
+        )
+    };
+    let manifests = vec![
+        ("big", local_service("shop", "big", port)),
+        (
+            "off",
+            ing(
+                "off",
+                &[("nginx.ingress.kubernetes.io/proxy-buffering", "off")],
+            ),
+        ),
+        (
+            "berth-off",
+            ing("berth-off", &[("berth.dev/proxy-buffering", "off")]),
+        ),
+        ("on", ing("on", &[])),
+    ];
+    let ctl = started(&manifests, &[])?;
+    for host in ["off.test", "berth-off.test", "on.test"] {
+        wait_until(&format!("{host} live"), SERVED_WITHIN, || {
+            std::fs::read_to_string(ctl.prefix.join("nginx.conf"))
+                .is_ok_and(|c| c.contains(&format!("server_name {host};")))
+        })?;
+    }
+    ensure!(
+        backend_done_while_client_idle(&ctl, "on.test", &done)?,
+        "buffered: backend not done"
+    );
+    for host in ["off.test", "berth-off.test"] {
+        ensure!(
+            !backend_done_while_client_idle(&ctl, host, &done)?,
+            "{host}: the backend finished while the client read nothing (buffered)"
+        );
+    }
+    Ok(())
+}
