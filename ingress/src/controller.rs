@@ -246,6 +246,88 @@ pub async fn shutdown_signal() {
 /// Longest wait for the status task to release the Lease at shutdown.
 const STATUS_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The object source `run` watches, and what must live as long as it.
+struct Started {
+    source: Arc<dyn Source>,
+    /// Kube source: leader election + Ingress status.
+    status_task: Option<tokio::task::JoinHandle<()>>,
+    /// Files source: the directory watcher (dropping it stops the watch).
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// Phase 1 of `run`: the source of objects (kube reflectors or a watched directory), whose
+/// changes bump `changes`; with the kube source also the status task.
+async fn start_source(
+    opts: &Options,
+    changes: watch::Sender<u64>,
+    served: watch::Receiver<BTreeSet<ObjectRef>>,
+    quit: watch::Receiver<bool>,
+) -> Result<Started, Error> {
+    Ok(match opts.source {
+        SourceKind::Files => {
+            let dir = opts.manifests_dir.clone().ok_or(Error::NoManifestsDir)?;
+            let files = FilesSource::new(dir);
+            let watcher = files.watch(changes.clone())?;
+            changes.send_modify(|n| *n += 1);
+            Started {
+                source: Arc::new(files),
+                status_task: None,
+                _watcher: Some(watcher),
+            }
+        }
+        SourceKind::Kube => {
+            let client = kube::Client::try_default().await?;
+            let config = KubeConfig {
+                namespace: opts.namespace.clone(),
+                endpoint_slices: opts.upstream == UpstreamArg::Endpoints,
+            };
+            let (kube_source, driver) = KubeSource::start(client.clone(), &config, changes);
+            tokio::spawn(driver);
+            let status_task = spawn_status(opts, client, &kube_source, served, quit)?;
+            Started {
+                source: Arc::new(kube_source),
+                status_task,
+                _watcher: None,
+            }
+        }
+    })
+}
+
+/// Phase 2 of `run`: the sync loop with its nginx, certificate and htpasswd files (the
+/// self-signed default certificate written first).
+fn build_syncer(
+    opts: &Options,
+    metrics: Arc<Metrics>,
+    served: watch::Sender<BTreeSet<ObjectRef>>,
+) -> Result<Syncer<Nginx>, Error> {
+    let mut render_cfg = render_config(opts)?;
+    render_cfg.self_signed_default = true;
+    let sync_config = SyncConfig {
+        translate: translate_config(opts)?,
+        render: render_cfg,
+        debounce_min: opts.debounce_min,
+        debounce_max: opts.debounce_max,
+    };
+    let paths = NginxPaths {
+        binary: opts.nginx_binary.clone(),
+        conf: live_conf_path(
+            opts.nginx_conf.as_deref(),
+            std::path::Path::new(DEFAULT_NGINX_CONF),
+        )?,
+        prefix: opts.nginx_prefix.clone(),
+    };
+    let nginx = Nginx::new(paths, !opts.external_nginx).with_timeout(opts.nginx_timeout);
+    nginx.prepare_dirs()?;
+    let cert_files = CertFiles::new(sync_config.render.tls_dir())?;
+    cert_files.write(&crate::tls::self_signed()?)?;
+    let htpasswd_files = HtpasswdFiles::new(sync_config.render.auth_dir())?;
+    metrics.set_pid_file(sync_config.render.pid_file());
+    Ok(Syncer::new(nginx, sync_config, metrics)
+        .with_cert_files(cert_files)
+        .with_htpasswd_files(htpasswd_files)
+        .with_served(served))
+}
+
 /// The controller. Returns when `shutdown` resolves (Ok) or nginx dies (Err).
 pub async fn run(
     opts: Options,
@@ -281,56 +363,9 @@ pub async fn run(
 
     let (changes_tx, mut changes) = watch::channel(0u64);
     let (served_tx, served_rx) = watch::channel(BTreeSet::new());
-    let mut _watcher = None;
-    let mut status_task = None;
-    let source: Arc<dyn Source> = match opts.source {
-        SourceKind::Files => {
-            let dir = opts.manifests_dir.clone().ok_or(Error::NoManifestsDir)?;
-            let files = FilesSource::new(dir);
-            _watcher = Some(files.watch(changes_tx.clone())?);
-            changes_tx.send_modify(|n| *n += 1);
-            Arc::new(files)
-        }
-        SourceKind::Kube => {
-            let client = kube::Client::try_default().await?;
-            let config = KubeConfig {
-                namespace: opts.namespace.clone(),
-                endpoint_slices: opts.upstream == UpstreamArg::Endpoints,
-            };
-            let (kube_source, driver) =
-                KubeSource::start(client.clone(), &config, changes_tx.clone());
-            tokio::spawn(driver);
-            status_task = spawn_status(&opts, client, &kube_source, served_rx, quit_rx.clone())?;
-            Arc::new(kube_source)
-        }
-    };
-
-    let mut render_cfg = render_config(&opts)?;
-    render_cfg.self_signed_default = true;
-    let sync_config = SyncConfig {
-        translate: translate_config(&opts)?,
-        render: render_cfg,
-        debounce_min: opts.debounce_min,
-        debounce_max: opts.debounce_max,
-    };
-    let paths = NginxPaths {
-        binary: opts.nginx_binary.clone(),
-        conf: live_conf_path(
-            opts.nginx_conf.as_deref(),
-            std::path::Path::new(DEFAULT_NGINX_CONF),
-        )?,
-        prefix: opts.nginx_prefix.clone(),
-    };
-    let nginx = Nginx::new(paths, !opts.external_nginx).with_timeout(opts.nginx_timeout);
-    nginx.prepare_dirs()?;
-    let cert_files = CertFiles::new(sync_config.render.tls_dir())?;
-    cert_files.write(&crate::tls::self_signed()?)?;
-    let htpasswd_files = HtpasswdFiles::new(sync_config.render.auth_dir())?;
-    metrics.set_pid_file(sync_config.render.pid_file());
-    let mut syncer = Syncer::new(nginx, sync_config, metrics.clone())
-        .with_cert_files(cert_files)
-        .with_htpasswd_files(htpasswd_files)
-        .with_served(served_tx);
+    let started = start_source(&opts, changes_tx, served_rx, quit_rx.clone()).await?;
+    let (source, status_task) = (started.source, started.status_task);
+    let mut syncer = build_syncer(&opts, metrics.clone(), served_tx)?;
 
     // First config before nginx serves (retried until it applies), then nginx.
     let mut supervisor = None;
