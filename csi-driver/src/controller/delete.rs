@@ -54,7 +54,7 @@ pub(super) async fn delete_volume(
         c.kick_purge(target);
     }
     match result {
-        Err(Error::NotFound(_)) => Ok(DeleteVolumeResponse {}),
+        Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => Ok(DeleteVolumeResponse {}),
         r => r.map(|()| DeleteVolumeResponse {}),
     }
 }

@@ -239,7 +239,7 @@ pub(super) async fn list_snapshots(
             })
             .await;
         let found = match found {
-            Err(Error::NotFound(_)) => None,
+            Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => None,
             r => r?,
         };
         let entries = found

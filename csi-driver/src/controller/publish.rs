@@ -211,7 +211,7 @@ pub(super) async fn unpublish_volume(
         })
         .await;
     match result {
-        Ok(()) | Err(Error::NotFound(_)) => {}
+        Ok(()) | Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => {}
         Err(e) => return Err(e),
     }
     tracing::info!(volume = %req.volume_id, node = %req.node_id, "unpublished");

@@ -196,7 +196,7 @@ pub(super) async fn delete_snapshot(
         c.kick_purge(purge);
     }
     match result {
-        Err(Error::NotFound(_)) => Ok(DeleteSnapshotResponse {}),
+        Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => Ok(DeleteSnapshotResponse {}),
         r => r.map(|()| DeleteSnapshotResponse {}),
     }
 }
