@@ -32,6 +32,13 @@ pub enum Error {
     /// Another operation on the same volume/name is in flight (CSI: ABORTED).
     #[error("an operation on {0} is already in progress; retry later")]
     OperationPending(String),
+    /// The new clone is being flattened in the background (CSI: ABORTED: the CO retries the
+    /// same name and gets the volume once the flatten is done).
+    #[error(
+        "clone {image} is being flattened (its chain of parents is deeper than the kernel \
+         maps): {progress}; retry later"
+    )]
+    FlattenPending { image: String, progress: String },
     /// A pagination token we did not issue (CSI: ABORTED).
     #[error("{0}")]
     BadToken(String),
@@ -136,7 +143,9 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::NotFound(_) | Error::PoolNotFound { .. } => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::OperationPending(_) | Error::BadToken(_) => Code::Aborted,
+            Error::OperationPending(_) | Error::BadToken(_) | Error::FlattenPending { .. } => {
+                Code::Aborted
+            }
             Error::FailedPrecondition(_) | Error::CephLibrary(_) => Code::FailedPrecondition,
             Error::OutOfRange(_) => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,

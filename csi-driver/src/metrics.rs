@@ -38,6 +38,9 @@ pub struct Metrics {
     trash_purged: AtomicUsize,
     trash_purge_errors: AtomicUsize,
     trash_pending: AtomicUsize,
+    flatten_running: AtomicUsize,
+    flatten_done: AtomicUsize,
+    flatten_errors: AtomicUsize,
 }
 
 /// The process-wide registry.
@@ -86,6 +89,21 @@ impl Metrics {
     /// Trashed images of the pool the purger works on, still to purge.
     pub fn set_trash_pending(&self, n: usize) {
         self.trash_pending.store(n, Ordering::Relaxed);
+    }
+
+    /// Deep clones queued or being flattened in the background.
+    pub fn set_flatten_running(&self, n: usize) {
+        self.flatten_running.store(n, Ordering::Relaxed);
+    }
+
+    /// One deep clone flattened.
+    pub fn flatten_done(&self) {
+        self.flatten_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A flatten that failed (started again by the next CreateVolume retry).
+    pub fn flatten_error(&self) {
+        self.flatten_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -154,6 +172,24 @@ impl Metrics {
                 "gauge",
                 "Trashed images still to purge in the pool being purged.",
                 &self.trash_pending,
+            ),
+            (
+                "berth_csi_flatten_running",
+                "gauge",
+                "Deep clones queued or being flattened in the background.",
+                &self.flatten_running,
+            ),
+            (
+                "berth_csi_flatten_done_total",
+                "counter",
+                "Deep clones flattened in the background.",
+                &self.flatten_done,
+            ),
+            (
+                "berth_csi_flatten_errors_total",
+                "counter",
+                "Background flattens that failed (started again on the next retry).",
+                &self.flatten_errors,
             ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -5,6 +5,8 @@
 
 #[path = "csi_controller/common.rs"]
 mod common;
+#[path = "csi_controller/flatten.rs"]
+mod flatten;
 #[path = "csi_controller/introspection.rs"]
 mod introspection;
 #[path = "csi_controller/lean.rs"]
@@ -54,6 +56,10 @@ fn main() {
         (
             "deep_clone_chain_is_flattened",
             snapshots::deep_clone_chain_is_flattened,
+        ),
+        (
+            "deep_flatten_runs_in_the_background",
+            flatten::deep_flatten_runs_in_the_background,
         ),
         (
             "concurrent_50_creates_one_name",

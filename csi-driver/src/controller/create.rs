@@ -16,6 +16,7 @@ use crate::params::{self, VolumeParams};
 use crate::snapshot_id::SnapshotId;
 use crate::volume_id::VolumeId;
 
+use super::flatten::{self, MAX_CLONE_DEPTH, clone_depth};
 use super::{Controller, now, random_hex};
 
 /// Where a new image's data comes from.
@@ -103,16 +104,30 @@ pub(super) async fn create_volume(
     let name = req.name.clone();
     let range = req.capacity_range;
     let pc = p.clone();
-    let entry = c
+    let flattening = c.inner.flattener.in_progress(&target);
+    let (entry, deep) = c
         .ceph()
         .with_pool_held(&target, guard, move |io| {
-            reserve_and_create(io, &name, &pc, size, range.as_ref(), &source, fp)
+            let req = Reservation {
+                name: &name,
+                p: &pc,
+                size,
+                range: range.as_ref(),
+                source: &source,
+                fp,
+            };
+            reserve_and_create(io, req, &flattening)
         })
         .await
         .map_err(|e| match e {
             e @ Error::PoolNotFound { .. } => Error::InvalidArgument(e.to_string()),
             e => e,
         })?;
+    if deep {
+        // Handed out only once flattened: the CO retries this name meanwhile.
+        let state = c.flatten_in_background(&target, &entry.image);
+        return Err(flatten::pending(&entry.image, &state));
+    }
 
     let volume_id = VolumeId::new(&p.cluster_id, &p.pool, &entry.image)
         .encode()
@@ -130,16 +145,32 @@ pub(super) async fn create_volume(
     })
 }
 
-/// The journal protocol (runs on the blocking pool). See [`crate::ceph::journal`].
+/// What CreateVolume asks for, as the journal protocol needs it.
+struct Reservation<'a> {
+    name: &'a str,
+    p: &'a VolumeParams,
+    size: u64,
+    range: Option<&'a CapacityRange>,
+    source: &'a Source,
+    fp: String,
+}
+
+/// The journal protocol (runs on the blocking pool). See [`crate::ceph::journal`]. Answers
+/// the entry and whether its image still has to be flattened (`flattening` says whether that
+/// is under way already: then the image is not touched).
 fn reserve_and_create(
     io: &IoCtx<'_>,
-    name: &str,
-    p: &VolumeParams,
-    size: u64,
-    range: Option<&CapacityRange>,
-    source: &Source,
-    fp: String,
-) -> Result<Entry> {
+    r: Reservation<'_>,
+    flattening: &dyn Fn(&str) -> bool,
+) -> Result<(Entry, bool)> {
+    let Reservation {
+        name,
+        p,
+        size,
+        range,
+        source,
+        fp,
+    } = r;
     let entry = match journal::lookup(io, Kind::Volume, name)? {
         Some(e) => {
             if e.fp != fp || !params::fits(e.size, range) {
@@ -167,8 +198,11 @@ fn reserve_and_create(
             e
         }
     };
-    ensure_image(io, &entry, p, source)?;
-    Ok(entry)
+    if flattening(&entry.image) {
+        return Ok((entry, true));
+    }
+    let deep = ensure_image(io, &entry, p, source)?;
+    Ok((entry, deep))
 }
 
 /// The size of a clone: at least the source's, within the requested range.
@@ -228,8 +262,9 @@ fn source_size(io: &IoCtx<'_>, source: &Source) -> Result<u64> {
     }
 }
 
-/// Create the reserved image if it is not there yet (a retry after a crash lands here too).
-fn ensure_image(io: &IoCtx<'_>, e: &Entry, p: &VolumeParams, source: &Source) -> Result<()> {
+/// Create the reserved image if it is not there yet (a retry after a crash lands here too);
+/// answers whether the clone is too deep and must be flattened.
+fn ensure_image(io: &IoCtx<'_>, e: &Entry, p: &VolumeParams, source: &Source) -> Result<bool> {
     let dp = p.data_pool.as_deref();
     let exists = |r: std::result::Result<(), Errno>| match r {
         Err(Errno(libc::EEXIST)) => Ok(()),
@@ -271,7 +306,7 @@ fn ensure_image(io: &IoCtx<'_>, e: &Entry, p: &VolumeParams, source: &Source) ->
         }
     }
     if matches!(source, Source::Empty) {
-        return Ok(());
+        return Ok(false);
     }
     resize_clone(io, e)
 }
@@ -285,38 +320,11 @@ fn image_exists(io: &IoCtx<'_>, name: &str) -> Result<bool> {
     }
 }
 
-/// Longest chain of clone parents we let grow. Every read of unwritten data walks the chain,
-/// and kernels map only limited depths (ceph-csi's hard limit is 8 as well); a clone deeper
-/// than this is flattened at creation (a copy of the data it references, done once).
-pub const MAX_CLONE_DEPTH: usize = 8;
-
-/// How many parents an image has (0 for a plain image), stopping past [`MAX_CLONE_DEPTH`].
-fn clone_depth(io: &IoCtx<'_>, img: &Image<'_>) -> Result<usize> {
-    let mut depth = 0;
-    let mut parent = img.parent().map_err(|e| ceph_err("read clone parent", e))?;
-    while let Some((_, name)) = parent {
-        depth += 1;
-        if depth > MAX_CLONE_DEPTH {
-            break;
-        }
-        let p =
-            Image::open(io, &name, true).map_err(|e| ceph_err(format!("open parent {name}"), e))?;
-        parent = p.parent().map_err(|e| ceph_err("read clone parent", e))?;
-    }
-    Ok(depth)
-}
-
-/// Grow a fresh clone to the reserved size (clones start at their source's size), and
-/// flatten it when its chain of parents got too long.
-fn resize_clone(io: &IoCtx<'_>, e: &Entry) -> Result<()> {
+/// Grow a fresh clone to the reserved size (clones start at their source's size). Answers
+/// whether its chain of parents is too deep, so it must be flattened ([`super::flatten`]).
+fn resize_clone(io: &IoCtx<'_>, e: &Entry) -> Result<bool> {
     let img = Image::open(io, &e.image, false)
         .map_err(|errno| ceph_err(format!("open clone {}", e.image), errno))?;
-    let depth = clone_depth(io, &img)?;
-    if depth > MAX_CLONE_DEPTH {
-        tracing::info!(image = e.image, depth, "flattening a deep clone");
-        img.flatten()
-            .map_err(|errno| ceph_err(format!("flatten clone {}", e.image), errno))?;
-    }
     let cur = img
         .size()
         .map_err(|errno| ceph_err("read clone size", errno))?;
@@ -324,5 +332,5 @@ fn resize_clone(io: &IoCtx<'_>, e: &Entry) -> Result<()> {
         img.resize(e.size)
             .map_err(|errno| ceph_err(format!("resize clone {}", e.image), errno))?;
     }
-    Ok(())
+    Ok(clone_depth(io, &img)? > MAX_CLONE_DEPTH)
 }

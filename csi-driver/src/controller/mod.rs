@@ -16,6 +16,7 @@
 mod create;
 mod delete;
 mod expand;
+mod flatten;
 mod list;
 mod publish;
 mod purge;
@@ -96,6 +97,7 @@ struct Inner {
     ceph: Connections,
     locks: Locks,
     purger: purge::Purger,
+    flattener: flatten::Flattener,
 }
 
 impl Controller {
@@ -110,6 +112,7 @@ impl Controller {
                 ceph: Connections::with_deadline(deadline),
                 locks: Locks::new(),
                 purger: purge::Purger::default(),
+                flattener: flatten::Flattener::default(),
             }),
         }
     }

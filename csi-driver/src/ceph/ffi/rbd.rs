@@ -1,6 +1,7 @@
 //! Safe RAII wrappers over librbd: image creation/cloning/removal on an [`IoCtx`], and an
 //! open [`Image`] (closed on drop) for size, resize, snapshots and watchers.
 
+use std::os::raw::{c_int, c_void};
 use std::ptr;
 
 use super::rados::{IoCtx, owned};
@@ -220,6 +221,22 @@ impl<'a> Image<'a> {
     pub fn flatten(&self) -> Result<(), Errno> {
         // SAFETY: open image.
         check(unsafe { sys::rbd_flatten(self.h) })
+    }
+
+    /// [`Self::flatten`], calling `progress(done, total)` as librbd copies (possibly from its
+    /// own threads, hence `Sync`). Blocks until the flatten ends.
+    pub fn flatten_with_progress(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<(), Errno> {
+        unsafe extern "C" fn trampoline(done: u64, total: u64, data: *mut c_void) -> c_int {
+            // SAFETY: `data` is the `&&dyn Fn` below, alive until rbd_flatten_with_progress
+            // returns, which is after its last callback.
+            let f = unsafe { &*(data as *const &(dyn Fn(u64, u64) + Sync)) };
+            f(done, total);
+            0
+        }
+        let f: &(dyn Fn(u64, u64) + Sync) = progress;
+        let data = &f as *const &(dyn Fn(u64, u64) + Sync) as *mut c_void;
+        // SAFETY: open image; the callback and its data outlive the call.
+        check(unsafe { sys::rbd_flatten_with_progress(self.h, Some(trampoline), data) })
     }
 
     pub fn snap_create(&self, snap: &str) -> Result<(), Errno> {

@@ -76,6 +76,10 @@ pub struct ImageWatcherT {
     pub cookie: u64,
 }
 
+/// `librbd_progress_fn_t` (librbd.h): `(offset, total, data)`; a non-zero return is ignored by
+/// flatten.
+pub type ProgressFn = Option<unsafe extern "C" fn(u64, u64, *mut c_void) -> c_int>;
+
 /// `LIBRADOS_CMPXATTR_OP_EQ` (librados.h).
 pub const CMPXATTR_OP_EQ: u8 = 1;
 /// `LIBRADOS_CREATE_IDEMPOTENT` (librados.h): create the object unless it exists.
@@ -216,6 +220,7 @@ ceph_api! {
     fn rbd_get_size(image: ImageT, size: *mut u64) -> c_int;
     fn rbd_resize(image: ImageT, size: u64) -> c_int;
     fn rbd_flatten(image: ImageT) -> c_int;
+    fn rbd_flatten_with_progress(image: ImageT, cb: ProgressFn, cbdata: *mut c_void) -> c_int;
     fn rbd_snap_create(image: ImageT, snapname: *const c_char) -> c_int;
     fn rbd_snap_remove(image: ImageT, snapname: *const c_char) -> c_int;
     fn rbd_snap_exists(image: ImageT, snapname: *const c_char, exists: *mut bool) -> c_int;
