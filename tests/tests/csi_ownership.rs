@@ -437,6 +437,35 @@ async fn hostile_paths(e: &mut NodeEnv<'_>) -> Result<()> {
         !target.exists(),
         "the target berth made is still there"
     );
+    // A target that is a symlink (to a directory elsewhere) is never mounted through: the
+    // volume would land on the link's destination, outside the pod's volume directory.
+    let elsewhere = e.target("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    let linked = e.target("linked");
+    std::fs::create_dir_all(linked.parent().context("parent")?)?;
+    std::os::unix::fs::symlink(&elsewhere, &linked)?;
+    let r = e
+        .csi
+        .node
+        .node_publish_volume(e.publish_req(&id, &staging, &linked, cap(), false))
+        .await;
+    let mounted_elsewhere = berth_tests::sweep::mounts()
+        .iter()
+        .any(|m| m.target == elsewhere);
+    if mounted_elsewhere {
+        let _ = e.unpublish(&id, &linked).await;
+        let _ = nix::mount::umount2(&elsewhere, nix::mount::MntFlags::MNT_DETACH);
+    }
+    check!(
+        bad,
+        !mounted_elsewhere && code(r) == Code::FailedPrecondition,
+        "NodePublish through a symlinked target mounted the volume at the link's destination"
+    );
+    check!(
+        bad,
+        std::fs::symlink_metadata(&linked).is_ok_and(|m| m.file_type().is_symlink()),
+        "the symlinked target was removed"
+    );
     e.unstage(&id, &staging).await?;
     // An empty directory (kubelet's leftover) is removed.
     std::fs::create_dir_all(&target)?;

@@ -9,7 +9,7 @@ use super::request::Capability;
 use super::stash::Publish;
 use super::{Shared, targets};
 use crate::error::Error;
-use crate::mount::{mountinfo, ops};
+use crate::mount::{MountError, mountinfo, ops};
 
 /// A checked NodePublishVolume request.
 #[derive(Debug)]
@@ -96,6 +96,15 @@ pub(super) fn bind(
     target: &Path,
     readonly: bool,
 ) -> Result<(), Error> {
+    // mount(2) follows a symlink at the target: the volume would land on the link's
+    // destination, outside the pod's volume directory. The target is ours to create.
+    if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(MountError::Refused(format!(
+            "target {} is a symbolic link; refusing to mount through it",
+            target.display()
+        ))
+        .into());
+    }
     if s.capability.is_block() {
         let a = s
             .attached
