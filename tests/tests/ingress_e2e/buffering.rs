@@ -13,12 +13,12 @@ use anyhow::{Result, ensure};
 use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
 use berth_tests::proc::wait_until;
 
-use super::{SERVED_WITHIN, started};
+use super::{SERVED_WITHIN, served, started};
 
 /// Answer size: far beyond loopback socket buffers and nginx's in-memory buffers.
 const BODY: usize = 32 << 20;
 
-/// A backend answering every request with [`BODY`] bytes; `done` counts answers fully written.
+/// A backend answering every request with [`BODY`] bytes (`/ping`: `pong`); `done` counts answers fully written.
 fn big_answer(done: Arc<AtomicUsize>) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -42,6 +42,12 @@ fn answer(stream: TcpStream, done: &AtomicUsize) -> std::io::Result<()> {
             break;
         }
     }
+    if line.contains("/ping") {
+        return write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong"
+        );
+    }
     write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n"
@@ -55,12 +61,13 @@ fn answer(stream: TcpStream, done: &AtomicUsize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Ask `host` for the answer, read nothing for a while: did the backend finish writing?
-/// Then read it all (its length is checked).
+/// Ask `host` for the answer, read nothing for (up to) `idle`: did the backend finish
+/// writing? Then read it all (its length is checked).
 fn backend_done_while_client_idle(
     ctl: &IngressCtl,
     host: &str,
     done: &AtomicUsize,
+    idle: Duration,
 ) -> Result<bool> {
     let before = done.load(Ordering::SeqCst);
     let mut s = TcpStream::connect(ctl.http_addr())?;
@@ -69,7 +76,7 @@ fn backend_done_while_client_idle(
         s,
         "GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
-    let finished = wait_until("the backend to finish", Duration::from_millis(1500), || {
+    let finished = wait_until("the backend to finish", idle, || {
         done.load(Ordering::SeqCst) > before
     })
     .is_ok();
@@ -114,18 +121,15 @@ pub fn proxy_buffering_off_streams() -> Result<()> {
     ];
     let ctl = started(&manifests, &[])?;
     for host in ["off.test", "berth-off.test", "on.test"] {
-        wait_until(&format!("{host} live"), SERVED_WITHIN, || {
-            std::fs::read_to_string(ctl.prefix.join("nginx.conf"))
-                .is_ok_and(|c| c.contains(&format!("server_name {host};")))
-        })?;
+        served(&ctl, host, "/ping", 200, Some("pong"))?;
     }
     ensure!(
-        backend_done_while_client_idle(&ctl, "on.test", &done)?,
+        backend_done_while_client_idle(&ctl, "on.test", &done, SERVED_WITHIN)?,
         "buffered: backend not done"
     );
     for host in ["off.test", "berth-off.test"] {
         ensure!(
-            !backend_done_while_client_idle(&ctl, host, &done)?,
+            !backend_done_while_client_idle(&ctl, host, &done, Duration::from_secs(2))?,
             "{host}: the backend finished while the client read nothing (buffered)"
         );
     }
