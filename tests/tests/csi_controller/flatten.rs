@@ -1,6 +1,7 @@
 //! Deep flatten in the background (issue 14 item 1): a clone deeper than the chain limit is
 //! created at once and flattened in the background; CreateVolume answers ABORTED with the
-//! progress until it is done, then OK with the volume, its data intact.
+//! progress until it is done, then OK with the volume, its data intact, also when the driver
+//! was killed in the middle.
 
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,7 @@ fn digest(c: &Cluster, id: &str) -> Result<String> {
 pub fn deep_flatten_runs_in_the_background(c: &Cluster) -> Result<()> {
     const MIB: i64 = 1 << 20;
     rt().block_on(async {
-        let d = driver(c, &[]).await?;
+        let mut d = driver(c, &[]).await?;
         let mut cl = d.client().await?;
         // A base holding 128 MiB of data, and a chain of 8 clones over it.
         let base = cl
@@ -116,6 +117,12 @@ pub fn deep_flatten_runs_in_the_background(c: &Cluster) -> Result<()> {
             other => bail!("depth 9 clone: expected ABORTED (flatten in the background), got {other:?} after {answered:?}"),
         }
         ensure!(answered < Duration::from_secs(3), "ABORTED only after {answered:?}");
+        // SIGKILL mid-flatten: nothing is lost, the retry in the new process starts it again.
+        d.restart().await?;
+        cl = d.client().await?;
+        let deep_img = |m: &str| m.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let parent = &info(c, &deep_img(first.unwrap_err().message()))?["parent"];
+        println!("after SIGKILL: the clone still has a parent: {}", !parent.is_null());
         let (id, seen) = create_until_ok(&mut cl, deep.clone(), Duration::from_secs(120)).await?;
         println!(
             "depth 9: first answer after {answered:?}, then {} ABORTED retries: {:?}",
