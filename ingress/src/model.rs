@@ -142,6 +142,8 @@ pub struct RouteOptions {
     pub proxy_body_size: Option<String>,
     /// Seconds.
     pub proxy_read_timeout: Option<u32>,
+    /// Seconds between two writes of the request to the backend.
+    pub proxy_send_timeout: Option<u32>,
     /// Seconds.
     pub proxy_connect_timeout: Option<u32>,
     /// `false`: responses are passed to the client as they arrive (`proxy_buffering off`).
@@ -176,6 +178,7 @@ impl Default for RouteOptions {
             ssl_redirect: true,
             proxy_body_size: None,
             proxy_read_timeout: None,
+            proxy_send_timeout: None,
             proxy_connect_timeout: None,
             proxy_buffering: true,
             backend_protocol: BackendProtocol::Http,

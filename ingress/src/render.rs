@@ -482,6 +482,9 @@ fn location(
             if !o.proxy_buffering {
                 out.push_str("            proxy_buffering off;\n");
             }
+            if let Some(n) = o.proxy_send_timeout {
+                _ = writeln!(out, "            {prefix}_send_timeout {n}s;");
+            }
             if let Some(n) = o.proxy_read_timeout {
                 _ = writeln!(out, "            {prefix}_read_timeout {n}s;");
             }

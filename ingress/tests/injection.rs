@@ -317,6 +317,7 @@ fn hostile_values_never_reach_nginx_conf() {
             ("nvhost", "upstream-vhost", &[]),
             ("nrps", "limit-rps", &[]),
             ("nbuf", "proxy-buffering", &[]),
+            ("nsend", "proxy-send-timeout", &[]),
             ("ncors", "enable-cors", &[]),
             ("ncorigin", "cors-allow-origin", &[("enable-cors", "true")]),
             (
@@ -382,7 +383,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 37;
+        hostile_objects += 38;
     }
     assert!(corpus().len() >= 30);
 

@@ -197,6 +197,7 @@ fn berths_own_annotations_are_honoured_under_the_nginx_spelling() {
         ("limit-connections", "limit-connections", "5"),
         ("enable-cors", "enable-cors", "true"),
         ("proxy-buffering", "proxy-buffering", "off"),
+        ("proxy-send-timeout", "proxy-send-timeout", "30"),
     ];
     for (nginx, berth, value) in same {
         let (nginx_key, berth_key) = (format!("{N}{nginx}"), format!("berth.dev/{berth}"));

@@ -105,6 +105,10 @@ fn main() {
             "annotation_proxy_buffering_off_streams",
             buffering::proxy_buffering_off_streams,
         ),
+        t(
+            "annotation_proxy_send_timeout_gives_504",
+            buffering::proxy_send_timeout_gives_504,
+        ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(
             "nginx_refuses_candidate_last_good_serves",

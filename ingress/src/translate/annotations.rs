@@ -24,6 +24,7 @@ pub const REWRITE_TARGET: &str = "berth.dev/rewrite-target";
 pub const SSL_REDIRECT: &str = "berth.dev/ssl-redirect";
 pub const PROXY_BODY_SIZE: &str = "berth.dev/proxy-body-size";
 pub const PROXY_READ_TIMEOUT: &str = "berth.dev/proxy-read-timeout";
+pub const PROXY_SEND_TIMEOUT: &str = "berth.dev/proxy-send-timeout";
 pub const PROXY_CONNECT_TIMEOUT: &str = "berth.dev/proxy-connect-timeout";
 pub const PROXY_BUFFERING: &str = "berth.dev/proxy-buffering";
 pub const BACKEND_PROTOCOL: &str = "berth.dev/backend-protocol";
@@ -60,6 +61,7 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     SSL_REDIRECT,
     PROXY_BODY_SIZE,
     PROXY_READ_TIMEOUT,
+    PROXY_SEND_TIMEOUT,
     PROXY_CONNECT_TIMEOUT,
     BACKEND_PROTOCOL,
     ALLOW_SOURCE_RANGE,
@@ -101,6 +103,7 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("ssl-redirect", SSL_REDIRECT),
     ("proxy-body-size", PROXY_BODY_SIZE),
     ("proxy-read-timeout", PROXY_READ_TIMEOUT),
+    ("proxy-send-timeout", PROXY_SEND_TIMEOUT),
     ("proxy-connect-timeout", PROXY_CONNECT_TIMEOUT),
     ("backend-protocol", BACKEND_PROTOCOL),
     ("whitelist-source-range", ALLOW_SOURCE_RANGE),
@@ -266,6 +269,9 @@ pub fn route_options(
             }
             SSL_REDIRECT => o.ssl_redirect = validate::boolean(value).map_err(bad)?,
             PROXY_BODY_SIZE => o.proxy_body_size = Some(validate::size(value).map_err(bad)?),
+            PROXY_SEND_TIMEOUT => {
+                o.proxy_send_timeout = Some(validate::timeout_seconds(value).map_err(bad)?)
+            }
             PROXY_READ_TIMEOUT => {
                 o.proxy_read_timeout = Some(validate::timeout_seconds(value).map_err(bad)?)
             }

@@ -1,4 +1,4 @@
-//! `proxy-buffering: off` through the real controller and nginx. With nginx's default
+//! `proxy-buffering: off` and `proxy-send-timeout` through the real controller and nginx. With nginx's default
 //! buffering, a large answer is taken from the backend at once (into nginx's buffers and
 //! temporary file) even while the client reads nothing; with `proxy-buffering: off` nginx
 //! passes it on synchronously, so the backend is still writing while the client does not read.
@@ -133,5 +133,62 @@ pub fn proxy_buffering_off_streams() -> Result<()> {
             "{host}: the backend finished while the client read nothing (buffered)"
         );
     }
+    Ok(())
+}
+
+/// A backend that accepts connections and never reads from them (held for 30 s).
+fn never_reads() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(30));
+                drop(stream);
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// `proxy-send-timeout: 1`: a 32 MiB upload to a backend that never reads answers `504` after
+/// about a second of no progress (nginx's default would wait 60 s).
+pub fn proxy_send_timeout_gives_504() -> Result<()> {
+    let port = never_reads()?;
+    let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
+    let (t, b) = (n("proxy-send-timeout"), n("proxy-body-size"));
+    let manifests = vec![
+        ("stuck", local_service("shop", "stuck", port)),
+        (
+            "send",
+            ingress(
+                "shop",
+                "send",
+                "send.test",
+                "/",
+                ("stuck", port),
+                &[(&t, "1"), (&b, "0")],
+                None,
+            ),
+        ),
+    ];
+    let ctl = started(&manifests, &[])?;
+    let body = vec![b'y'; BODY];
+    let started_at = std::time::Instant::now();
+    let mut last = (0, String::new());
+    wait_until("send.test -> 504", SERVED_WITHIN * 2, || {
+        last = berth_tests::ingress_ctl::http_send(
+            &ctl.http_addr(),
+            "POST",
+            "send.test",
+            "/up",
+            &body,
+        )
+        .unwrap_or((0, String::new()));
+        last.0 == 504
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; last {:?}", last.0))?;
+    let took = started_at.elapsed();
+    ensure!(took < Duration::from_secs(15), "504 after {took:?}");
     Ok(())
 }

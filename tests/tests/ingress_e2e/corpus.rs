@@ -156,6 +156,10 @@ fn corpus() -> Vec<(Slot, String)> {
             "X-A\"; return 200 xqN".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/proxy-send-timeout"),
+            "60s; xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/proxy-buffering"),
             "off; xqN".into(),
         ),
