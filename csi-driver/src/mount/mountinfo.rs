@@ -3,8 +3,10 @@
 //! Line format (proc(5)):
 //! `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
 //! id, parent, major:minor, root, mount point, per-mount options, optional fields, `-`,
-//! fs type, source, super options. Paths escape space, tab, newline and `\` as octal.
+//! fs type, source, super options. Paths escape space, tab, newline and `\` as octal, and
+//! are any bytes otherwise: they are kept as they are (`OsString`), never decoded lossily.
 
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,46 +33,58 @@ fn has_option(list: &str, opt: &str) -> bool {
     list.split(',').any(|o| o == opt)
 }
 
-/// Undo the kernel's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// Undo the kernel's octal escapes (`\040` for a space), on bytes: a path need not be UTF-8.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
+    while i < field.len() {
+        if field[i] == b'\\'
             && let Some(oct) = field.get(i + 1..i + 4)
-            && let Ok(v) = u8::from_str_radix(oct, 8)
+            && let Some(v) = std::str::from_utf8(oct)
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
         {
             out.push(v);
             i += 4;
             continue;
         }
-        out.push(bytes[i]);
+        out.push(field[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// Parse mountinfo text; malformed lines are skipped.
-pub fn parse(text: &str) -> Vec<MountEntry> {
-    text.lines()
+fn path(field: &[u8]) -> PathBuf {
+    PathBuf::from(std::ffi::OsString::from_vec(unescape(field)))
+}
+
+fn text(field: &[u8]) -> String {
+    String::from_utf8_lossy(field).into_owned()
+}
+
+/// Parse mountinfo (bytes: mount paths are kept exactly, UTF-8 or not); malformed lines are
+/// skipped.
+pub fn parse(data: impl AsRef<[u8]>) -> Vec<MountEntry> {
+    data.as_ref()
+        .split(|b| *b == b'\n')
         .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut l = left.split(' ');
+            let sep = line.windows(3).position(|w| w == b" - ")?;
+            let (left, right) = (&line[..sep], &line[sep + 3..]);
+            let mut l = left.split(|b| *b == b' ');
             let root = l.nth(3)?;
             let target = l.next()?;
             let options = l.next()?;
-            let mut r = right.split(' ');
+            let mut r = right.split(|b| *b == b' ');
             let fstype = r.next()?;
             let source = r.next()?;
             let super_options = r.next().unwrap_or_default();
             Some(MountEntry {
-                root: PathBuf::from(unescape(root)),
-                target: PathBuf::from(unescape(target)),
-                options: options.to_string(),
-                fstype: fstype.to_string(),
-                source: unescape(source),
-                super_options: super_options.to_string(),
+                root: path(root),
+                target: path(target),
+                options: text(options),
+                fstype: text(fstype),
+                source: text(&unescape(source)),
+                super_options: text(super_options),
             })
         })
         .collect()
@@ -78,7 +92,7 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
 
 /// The current mount table of this process's mount namespace.
 pub fn read() -> std::io::Result<Vec<MountEntry>> {
-    Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    Ok(parse(std::fs::read("/proc/self/mountinfo")?))
 }
 
 /// The top-most mount at `target` (the last one listed wins, as in the kernel).
@@ -126,11 +140,44 @@ mod tests {
 
     #[test]
     fn top_mount_wins_and_garbage_is_skipped() {
-        let m = parse(&format!("{TEXT}garbage line\n\n"));
+        let m = parse(format!("{TEXT}garbage line\n\n"));
         assert_eq!(m.len(), 5);
         let top = find(&m, Path::new("/tmp/staging")).unwrap();
         assert_eq!(top.options, "ro,relatime");
         assert!(find(&m, Path::new("/nope")).is_none());
+    }
+
+    /// A mount whose path is not UTF-8 (any user can make one) must not hide the table: the
+    /// node would take every staged volume for unmounted.
+    #[test]
+    fn a_non_utf8_mount_path_does_not_hide_the_table() {
+        use std::os::unix::ffi::OsStrExt;
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"odd-\xff\xfe name"));
+        std::fs::create_dir(&odd).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &odd,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount a tmpfs (needs root, as the node plugin)");
+        let _guard = Unmount(odd.clone());
+        let table = read().expect("the mount table reads");
+        assert!(
+            find(&table, &odd).is_some(),
+            "the odd mount is listed by its exact path"
+        );
+        assert!(is_mounted(Path::new("/")));
     }
 
     #[test]
