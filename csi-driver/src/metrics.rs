@@ -1,12 +1,13 @@
 //! Prometheus metrics and health over HTTP (`--metrics-address`): per-RPC call counts by gRPC
 //! code, a latency histogram per RPC, the number of live Ceph connections; `/healthz`.
-//! One process-wide registry ([`global`]) so every service can record without plumbing.
+//! One registry per process, made by `server.rs` and handed to the services that record
+//! (controller, node, Ceph connections, purger, flattener): no hidden global.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -41,12 +42,6 @@ pub struct Metrics {
     flatten_running: AtomicUsize,
     flatten_done: AtomicUsize,
     flatten_errors: AtomicUsize,
-}
-
-/// The process-wide registry.
-pub fn global() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(Metrics::default)
 }
 
 impl Metrics {
@@ -224,6 +219,7 @@ fn code_name(code: tonic::Code) -> &'static str {
 
 /// Run one RPC body: time it, count it by code, log failures, map the error to a Status.
 pub async fn observe<T>(
+    metrics: &Metrics,
     rpc: &'static str,
     body: impl Future<Output = Result<T, Error>>,
 ) -> Result<tonic::Response<T>, tonic::Status> {
@@ -232,13 +228,13 @@ pub async fn observe<T>(
     let secs = t0.elapsed().as_secs_f64();
     match result {
         Ok(v) => {
-            global().record(rpc, tonic::Code::Ok, secs);
+            metrics.record(rpc, tonic::Code::Ok, secs);
             tracing::debug!(rpc, ms = secs * 1e3, "ok");
             Ok(tonic::Response::new(v))
         }
         Err(e) => {
             let status = tonic::Status::from(e);
-            global().record(rpc, status.code(), secs);
+            metrics.record(rpc, status.code(), secs);
             tracing::info!(rpc, code = ?status.code(), ms = secs * 1e3, error = status.message(), "failed");
             Err(status)
         }
@@ -246,22 +242,26 @@ pub async fn observe<T>(
 }
 
 /// Serve /metrics and /healthz on `listener` until the process ends.
-pub async fn serve(listener: TcpListener) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let svc = service_fn(|req: Request<Incoming>| async move {
-                let (status, body) = match req.uri().path() {
-                    "/metrics" => (200, global().render()),
-                    "/healthz" => (200, "ok\n".to_string()),
-                    _ => (404, "not found\n".to_string()),
-                };
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "text/plain; version=0.0.4")
-                    .body(Full::new(Bytes::from(body)))
+            let svc = service_fn(|req: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/metrics" => (200, metrics.render()),
+                        "/healthz" => (200, "ok\n".to_string()),
+                        _ => (404, "not found\n".to_string()),
+                    };
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", "text/plain; version=0.0.4")
+                        .body(Full::new(Bytes::from(body)))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -16,6 +17,7 @@ use crate::csi::identity_server::IdentityServer;
 use crate::csi::node_server::NodeServer;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 
 /// Tokio worker threads: CSI traffic is a handful of RPCs at a time and blocking Ceph calls go
 /// to the blocking pool, so two workers keep RSS small without queueing RPCs.
@@ -55,6 +57,8 @@ pub struct Config {
     pub controller_opts: controller::Options,
     /// Node configuration; the node service is served when `node` is set and this is given.
     pub node_config: Option<crate::node::NodeConfig>,
+    /// The process's metrics registry (served by `--metrics-address`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serve until `shutdown` completes, then finish in-flight RPCs and return.
@@ -72,7 +76,7 @@ pub async fn serve(
         "serving CSI"
     );
     let controller = config.controller.then(|| {
-        let c = Controller::new(config.controller_opts.clone());
+        let c = Controller::new(config.controller_opts.clone(), config.metrics.clone());
         // Purges a previous run left in the trash resume in the background.
         c.resume_purges();
         ControllerServer::new(c)
@@ -80,9 +84,12 @@ pub async fn serve(
     // Node restart recovery runs before serving (it may re-attach volumes: blocking work).
     let node = match config.node_config.clone().filter(|_| config.node) {
         Some(nc) => Some(NodeServer::new(
-            tokio::task::spawn_blocking(move || crate::node::Node::start(nc))
-                .await
-                .map_err(|e| Error::Internal(format!("node start: {e}")))??,
+            tokio::task::spawn_blocking({
+                let metrics = config.metrics.clone();
+                move || crate::node::Node::start(nc, metrics)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("node start: {e}")))??,
         )),
         None => None,
     };
@@ -148,13 +155,14 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
         node: args.mode.node(),
         controller_opts,
         node_config,
+        metrics: Arc::default(),
     };
     if let Some(addr) = args.metrics_address {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("bind metrics address {addr}"), e))?;
         tracing::info!(%addr, "serving /metrics and /healthz");
-        tokio::spawn(crate::metrics::serve(listener));
+        tokio::spawn(crate::metrics::serve(listener, config.metrics.clone()));
     }
     let result = serve(listener, config, shutdown_signal()).await;
     let _ = std::fs::remove_file(&path);

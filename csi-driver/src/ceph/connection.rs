@@ -21,6 +21,7 @@ use super::ffi::Errno;
 use super::ffi::rados::{IoCtx, Rados};
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// librados waits at most this long for the monitors at connect (`client_mount_timeout`) and
 /// for any monitor / OSD operation (`rados_mon_op_timeout`, `rados_osd_op_timeout`). Ten
@@ -64,6 +65,8 @@ pub struct Connections {
     calls: Arc<tokio::sync::Semaphore>,
     /// Backstop over one blocking call ([`CALL_DEADLINE`] unless configured).
     deadline: Duration,
+    /// Where the live-connection gauge goes.
+    metrics: Arc<Metrics>,
 }
 
 impl Default for Connections {
@@ -73,6 +76,7 @@ impl Default for Connections {
             connecting: Mutex::default(),
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
             deadline: CALL_DEADLINE,
+            metrics: Arc::default(),
         }
     }
 }
@@ -83,9 +87,10 @@ impl Connections {
     }
 
     /// A cache whose blocking calls answer DEADLINE_EXCEEDED after `deadline`.
-    pub fn with_deadline(deadline: Duration) -> Self {
+    pub fn with_deadline(deadline: Duration, metrics: Arc<Metrics>) -> Self {
         Connections {
             deadline,
+            metrics,
             ..Self::default()
         }
     }
@@ -121,7 +126,7 @@ impl Connections {
     fn invalidate(&self, key: &Key) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let removed = cache.remove(key);
-        crate::metrics::global().set_ceph_connections(cache.len());
+        self.metrics.set_ceph_connections(cache.len());
         drop(cache);
         if let Some(rados) = removed {
             tracing::info!(mon_host = %key.mon_host, user = %key.user, "dropped ceph connection");
@@ -184,7 +189,7 @@ impl Connections {
         tracing::info!(mon_host = %t.mon_host, user = %t.creds.user, "connected to ceph");
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(key, rados.clone());
-        crate::metrics::global().set_ceph_connections(cache.len());
+        self.metrics.set_ceph_connections(cache.len());
         Ok(rados)
     }
 

@@ -25,6 +25,7 @@ use crate::ceph::ffi::rados::IoCtx;
 use crate::ceph::ffi::rbd::Image;
 use crate::ceph::{Target, ceph_err};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 use super::Controller;
 
@@ -83,13 +84,13 @@ fn key(t: &Target, image: &str) -> String {
     format!("{}/{}/{image}", t.mon_host, t.pool)
 }
 
-fn set(jobs: &Jobs, key: &str, state: Option<FlattenState>) {
+fn set(jobs: &Jobs, metrics: &Metrics, key: &str, state: Option<FlattenState>) {
     let mut j = jobs.lock().unwrap_or_else(|p| p.into_inner());
     match state {
         Some(s) => j.insert(key.to_string(), s),
         None => j.remove(key),
     };
-    crate::metrics::global().set_flatten_running(j.len());
+    metrics.set_flatten_running(j.len());
 }
 
 impl Flattener {
@@ -122,7 +123,7 @@ impl Controller {
                 None => FlattenState::Queued,
             }
         };
-        set(&jobs, &k, Some(FlattenState::Queued));
+        set(&jobs, self.metrics(), &k, Some(FlattenState::Queued));
         let (c, t, image) = (self.clone(), target.clone(), image.to_string());
         tokio::spawn(async move {
             let slots = c.inner.flattener.slots.clone();
@@ -130,8 +131,8 @@ impl Controller {
                 return;
             };
             let progress = {
-                let (jobs, k) = (jobs.clone(), k.clone());
-                move |done, total| set(&jobs, &k, Some(FlattenState::Running { done, total }))
+                let (jobs, k, m) = (jobs.clone(), k.clone(), c.metrics().clone());
+                move |done, total| set(&jobs, &m, &k, Some(FlattenState::Running { done, total }))
             };
             let img = image.clone();
             let t0 = std::time::Instant::now();
@@ -139,7 +140,7 @@ impl Controller {
                 .ceph()
                 .with_pool_background(&t, move |io| flatten(io, &img, &progress))
                 .await;
-            let metrics = crate::metrics::global();
+            let metrics = c.metrics();
             match r {
                 Ok(()) => {
                     metrics.flatten_done();
@@ -148,12 +149,17 @@ impl Controller {
                         secs = t0.elapsed().as_secs_f64(),
                         "flattened a deep clone"
                     );
-                    set(&jobs, &k, None);
+                    set(&jobs, metrics, &k, None);
                 }
                 Err(e) => {
                     metrics.flatten_error();
                     tracing::warn!(image, error = %e, "flatten of a deep clone failed");
-                    set(&jobs, &k, Some(FlattenState::Failed(e.to_string())));
+                    set(
+                        &jobs,
+                        metrics,
+                        &k,
+                        Some(FlattenState::Failed(e.to_string())),
+                    );
                 }
             }
         });

@@ -98,10 +98,11 @@ struct Inner {
     locks: Locks,
     purger: purge::Purger,
     flattener: flatten::Flattener,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Controller {
-    pub fn new(opts: Options) -> Self {
+    pub fn new(opts: Options, metrics: Arc<crate::metrics::Metrics>) -> Self {
         crate::ceph::ffi::limit_malloc_arenas(MALLOC_ARENAS);
         let deadline = opts
             .call_deadline
@@ -109,12 +110,17 @@ impl Controller {
         Controller {
             inner: Arc::new(Inner {
                 opts,
-                ceph: Connections::with_deadline(deadline),
+                ceph: Connections::with_deadline(deadline, metrics.clone()),
                 locks: Locks::new(),
                 purger: purge::Purger::default(),
                 flattener: flatten::Flattener::default(),
+                metrics,
             }),
         }
+    }
+
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     fn ceph(&self) -> &Connections {

@@ -20,6 +20,7 @@ use crate::ceph::ffi::rbd::{self, Image};
 use crate::ceph::journal;
 use crate::ceph::{Target, ceph_err};
 use crate::error::Result;
+use crate::metrics::Metrics;
 
 use super::Controller;
 use super::delete::collect_gone;
@@ -90,7 +91,9 @@ impl Controller {
             };
             loop {
                 for attempt in 1..=TRIES {
-                    match c.ceph().with_pool_background(&target, purge_rounds).await {
+                    let metrics = c.metrics().clone();
+                    let rounds = move |io: &IoCtx<'_>| purge_rounds(io, &metrics);
+                    match c.ceph().with_pool_background(&target, rounds).await {
                         Ok(0) => break,
                         Ok(busy) => {
                             tracing::info!(
@@ -100,7 +103,7 @@ impl Controller {
                             )
                         }
                         Err(e) => {
-                            crate::metrics::global().trash_purge_error();
+                            c.metrics().trash_purge_error();
                             tracing::warn!(pool = target.pool, attempt, error = %e, "trash purge failed");
                         }
                     }
@@ -126,10 +129,10 @@ impl Controller {
 
 /// Purge until nothing is left to do: a purged clone may free its gone parent, which
 /// [`collect_gone`] then trashes for the next round. Answers how many images stayed busy.
-fn purge_rounds(io: &IoCtx<'_>) -> Result<usize> {
+fn purge_rounds(io: &IoCtx<'_>, metrics: &Metrics) -> Result<usize> {
     let mut busy = 0;
     for _ in 0..MAX_ROUNDS {
-        let (purged, b) = purge_pool(io)?;
+        let (purged, b) = purge_pool(io, metrics)?;
         busy = b;
         if purged == 0 {
             break;
@@ -143,13 +146,12 @@ fn purge_rounds(io: &IoCtx<'_>) -> Result<usize> {
 const MAX_ROUNDS: usize = 16;
 
 /// One round over the pool's `trash/` keys (blocking): (purged, still busy).
-fn purge_pool(io: &IoCtx<'_>) -> Result<(usize, usize)> {
+fn purge_pool(io: &IoCtx<'_>, metrics: &Metrics) -> Result<(usize, usize)> {
     let images = journal::trashed_images(io)?;
     if images.is_empty() {
         return Ok((0, 0));
     }
     let (mut purged, mut busy) = (0, 0);
-    let metrics = crate::metrics::global();
     let mut pending = images.len();
     metrics.set_trash_pending(pending);
     let mut trash = rbd::trash_list(io).map_err(|e| ceph_err("list the trash", e))?;

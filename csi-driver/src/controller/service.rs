@@ -57,6 +57,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::CreateVolumeRequest>,
     ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
         observe(
+            self.metrics(),
             "CreateVolume",
             super::create::create_volume(self, req.into_inner()),
         )
@@ -68,6 +69,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::DeleteVolumeRequest>,
     ) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
         observe(
+            self.metrics(),
             "DeleteVolume",
             super::delete::delete_volume(self, req.into_inner()),
         )
@@ -79,6 +81,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
         observe(
+            self.metrics(),
             "ControllerPublishVolume",
             super::publish::publish_volume(self, req.into_inner()),
         )
@@ -90,6 +93,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
         observe(
+            self.metrics(),
             "ControllerUnpublishVolume",
             super::publish::unpublish_volume(self, req.into_inner()),
         )
@@ -101,6 +105,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
         observe(
+            self.metrics(),
             "ValidateVolumeCapabilities",
             super::validate::validate(self, req.into_inner()),
         )
@@ -112,6 +117,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ListVolumesRequest>,
     ) -> Result<Response<csi::ListVolumesResponse>, Status> {
         observe(
+            self.metrics(),
             "ListVolumes",
             super::list::list_volumes(self, req.into_inner()),
         )
@@ -123,6 +129,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::GetCapacityRequest>,
     ) -> Result<Response<csi::GetCapacityResponse>, Status> {
         observe(
+            self.metrics(),
             "GetCapacity",
             super::list::get_capacity(self, req.into_inner()),
         )
@@ -143,6 +150,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::CreateSnapshotRequest>,
     ) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
         observe(
+            self.metrics(),
             "CreateSnapshot",
             super::snapshot::create_snapshot(self, req.into_inner()),
         )
@@ -154,6 +162,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::DeleteSnapshotRequest>,
     ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
         observe(
+            self.metrics(),
             "DeleteSnapshot",
             super::snapshot::delete_snapshot(self, req.into_inner()),
         )
@@ -165,6 +174,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ListSnapshotsRequest>,
     ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
         observe(
+            self.metrics(),
             "ListSnapshots",
             super::list::list_snapshots(self, req.into_inner()),
         )
@@ -176,7 +186,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::GetSnapshotRequest>,
     ) -> Result<Response<csi::GetSnapshotResponse>, Status> {
         let req = req.into_inner();
-        observe("GetSnapshot", async {
+        observe(self.metrics(), "GetSnapshot", async {
             if req.snapshot_id.is_empty() {
                 return Err(Error::InvalidArgument("snapshot_id is required".into()));
             }
@@ -203,6 +213,7 @@ impl controller_server::Controller for Controller {
         req: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
         observe(
+            self.metrics(),
             "ControllerExpandVolume",
             super::expand::expand_volume(self, req.into_inner()),
         )
@@ -230,7 +241,7 @@ mod tests {
     use csc::rpc::Type as T;
 
     fn advertised(opts: super::super::Options) -> Vec<T> {
-        Controller::new(opts)
+        Controller::new(opts, Default::default())
             .capabilities()
             .into_iter()
             .filter_map(|c| match c.r#type {

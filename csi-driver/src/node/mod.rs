@@ -43,7 +43,7 @@ use crate::csi::{
 };
 use crate::error::Error;
 use crate::locks::Locks;
-use crate::metrics::observe;
+use crate::metrics::{Metrics, observe};
 
 /// Typed configuration of the node service.
 #[derive(Debug, Clone)]
@@ -94,6 +94,7 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct Node {
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -102,7 +103,7 @@ impl Node {
     /// ABORTED (the sidecars retry) while the plugin already answers Probe and everything
     /// else — a re-attach can wait ~30 s for a dead client's image lock. The same thread then
     /// keeps watching the attachments ([`recovery::watch`]).
-    pub fn start(config: NodeConfig) -> Result<Node, Error> {
+    pub fn start(config: NodeConfig, metrics: Arc<Metrics>) -> Result<Node, Error> {
         let store = stash::Store::new(&config.state_dir)?;
         let shared = Arc::new(Shared {
             config,
@@ -127,7 +128,7 @@ impl Node {
                 recovery::watch(bg);
             })
             .map_err(|e| Error::io("start the recovery thread", e))?;
-        Ok(Node { shared })
+        Ok(Node { shared, metrics })
     }
 
     /// Run `f` on the blocking pool under the try-lock of `key`.
@@ -147,16 +148,19 @@ impl Node {
     }
 }
 
-/// One node RPC: timed and counted like the controller's ([`observe`]), its log lines carrying
-/// the volume.
-async fn rpc<T>(
-    name: &'static str,
-    volume: &str,
-    body: impl Future<Output = Result<T, Error>>,
-) -> Result<Response<T>, Status> {
-    observe(name, body)
-        .instrument(tracing::info_span!("node", volume = %volume))
-        .await
+impl Node {
+    /// One node RPC: timed and counted like the controller's ([`observe`]), its log lines
+    /// carrying the volume.
+    async fn rpc<T>(
+        &self,
+        name: &'static str,
+        volume: &str,
+        body: impl Future<Output = Result<T, Error>>,
+    ) -> Result<Response<T>, Status> {
+        observe(&self.metrics, name, body)
+            .instrument(tracing::info_span!("node", volume = %volume))
+            .await
+    }
 }
 
 /// The StorageClass's `csi.storage.k8s.io/fstype` as the volume context carries it: the fs
@@ -215,7 +219,7 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         let r = req.into_inner();
         let vol = r.volume_id.clone();
-        rpc("NodeStageVolume", &vol.clone(), async move {
+        self.rpc("NodeStageVolume", &vol.clone(), async move {
             let args = self.stage_args(r)?;
             self.locked(&vol, move |s| stage::stage(s, args)).await?;
             Ok(NodeStageVolumeResponse {})
@@ -228,7 +232,7 @@ impl node_server::Node for Node {
         req: Request<NodeUnstageVolumeRequest>,
     ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
         let r = req.into_inner();
-        rpc("NodeUnstageVolume", &r.volume_id.clone(), async move {
+        self.rpc("NodeUnstageVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let staging = request::path("staging_target_path", &r.staging_target_path)?;
             self.locked(&id.clone(), move |s| stage::unstage(s, &id, &staging))
@@ -244,7 +248,7 @@ impl node_server::Node for Node {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let r = req.into_inner();
         let vol = r.volume_id.clone();
-        rpc("NodePublishVolume", &vol.clone(), async move {
+        self.rpc("NodePublishVolume", &vol.clone(), async move {
             let args = self.publish_args(r)?;
             self.locked(&vol, move |s| publish::publish(s, args))
                 .await?;
@@ -258,7 +262,7 @@ impl node_server::Node for Node {
         req: Request<NodeUnpublishVolumeRequest>,
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let r = req.into_inner();
-        rpc("NodeUnpublishVolume", &r.volume_id.clone(), async move {
+        self.rpc("NodeUnpublishVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let target = request::path("target_path", &r.target_path)?;
             self.locked(&id.clone(), move |s| publish::unpublish(s, &id, &target))
@@ -273,7 +277,7 @@ impl node_server::Node for Node {
         req: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let r = req.into_inner();
-        rpc("NodeGetVolumeStats", &r.volume_id.clone(), async move {
+        self.rpc("NodeGetVolumeStats", &r.volume_id.clone(), async move {
             request::required("volume_id", &r.volume_id)?;
             request::required("volume_path", &r.volume_path)?;
             let shared = self.shared.clone();
@@ -292,7 +296,7 @@ impl node_server::Node for Node {
         req: Request<NodeExpandVolumeRequest>,
     ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
         let r = req.into_inner();
-        rpc("NodeExpandVolume", &r.volume_id.clone(), async move {
+        self.rpc("NodeExpandVolume", &r.volume_id.clone(), async move {
             let id = request::required("volume_id", &r.volume_id)?.to_string();
             let path = PathBuf::from(request::required("volume_path", &r.volume_path)?);
             let want = r
@@ -313,7 +317,7 @@ impl node_server::Node for Node {
         &self,
         _req: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        rpc("NodeGetCapabilities", "", async {
+        self.rpc("NodeGetCapabilities", "", async {
             Ok(NodeGetCapabilitiesResponse {
                 capabilities: info::capabilities(),
             })
@@ -326,7 +330,7 @@ impl node_server::Node for Node {
         _req: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
         let c = &self.shared.config;
-        rpc("NodeGetInfo", "", async {
+        self.rpc("NodeGetInfo", "", async {
             Ok(info::info(&c.node_id, &c.topology))
         })
         .await
