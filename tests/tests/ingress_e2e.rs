@@ -24,8 +24,12 @@ mod external_auth;
 mod isolation;
 #[path = "ingress_e2e/limits.rs"]
 mod limits;
+#[path = "ingress_e2e/process.rs"]
+mod process;
 #[path = "ingress_e2e/redirects.rs"]
 mod redirects;
+#[path = "ingress_e2e/routing.rs"]
+mod routing;
 #[path = "ingress_e2e/scale.rs"]
 mod scale;
 #[path = "ingress_e2e/tenancy.rs"]
@@ -60,19 +64,31 @@ fn main() {
         })
     };
     let trials = vec![
-        shared("service_lifecycle", service_lifecycle),
-        shared("exact_prefix_and_longest_match", path_matching),
-        shared("wildcard_host", wildcard_host),
-        shared("default_backend_flag_then_ingress", default_backend),
+        shared("service_lifecycle", routing::service_lifecycle),
+        shared("exact_prefix_and_longest_match", routing::path_matching),
+        shared("wildcard_host", routing::wildcard_host),
+        shared(
+            "default_backend_flag_then_ingress",
+            routing::default_backend,
+        ),
         shared(
             "tenancy",
             tenancy::host_less_rules_and_default_backends_stay_in_the_catch_all,
         ),
-        t("service_appears_moves_and_disappears", service_lifecycle),
-        t("exact_prefix_and_longest_match", path_matching),
-        t("wildcard_host_matches_one_label_only", wildcard_host),
-        t("default_backend_flag_then_ingress", default_backend),
-        t("conflict_oldest_wins_loser_reported", conflict),
+        t(
+            "service_appears_moves_and_disappears",
+            routing::service_lifecycle,
+        ),
+        t("exact_prefix_and_longest_match", routing::path_matching),
+        t(
+            "wildcard_host_matches_one_label_only",
+            routing::wildcard_host,
+        ),
+        t(
+            "default_backend_flag_then_ingress",
+            routing::default_backend,
+        ),
+        t("conflict_oldest_wins_loser_reported", routing::conflict),
         t(
             "tenancy_host_less_and_default_backend_stay_in_catch_all",
             tenancy::host_less_rules_and_default_backends_stay_in_the_catch_all,
@@ -130,9 +146,12 @@ fn main() {
             "scale_6000_hosts_pass_nginx_t_without_warnings",
             scale::six_thousand_hosts_pass_nginx_t_without_warnings,
         ),
-        t("nginx_killed_is_restarted", nginx_killed),
-        t("sigterm_drains_nginx_and_exits_zero", sigterm),
-        t("render_from_dir_prints_a_valid_config", render_from_dir),
+        t("nginx_killed_is_restarted", process::nginx_killed),
+        t("sigterm_drains_nginx_and_exits_zero", process::sigterm),
+        t(
+            "render_from_dir_prints_a_valid_config",
+            process::render_from_dir,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -217,404 +236,4 @@ pub fn started(manifests: &[(&str, Value)], extra: &[String]) -> Result<IngressC
         std::net::TcpStream::connect(ctl.http_addr()).is_ok()
     })?;
     Ok(ctl)
-}
-
-fn service_lifecycle() -> Result<()> {
-    let (b1, b2) = (Backend::start("b1")?, Backend::start("b2")?);
-    let ctl = started(&[], &[])?;
-    served(&ctl, "svc.test", "/", 404, None)?;
-    ctl.write("svc", &labelled_service("shop", "web", "svc.test", b1.port))?;
-    served(&ctl, "svc.test", "/hello", 200, Some("b1 /hello"))?;
-    ctl.write("svc", &labelled_service("shop", "web", "svc.test", b2.port))?;
-    served(&ctl, "svc.test", "/hello", 200, Some("b2 /hello"))?;
-    remove(&ctl, "svc")?;
-    served(&ctl, "svc.test", "/hello", 404, None)?;
-    ensure!(b1.served() >= 1 && b2.served() >= 1);
-    Ok(())
-}
-
-fn path_matching() -> Result<()> {
-    let (b1, b2) = (Backend::start("b1")?, Backend::start("b2")?);
-    let (p1, p2) = (b1.port, b2.port);
-    let ctl = started(
-        &[
-            ("s1", local_service("web", "one", p1)),
-            ("s2", local_service("web", "two", p2)),
-            (
-                "paths",
-                ingress_rule(
-                    "web",
-                    "paths",
-                    "paths.test",
-                    &[
-                        ("/foo", "Prefix", "one", p1),
-                        ("/foo/bar", "Prefix", "two", p2),
-                        ("/exact", "Exact", "two", p2),
-                    ],
-                ),
-            ),
-            (
-                "both",
-                ingress_rule(
-                    "web",
-                    "both",
-                    "both.test",
-                    &[("/foo", "Exact", "two", p2), ("/foo/", "Prefix", "one", p1)],
-                ),
-            ),
-            (
-                "impl",
-                ingress_rule(
-                    "web",
-                    "impl",
-                    "impl.test",
-                    &[("/foo", "ImplementationSpecific", "one", p1)],
-                ),
-            ),
-        ],
-        &[],
-    )?;
-    let h = "paths.test";
-    // Prefix /foo: element-wise.
-    for p in ["/foo", "/foo/", "/foo/x", "/foo/barx"] {
-        served(&ctl, h, p, 200, Some(&b1.body_for(p)))?;
-    }
-    served(&ctl, h, "/foobar", 404, None)?;
-    served(&ctl, h, "/", 404, None)?;
-    // Longest match: /foo/bar beats /foo.
-    for p in ["/foo/bar", "/foo/bar/", "/foo/bar/baz"] {
-        served(&ctl, h, p, 200, Some(&b2.body_for(p)))?;
-    }
-    // Exact: only the whole path.
-    served(&ctl, h, "/exact", 200, Some("b2 /exact"))?;
-    for p in ["/exact/", "/exactly", "/Exact"] {
-        served(&ctl, h, p, 404, None)?;
-    }
-    // Exact beats Prefix for the same path; the rule's trailing slash is ignored.
-    served(&ctl, "both.test", "/foo", 200, Some("b2 /foo"))?;
-    served(&ctl, "both.test", "/foo/", 200, Some("b1 /foo/"))?;
-    served(&ctl, "both.test", "/foo/z", 200, Some("b1 /foo/z"))?;
-    served(&ctl, "both.test", "/foobar", 404, None)?;
-    // ImplementationSpecific is Prefix.
-    served(&ctl, "impl.test", "/foo/a", 200, Some("b1 /foo/a"))?;
-    served(&ctl, "impl.test", "/foobar", 404, None)?;
-    Ok(())
-}
-
-fn wildcard_host() -> Result<()> {
-    let b1 = Backend::start("b1")?;
-    let ctl = started(
-        &[
-            ("s1", local_service("web", "one", b1.port)),
-            (
-                "wild",
-                ingress_rule(
-                    "web",
-                    "wild",
-                    "*.wild.test",
-                    &[("/", "Prefix", "one", b1.port)],
-                ),
-            ),
-        ],
-        &[],
-    )?;
-    served(&ctl, "a.wild.test", "/x", 200, Some("b1 /x"))?;
-    served(&ctl, "other-label.wild.test", "/", 200, Some("b1 /"))?;
-    for host in [
-        "wild.test",
-        "a.b.wild.test",
-        "a.wild.test.evil",
-        "awild.test",
-    ] {
-        served(&ctl, host, "/x", 404, None)?;
-    }
-    Ok(())
-}
-
-fn default_backend() -> Result<()> {
-    let (b1, b2) = (Backend::start("flag")?, Backend::start("spec")?);
-    let ctl = started(
-        &[
-            ("fallback", local_service("infra", "fallback", b1.port)),
-            ("s2", local_service("web", "two", b2.port)),
-            (
-                "app",
-                ingress_rule(
-                    "web",
-                    "app",
-                    "app.test",
-                    &[("/app", "Prefix", "two", b2.port)],
-                ),
-            ),
-        ],
-        &["--default-backend-service=infra/fallback".to_owned()],
-    )?;
-    // No Ingress sets spec.defaultBackend: the flag's Service serves unknown hosts and paths.
-    served(&ctl, "unknown.test", "/x", 200, Some("flag /x"))?;
-    served(&ctl, "app.test", "/other", 200, Some("flag /other"))?;
-    served(&ctl, "app.test", "/app", 200, Some("spec /app"))?;
-    // An Ingress's spec.defaultBackend: the operator's flag still wins (issue 12 item 1),
-    // and the Ingress is reported.
-    let mut with_default = ingress_rule(
-        "web",
-        "app",
-        "app.test",
-        &[("/app", "Prefix", "two", b2.port)],
-    );
-    with_default["spec"]["defaultBackend"] =
-        json!({"service": {"name": "two", "port": {"number": b2.port}}});
-    ctl.write("app", &with_default)?;
-    wait_until(
-        "the overridden defaultBackend reported",
-        SERVED_WITHIN,
-        || {
-            ctl.log_text().lines().any(|l| {
-                l.contains("not served as written")
-                    && l.contains("Ingress/web/app")
-                    && l.contains("default-backend-service")
-            })
-        },
-    )
-    .with_context(|| ctl.log_text())?;
-    served(&ctl, "unknown.test", "/y", 200, Some("flag /y"))?;
-    served(&ctl, "app.test", "/other", 200, Some("flag /other"))?;
-    Ok(())
-}
-
-fn conflict() -> Result<()> {
-    let (b1, b2) = (Backend::start("old")?, Backend::start("new")?);
-    let with_age = |ns: &str, name: &str, svc: &str, port: u16, created: &str| {
-        let mut v = ingress_rule(ns, name, "clash.test", &[("/shared", "Prefix", svc, port)]);
-        v["metadata"]["creationTimestamp"] = json!(created);
-        v
-    };
-    // The newer one is written first: order of arrival must not matter.
-    let ctl = started(
-        &[
-            ("s-new", local_service("b", "svc-new", b2.port)),
-            ("s-old", local_service("a", "svc-old", b1.port)),
-            (
-                "newer",
-                with_age("b", "newer", "svc-new", b2.port, "2024-05-01T00:00:00Z"),
-            ),
-        ],
-        &[],
-    )?;
-    served(&ctl, "clash.test", "/shared", 200, Some("new /shared"))?;
-    ctl.write(
-        "older",
-        &with_age("a", "older", "svc-old", b1.port, "2023-01-01T00:00:00Z"),
-    )?;
-    served(&ctl, "clash.test", "/shared/x", 200, Some("old /shared/x"))?;
-    let conflicts = r#"berth_ingress_rejected_objects{reason="conflict"}"#;
-    // Reports are published right after the reload: the gauge may trail the first 200.
-    wait_until("conflict gauge set", SERVED_WITHIN, || {
-        ctl.metric(conflicts).is_ok_and(|v| v >= 1.0)
-    })?;
-    let log = ctl.log_text();
-    ensure!(
-        log.lines().any(|l| l.contains("Ingress/b/newer")
-            && l.contains("conflict")
-            && l.contains("Ingress/a/older")),
-        "loser not reported in the log:\n{log}"
-    );
-    // The winner goes away: the loser is served, and the conflict is over.
-    remove(&ctl, "older")?;
-    served(&ctl, "clash.test", "/shared", 200, Some("new /shared"))?;
-    wait_until("conflict gauge back to 0", SERVED_WITHIN, || {
-        ctl.metric(conflicts).is_ok_and(|v| v == 0.0)
-    })?;
-    Ok(())
-}
-
-fn nginx_killed() -> Result<()> {
-    let b1 = Backend::start("b1")?;
-    let ctl = started(
-        &[("svc", labelled_service("shop", "web", "k.test", b1.port))],
-        &[],
-    )?;
-    served(&ctl, "k.test", "/", 200, Some("b1 /"))?;
-    let master = ctl.nginx_pid().context("no nginx pid file")?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(master),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    let killed = Instant::now();
-    // The orphaned worker may answer a moment longer; wait for the new master.
-    wait_until("a new nginx master", Duration::from_secs(10), || {
-        ctl.nginx_pid().is_some_and(|p| p != master)
-    })
-    .with_context(|| ctl.log_text())?;
-    served(&ctl, "k.test", "/again", 200, Some("b1 /again"))?;
-    let back = killed.elapsed();
-    ensure!(
-        back < Duration::from_secs(5),
-        "serving again only after {back:?}"
-    );
-    eprintln!("nginx SIGKILL -> serving again (new master) in {back:?}");
-    ensure!(ctl.metric("berth_ingress_nginx_restarts_total")? == 1.0);
-    ensure!(
-        ctl.log_text().contains("nginx master exited unexpectedly"),
-        "{}",
-        ctl.log_text()
-    );
-    // Reloads reach the new master.
-    ctl.write(
-        "svc2",
-        &labelled_service("shop", "web2", "k2.test", b1.port),
-    )?;
-    served(&ctl, "k2.test", "/", 200, Some("b1 /"))?;
-    ensure!(
-        ctl.pid()
-            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
-    );
-    Ok(())
-}
-
-/// Not through [`IngressCtl`]: this test needs the exit status of the process.
-fn sigterm() -> Result<()> {
-    let b1 = Backend::start("b1")?;
-    let dir = berth_tests::new_state_dir("ingress-term")?;
-    let manifests = dir.join("manifests");
-    std::fs::create_dir_all(&manifests)?;
-    std::fs::write(
-        manifests.join("svc.json"),
-        labelled_service("shop", "web", "t.test", b1.port).to_string(),
-    )?;
-    let (http, metrics) = (free_port()?, free_port()?);
-    let mut cmd = Command::new(ingress_ctl::binary()?);
-    cmd.args([
-        "run",
-        "--source",
-        "files",
-        "--listen-address",
-        "127.0.0.1",
-        "--worker-processes",
-        "1",
-    ])
-    .arg(format!("--manifests-dir={}", manifests.display()))
-    .arg(format!("--nginx-prefix={}", dir.join("nginx").display()))
-    .arg(format!(
-        "--nginx-conf={}",
-        dir.join("nginx/nginx.conf").display()
-    ))
-    .arg(format!("--http-port={http}"))
-    .arg(format!("--https-port={}", free_port()?))
-    .arg(format!("--metrics-address=127.0.0.1:{metrics}"));
-    let log = dir.join("berth-ingress.log");
-    let mut child = spawn_tied(&cmd, &log)?;
-    let result = (|| -> Result<()> {
-        let addr = format!("127.0.0.1:{http}");
-        wait_until("served", SERVED_WITHIN, || {
-            http_get(&addr, "t.test", "/").is_ok_and(|r| r.status == 200)
-        })?;
-        let master = std::fs::read_to_string(dir.join("nginx/nginx.pid"))?
-            .trim()
-            .parse::<i32>()?;
-        // A request in flight when SIGTERM arrives completes.
-        let slow = std::thread::spawn(move || http_get(&addr, "t.test", "/slow"));
-        std::thread::sleep(Duration::from_millis(300));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
-        let mut status = None;
-        wait_until("berth-ingress to exit", Duration::from_secs(15), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        })?;
-        let status = status.context("no status")?;
-        let r = slow.join().expect("request thread")?;
-        ensure!(
-            r.status == 200 && r.body == "b1 /slow",
-            "in-flight request: {r:?}"
-        );
-        ensure!(status.success(), "berth-ingress exited with {status}");
-        let alive = std::fs::read_to_string(format!("/proc/{master}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        });
-        ensure!(!alive, "nginx master {master} still running");
-        ensure!(
-            TcpStreamProbe::refused(http),
-            "nginx still listens on {http} after shutdown"
-        );
-        Ok(())
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    berth_tests::sweep::directory(&dir);
-    result.with_context(|| text)
-}
-
-struct TcpStreamProbe;
-impl TcpStreamProbe {
-    fn refused(port: u16) -> bool {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-    }
-}
-
-fn render_from_dir() -> Result<()> {
-    let dir = berth_tests::new_state_dir("ingress-render")?;
-    let result = (|| -> Result<()> {
-        let manifests = dir.join("manifests");
-        std::fs::create_dir_all(dir.join("prefix/tmp"))?;
-        std::fs::create_dir_all(&manifests)?;
-        let files = [
-            ("svc", labelled_service("shop", "web", "shop.test", 8080)),
-            ("svc2", local_service("shop", "api", 9090)),
-            (
-                "ing",
-                ingress_rule("shop", "api", "api.test", &[("/v1", "Exact", "api", 9090)]),
-            ),
-            (
-                "bad",
-                ingress_rule("shop", "bad", "bad.test;", &[("/", "Prefix", "api", 9090)]),
-            ),
-        ];
-        for (name, v) in &files {
-            std::fs::write(manifests.join(format!("{name}.json")), v.to_string())?;
-        }
-        let prefix = dir.join("prefix");
-        let out = Command::new(ingress_ctl::binary()?)
-            .arg("render")
-            .arg(format!("--from={}", manifests.display()))
-            .arg(format!("--nginx-prefix={}", prefix.display()))
-            .args(["--http-port=18080", "--listen-address=127.0.0.1"])
-            .output()?;
-        let (stdout, stderr) = (
-            String::from_utf8(out.stdout)?,
-            String::from_utf8_lossy(&out.stderr),
-        );
-        ensure!(out.status.success(), "render failed: {stderr}");
-        for want in [
-            "server_name shop.test;",
-            "server_name api.test;",
-            "location = /v1 {",
-            "127.0.0.1:18080",
-        ] {
-            ensure!(stdout.contains(want), "no {want:?} in:\n{stdout}");
-        }
-        ensure!(
-            !stdout.contains("bad.test"),
-            "rejected host rendered:\n{stdout}"
-        );
-        ensure!(
-            stderr.contains("rejected: Ingress/shop/bad") && stderr.contains("invalid_host"),
-            "report missing: {stderr}"
-        );
-        // What render prints is what nginx accepts.
-        let conf = dir.join("rendered.conf");
-        std::fs::write(&conf, &stdout)?;
-        run(Command::new("nginx")
-            .arg("-t")
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf))?;
-        Ok(())
-    })();
-    berth_tests::sweep::directory(&dir);
-    result
 }
