@@ -1,19 +1,25 @@
 //! Prometheus metrics and health over HTTP (`--metrics-address`): per-RPC call counts by gRPC
-//! code, a latency histogram per RPC, the number of live Ceph connections; `/healthz`.
+//! code, a latency histogram per RPC, the number of live Ceph connections, the trash purger
+//! and the background flattener; `/healthz`. Exposition by the `prometheus-client` crate
+//! (OpenMetrics text).
 //! One registry per process, made by `server.rs` and handed to the services that record
 //! (controller, node, Ceph connections, purger, flattener): no hidden global.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::error::Error;
@@ -24,172 +30,154 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCode {
+    method: &'static str,
+    code: &'static str,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rpc {
+    method: &'static str,
+}
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
+}
+
+type IntGauge = Gauge<i64, AtomicI64>;
+
+/// The metrics of one process (prometheus-client registry and the handles that record).
+#[derive(Debug)]
 pub struct Metrics {
-    calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
-    ceph_connections: AtomicUsize,
-    trash_purged: AtomicUsize,
-    trash_purge_errors: AtomicUsize,
-    trash_pending: AtomicUsize,
-    flatten_running: AtomicUsize,
-    flatten_done: AtomicUsize,
-    flatten_errors: AtomicUsize,
+    registry: Registry,
+    calls: Family<RpcCode, Counter>,
+    latency: Family<Rpc, Histogram, fn() -> Histogram>,
+    ceph_connections: IntGauge,
+    trash_purged: Counter,
+    trash_purge_errors: Counter,
+    trash_pending: IntGauge,
+    flatten_running: IntGauge,
+    flatten_done: Counter,
+    flatten_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Registry::default(),
+            calls: Family::default(),
+            latency: Family::new_with_constructor(rpc_histogram),
+            ceph_connections: IntGauge::default(),
+            trash_purged: Counter::default(),
+            trash_purge_errors: Counter::default(),
+            trash_pending: IntGauge::default(),
+            flatten_running: IntGauge::default(),
+            flatten_done: Counter::default(),
+            flatten_errors: Counter::default(),
+        };
+        let mut r = Registry::default();
+        r.register(
+            "berth_csi_rpc",
+            "CSI RPCs handled, by method and gRPC code",
+            m.calls.clone(),
+        );
+        r.register(
+            "berth_csi_rpc_duration_seconds",
+            "CSI RPC latency",
+            m.latency.clone(),
+        );
+        r.register(
+            "berth_csi_ceph_connections",
+            "Live librados connections",
+            m.ceph_connections.clone(),
+        );
+        r.register(
+            "berth_csi_trash_purged",
+            "Deleted volumes whose data the trash purger removed",
+            m.trash_purged.clone(),
+        );
+        r.register(
+            "berth_csi_trash_purge_errors",
+            "Trash purges that failed (retried later)",
+            m.trash_purge_errors.clone(),
+        );
+        r.register(
+            "berth_csi_trash_pending",
+            "Trashed images still to purge in the pool being purged",
+            m.trash_pending.clone(),
+        );
+        r.register(
+            "berth_csi_flatten_running",
+            "Deep clones queued or being flattened in the background",
+            m.flatten_running.clone(),
+        );
+        r.register(
+            "berth_csi_flatten_done",
+            "Deep clones flattened in the background",
+            m.flatten_done.clone(),
+        );
+        r.register(
+            "berth_csi_flatten_errors",
+            "Background flattens that failed (started again on the next retry)",
+            m.flatten_errors.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
 }
 
 impl Metrics {
     pub fn record(&self, rpc: &'static str, code: tonic::Code, secs: f64) {
-        let code = code_name(code);
-        *self
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((rpc, code))
-            .or_default() += 1;
-        let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = lat.entry(rpc).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+        self.calls
+            .get_or_create(&RpcCode {
+                method: rpc,
+                code: code_name(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&Rpc { method: rpc })
+            .observe(secs);
     }
 
     pub fn set_ceph_connections(&self, n: usize) {
-        self.ceph_connections.store(n, Ordering::Relaxed);
+        self.ceph_connections.set(n as i64);
     }
 
     /// One trashed image's data removed by the purger.
     pub fn trash_purged(&self) {
-        self.trash_purged.fetch_add(1, Ordering::Relaxed);
+        self.trash_purged.inc();
     }
 
     /// A purge that failed (retried later).
     pub fn trash_purge_error(&self) {
-        self.trash_purge_errors.fetch_add(1, Ordering::Relaxed);
+        self.trash_purge_errors.inc();
     }
 
     /// Trashed images of the pool the purger works on, still to purge.
     pub fn set_trash_pending(&self, n: usize) {
-        self.trash_pending.store(n, Ordering::Relaxed);
+        self.trash_pending.set(n as i64);
     }
 
     /// Deep clones queued or being flattened in the background.
     pub fn set_flatten_running(&self, n: usize) {
-        self.flatten_running.store(n, Ordering::Relaxed);
+        self.flatten_running.set(n as i64);
     }
 
     /// One deep clone flattened.
     pub fn flatten_done(&self) {
-        self.flatten_done.fetch_add(1, Ordering::Relaxed);
+        self.flatten_done.inc();
     }
 
     /// A flatten that failed (started again by the next CreateVolume retry).
     pub fn flatten_error(&self) {
-        self.flatten_errors.fetch_add(1, Ordering::Relaxed);
+        self.flatten_errors.inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        s.push_str("# HELP berth_csi_rpc_total CSI RPCs handled, by method and gRPC code.\n");
-        s.push_str("# TYPE berth_csi_rpc_total counter\n");
-        for ((rpc, code), n) in self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                s,
-                "berth_csi_rpc_total{{method=\"{rpc}\",code=\"{code}\"}} {n}"
-            );
-        }
-        s.push_str("# HELP berth_csi_rpc_duration_seconds CSI RPC latency.\n");
-        s.push_str("# TYPE berth_csi_rpc_duration_seconds histogram\n");
-        for (rpc, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            for (b, n) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(
-                    s,
-                    "berth_csi_rpc_duration_seconds_bucket{{method=\"{rpc}\",le=\"{b}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                s,
-                "berth_csi_rpc_duration_seconds_bucket{{method=\"{rpc}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                s,
-                "berth_csi_rpc_duration_seconds_sum{{method=\"{rpc}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                s,
-                "berth_csi_rpc_duration_seconds_count{{method=\"{rpc}\"}} {}",
-                h.count
-            );
-        }
-        s.push_str("# HELP berth_csi_ceph_connections Live librados connections.\n");
-        s.push_str("# TYPE berth_csi_ceph_connections gauge\n");
-        let _ = writeln!(
-            s,
-            "berth_csi_ceph_connections {}",
-            self.ceph_connections.load(Ordering::Relaxed)
-        );
-        for (name, kind, help, v) in [
-            (
-                "berth_csi_trash_purged_total",
-                "counter",
-                "Deleted volumes whose data the trash purger removed.",
-                &self.trash_purged,
-            ),
-            (
-                "berth_csi_trash_purge_errors_total",
-                "counter",
-                "Trash purges that failed (retried later).",
-                &self.trash_purge_errors,
-            ),
-            (
-                "berth_csi_trash_pending",
-                "gauge",
-                "Trashed images still to purge in the pool being purged.",
-                &self.trash_pending,
-            ),
-            (
-                "berth_csi_flatten_running",
-                "gauge",
-                "Deep clones queued or being flattened in the background.",
-                &self.flatten_running,
-            ),
-            (
-                "berth_csi_flatten_done_total",
-                "counter",
-                "Deep clones flattened in the background.",
-                &self.flatten_done,
-            ),
-            (
-                "berth_csi_flatten_errors_total",
-                "counter",
-                "Background flattens that failed (started again on the next retry).",
-                &self.flatten_errors,
-            ),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
     }
 }
@@ -259,7 +247,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                     };
                     Response::builder()
                         .status(status)
-                        .header("content-type", "text/plain; version=0.0.4")
+                        .header(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )
                         .body(Full::new(Bytes::from(body)))
                 }
             });
@@ -284,9 +275,13 @@ mod tests {
         assert!(text.contains("berth_csi_rpc_total{method=\"CreateVolume\",code=\"OK\"} 1"));
         assert!(text.contains("berth_csi_rpc_total{method=\"CreateVolume\",code=\"ABORTED\"} 1"));
         assert!(text.contains(
-            "berth_csi_rpc_duration_seconds_bucket{method=\"CreateVolume\",le=\"0.005\"} 1"
+            "berth_csi_rpc_duration_seconds_bucket{le=\"0.005\",method=\"CreateVolume\"} 1"
         ));
         assert!(text.contains("berth_csi_rpc_duration_seconds_count{method=\"CreateVolume\"} 2"));
         assert!(text.contains("berth_csi_ceph_connections 1"));
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
     }
 }
