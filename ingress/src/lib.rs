@@ -37,6 +37,7 @@ pub mod quarantine;
 pub mod render;
 pub mod render_auth;
 pub mod render_cors;
+pub mod render_errors;
 pub mod render_limits;
 pub mod render_redirects;
 pub mod snapshot;

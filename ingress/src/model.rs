@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
-pub use options::{BasicAuth, Cors, ExternalAuth, RateLimit};
+pub use options::{BasicAuth, Cors, CustomErrors, ExternalAuth, RateLimit};
 
 mod options;
 pub use crate::tls::Certificate;
@@ -169,6 +169,8 @@ pub struct RouteOptions {
     pub rate_limit: Option<RateLimit>,
     /// CORS headers and preflight answers (`enable-cors`).
     pub cors: Option<Cors>,
+    /// Backend answers replaced by an error backend's (`custom-http-errors`).
+    pub custom_errors: Option<Box<CustomErrors>>,
 }
 
 impl Default for RouteOptions {
@@ -192,6 +194,7 @@ impl Default for RouteOptions {
             upstream_vhost: None,
             rate_limit: None,
             cors: None,
+            custom_errors: None,
         }
     }
 }

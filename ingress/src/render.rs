@@ -148,7 +148,7 @@ impl RenderConfig {
 /// The request headers every proxied request gets (http level). A location that sets one of
 /// its own (auth-response-headers) repeats them all: nginx inherits `proxy_set_header` only
 /// into locations that set none.
-const PROXY_HEADERS: &[(&str, &str)] = &[
+pub(crate) const PROXY_HEADERS: &[(&str, &str)] = &[
     ("Host", "$host"),
     ("X-Real-IP", "$remote_addr"),
     ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
@@ -378,6 +378,7 @@ fn server(
     for a in auths {
         external_auth_location(out, a);
     }
+    crate::render_errors::named_locations(out, s, model);
     out.push_str("    }\n\n");
 }
 
@@ -442,6 +443,10 @@ fn location(
     if redirects(out, o, ctx.tls, ctx.https_port) {
         out.push_str("        }\n");
         return;
+    }
+    if let Some(e) = &o.custom_errors {
+        let proxied = matches!(target, Target::Proxy(_));
+        crate::render_errors::location_errors(out, e, proxied);
     }
     if let Some(size) = &o.proxy_body_size {
         _ = writeln!(out, "            client_max_body_size {size};");

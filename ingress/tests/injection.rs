@@ -355,6 +355,12 @@ fn hostile_values_never_reach_nginx_conf() {
                 &[("auth-url", "http://auth.example.com/check")],
             ),
             ("nbody", "proxy-body-size", &[]),
+            (
+                "nerrs",
+                "custom-http-errors",
+                &[("default-backend", "good")],
+            ),
+            ("ndefb", "default-backend", &[("custom-http-errors", "503")]),
             ("ndeny", "denylist-source-range", &[]),
             ("natype", "auth-type", &[("auth-secret", "basic")]),
             ("nasecret", "auth-secret", &[("auth-type", "basic")]),
@@ -383,7 +389,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 38;
+        hostile_objects += 40;
     }
     assert!(corpus().len() >= 30);
 

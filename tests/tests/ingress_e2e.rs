@@ -18,6 +18,8 @@ mod buffering;
 mod corpus;
 #[path = "ingress_e2e/cors.rs"]
 mod cors;
+#[path = "ingress_e2e/errors.rs"]
+mod errors;
 #[path = "ingress_e2e/external_auth.rs"]
 mod external_auth;
 #[path = "ingress_e2e/isolation.rs"]
@@ -124,6 +126,10 @@ fn main() {
         t(
             "annotation_proxy_send_timeout_gives_504",
             buffering::proxy_send_timeout_gives_504,
+        ),
+        t(
+            "annotation_custom_http_errors_pages",
+            errors::custom_error_pages,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

@@ -60,3 +60,16 @@ pub struct Cors {
     /// Seconds a preflight answer may be cached.
     pub max_age: u32,
 }
+
+/// `custom-http-errors` + `default-backend`, validated (`translate/errors.rs`): the route's
+/// answers with one of `codes` are replaced by the error backend's answer to a request
+/// carrying `X-Code` (as ingress-nginx does).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomErrors {
+    /// Sorted, unique, each in `400..=599`.
+    pub codes: Vec<u16>,
+    /// The error backend: a Service of the Ingress's namespace (a DNS label).
+    pub service: String,
+    /// Its upstream (first Service port), set once the Service is resolved (`translate/ingress.rs`).
+    pub upstream: String,
+}

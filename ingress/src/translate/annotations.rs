@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use super::auth::{self, AuthAnnotations};
 use super::cors::CorsAnnotations;
+use super::errors::{self, ErrorAnnotations};
 use super::external_auth::{self, ExternalAuthAnnotations};
 use super::limits::{self, LimitAnnotations};
 use super::secrets::Secrets;
@@ -54,6 +55,8 @@ pub const LIMIT_RPS: &str = "berth.dev/limit-rps";
 pub const LIMIT_RPM: &str = "berth.dev/limit-rpm";
 pub const LIMIT_CONNECTIONS: &str = "berth.dev/limit-connections";
 pub const LIMIT_BURST_MULTIPLIER: &str = "berth.dev/limit-burst-multiplier";
+pub const CUSTOM_HTTP_ERRORS: &str = "berth.dev/custom-http-errors";
+pub const DEFAULT_BACKEND: &str = "berth.dev/default-backend";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -91,6 +94,8 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     CORS_EXPOSE_HEADERS,
     CORS_ALLOW_CREDENTIALS,
     CORS_MAX_AGE,
+    CUSTOM_HTTP_ERRORS,
+    DEFAULT_BACKEND,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -134,6 +139,8 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("cors-expose-headers", CORS_EXPOSE_HEADERS),
     ("cors-allow-credentials", CORS_ALLOW_CREDENTIALS),
     ("cors-max-age", CORS_MAX_AGE),
+    ("custom-http-errors", CUSTOM_HTTP_ERRORS),
+    ("default-backend", DEFAULT_BACKEND),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -238,6 +245,7 @@ pub fn route_options(
     let mut ext = ExternalAuthAnnotations::default();
     let mut lim = LimitAnnotations::default();
     let mut cors = CorsAnnotations::default();
+    let mut errs = ErrorAnnotations::default();
     let (mut permanent, mut permanent_code, mut temporal) = (None, None, None);
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
@@ -322,6 +330,8 @@ pub fn route_options(
             LIMIT_RPM => lim.rpm = Some((field(), value)),
             LIMIT_CONNECTIONS => lim.connections = Some((field(), value)),
             LIMIT_BURST_MULTIPLIER => lim.burst_multiplier = Some((field(), value)),
+            CUSTOM_HTTP_ERRORS => errs.codes = Some((field(), value)),
+            DEFAULT_BACKEND => errs.backend = Some((field(), value)),
             UPSTREAM_VHOST => o.upstream_vhost = Some(redirects::vhost(value).map_err(bad)?),
             _ => {
                 return Err(report(
@@ -358,6 +368,18 @@ pub fn route_options(
     o.rate_limit = limits::limits(origin, lim)?;
     o.cors = super::cors::cors(origin, cors)?;
     o.external_auth = external_auth::external(origin, ext)?;
+    o.custom_errors = errors::custom_errors(origin, errs)?;
+    if o.custom_errors.is_some()
+        && (o.redirect.is_some() || o.backend_protocol == BackendProtocol::Grpc)
+    {
+        return Err(report(
+            origin,
+            format!("metadata.annotations[{CUSTOM_HTTP_ERRORS}]"),
+            Reason::InvalidAnnotation,
+            "custom-http-errors cannot be combined with permanent-redirect, temporal-redirect \
+             (nothing is proxied) or backend-protocol GRPC (gRPC errors are not HTTP codes)",
+        ));
+    }
     if o.backend_protocol == BackendProtocol::Grpc
         && (o.upstream_vhost.is_some()
             || !o.proxy_buffering

@@ -198,6 +198,30 @@ fn resolve(
     }
 }
 
+/// The `default-backend` Service of `custom-http-errors`, on its first port (a missing Service
+/// is reported; its error pages are then nginx's own).
+fn error_backend(
+    origin: &ObjectRef,
+    ns: &str,
+    service: &str,
+    backends: &Backends<'_>,
+    reports: &mut Vec<Report>,
+) -> Upstream {
+    let first = backends
+        .service(ns, service)
+        .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first())
+        .and_then(|p| validate::port(i64::from(p.port)).ok());
+    let b = BackendRef {
+        service: service.to_owned(),
+        port: PortRef::Number(first.unwrap_or(80)),
+    };
+    let field = format!(
+        "metadata.annotations[{}]",
+        super::annotations::DEFAULT_BACKEND
+    );
+    resolve(origin, &field, ns, &b, backends, reports)
+}
+
 /// Translate one Ingress: all its routes, or one report saying why none.
 fn one(
     ing: &Ingress,
@@ -208,7 +232,7 @@ fn one(
     // Ingress names are DNS subdomains; the namespace a label.
     let origin = origin(Kind::Ingress, &ing.metadata, false)?;
     let ns = origin.namespace.clone();
-    let (options, ignored) = super::annotations::route_options(
+    let (mut options, ignored) = super::annotations::route_options(
         &origin,
         ing.metadata.annotations.as_ref(),
         ignore_annotations,
@@ -300,6 +324,11 @@ fn one(
     }
 
     // Then resolve backends and emit.
+    let error_upstream = options.custom_errors.as_mut().map(|e| {
+        let u = error_backend(&origin, &ns, &e.service, backends, &mut out.reports);
+        e.upstream = u.name.clone();
+        u
+    });
     if let Some(b) = default {
         let upstream = resolve(
             &origin,
@@ -334,6 +363,7 @@ fn one(
             origin: origin.clone(),
             age: age.clone(),
             options: options.clone(),
+            error_upstream: error_upstream.clone(),
         });
     }
     Ok(out)

@@ -147,6 +147,9 @@ fn route(
             let (path, kind) = slot.key().clone();
             let name = c.upstream.name.clone();
             upstreams.entry(name.clone()).or_insert(c.upstream);
+            if let Some(e) = c.error_upstream {
+                upstreams.entry(e.name.clone()).or_insert(e);
+            }
             slot.insert(Location {
                 path,
                 kind,

@@ -11,6 +11,7 @@ pub mod annotations;
 pub mod auth;
 pub mod backend;
 pub mod cors;
+pub mod errors;
 pub mod external_auth;
 pub mod ingress;
 pub mod limits;
@@ -100,6 +101,8 @@ pub struct Candidate {
     pub origin: ObjectRef,
     pub age: Age,
     pub options: RouteOptions,
+    /// The `custom-http-errors` backend's upstream, when the options name one.
+    pub error_upstream: Option<Upstream>,
 }
 
 /// A host an object wants served over HTTPS; `certificate: None` = the default certificate.

@@ -134,6 +134,7 @@ fn candidate(
             origin,
             age,
             options: RouteOptions::default(),
+            error_upstream: None,
         },
         warning,
     ))

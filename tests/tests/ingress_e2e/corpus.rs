@@ -25,6 +25,9 @@ enum Slot {
     IngressPath,
     /// An Ingress annotation with this key.
     Annotation(&'static str),
+    /// An Ingress annotation with this key, beside a valid companion (key, value) so that the
+    /// hostile value is the one checked.
+    AnnotationWith(&'static str, (&'static str, &'static str)),
     ServiceHost,
     ServicePath,
     IngressName,
@@ -167,6 +170,20 @@ fn corpus() -> Vec<(Slot, String)> {
             Annotation("nginx.ingress.kubernetes.io/denylist-source-range"),
             "10.0.0.0/8; allow all; #xqN".into(),
         ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/custom-http-errors",
+                ("nginx.ingress.kubernetes.io/default-backend", "web"),
+            ),
+            "503 = @xqN; return 200 pwned".into(),
+        ),
+        (
+            AnnotationWith(
+                "berth.dev/default-backend",
+                ("berth.dev/custom-http-errors", "503"),
+            ),
+            "xqN; return 200 pwned".into(),
+        ),
         (ServiceHost, "xqN.svc.test; include /etc/passwd".into()),
         (ServicePath, "/xqN${upstream}".into()),
         (IngressName, "xqN;evil".into()),
@@ -193,6 +210,11 @@ fn carrier(i: usize, slot: Slot, value: &str, port: u16) -> Value {
         Slot::Annotation(key) => {
             let mut v = ing("inj", &name, &host, "/");
             v["metadata"]["annotations"] = json!({ key: value });
+            v
+        }
+        Slot::AnnotationWith(key, (other, ok)) => {
+            let mut v = ing("inj", &name, &host, "/");
+            v["metadata"]["annotations"] = json!({ key: value, other: ok });
             v
         }
         Slot::ServiceHost => labelled_service("inj", &name, value, port),
