@@ -22,6 +22,8 @@
 //! `translate/annotations.rs` parses the `berth.dev/` annotations; `status.rs` elects a leader
 //! (Lease) and writes Ingress status.
 
+#[cfg(test)]
+mod alloc_count;
 pub mod args;
 pub mod certfiles;
 pub mod check;
