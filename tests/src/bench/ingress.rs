@@ -433,6 +433,28 @@ fn load_during_reloads(port: u16) -> Result<LoadFigures> {
     })
 }
 
+/// RSS holding 10 000 Ingresses only (`bench ingress-rss`: a quick look at memory alone).
+pub fn run_rss() -> Result<Figures> {
+    let backend = Backend::start("rss")?;
+    let (hwm, rss) = rss_10k(backend.port)?;
+    Ok(vec![
+        figure(
+            "rss_10k_ingresses_hwm_mib",
+            hwm,
+            "MiB",
+            "<= 64",
+            Some(hwm <= 64.0),
+        ),
+        figure(
+            "rss_10k_ingresses_mib",
+            rss,
+            "MiB",
+            "<= 64",
+            Some(rss <= 64.0),
+        ),
+    ])
+}
+
 pub fn run() -> Result<Figures> {
     let render = render_ms()?;
     let rss_backend = Arc::new(Backend::start("rss")?);

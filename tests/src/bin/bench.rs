@@ -1,4 +1,4 @@
-//! berth benchmarks: `bench csi|node|ingress|ingress-scale|all` (subjects live in `berth_tests::bench`).
+//! berth benchmarks: `bench csi|node|ingress|ingress-rss|ingress-scale|all` (subjects live in `berth_tests::bench`).
 //! Prints a table, or one JSON object with `--json`. Build the binaries under test first
 //! (`cargo build --release --workspace --bins`): the harness finds them next to this executable.
 
@@ -28,6 +28,8 @@ enum Subject {
     /// berth-ingress at 10 000 hosts only (also part of `ingress`): first config, change ->
     /// served, memory of berth-ingress and nginx, reload time, nginx warnings.
     IngressScale,
+    /// berth-ingress RSS holding 10 000 Ingresses only (also part of `ingress`).
+    IngressRss,
     /// All of the above, one after the other.
     All,
 }
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
         Subject::Node => &["node"],
         Subject::Ingress => &["ingress"],
         Subject::IngressScale => &["ingress-scale"],
+        Subject::IngressRss => &["ingress-rss"],
         Subject::All => &["csi", "node", "ingress"],
     };
     let mut json = serde_json::Map::new();
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
             "csi" => rt.block_on(berth_tests::bench::csi::run())?,
             "node" => rt.block_on(berth_tests::bench::node::run())?,
             "ingress-scale" => berth_tests::bench::ingress_scale::run()?,
+            "ingress-rss" => berth_tests::bench::ingress::run_rss()?,
             _ => berth_tests::bench::ingress::run()?,
         };
         if args.json {
