@@ -37,6 +37,7 @@ pub mod model;
 pub mod nginx;
 pub mod quarantine;
 pub mod render;
+pub mod render_affinity;
 pub mod render_auth;
 pub mod render_cors;
 pub mod render_errors;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
-pub use options::{BasicAuth, Cors, CustomErrors, ExternalAuth, RateLimit};
+pub use options::{Affinity, BasicAuth, Cors, CustomErrors, ExternalAuth, RateLimit};
 
 mod options;
 pub use crate::tls::Certificate;
@@ -171,6 +171,8 @@ pub struct RouteOptions {
     pub cors: Option<Cors>,
     /// Backend answers replaced by an error backend's (`custom-http-errors`).
     pub custom_errors: Option<Box<CustomErrors>>,
+    /// Sticky backend choice by a cookie (`affinity: cookie`).
+    pub affinity: Option<Box<Affinity>>,
 }
 
 impl Default for RouteOptions {
@@ -195,6 +197,7 @@ impl Default for RouteOptions {
             rate_limit: None,
             cors: None,
             custom_errors: None,
+            affinity: None,
         }
     }
 }

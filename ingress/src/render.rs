@@ -239,6 +239,7 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
     shared::map_hash(out, groups, model);
     crate::render_limits::zones(out, model);
     crate::render_cors::http_level(out, model, config.hsts.as_deref());
+    crate::render_affinity::http_level(out, model);
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
@@ -458,7 +459,14 @@ fn location(
                 BackendProtocol::Https => ("proxy_pass", "https", "proxy"),
                 BackendProtocol::Grpc => ("grpc_pass", "grpc", "grpc"),
             };
+            let sticky = o.affinity.as_deref();
+            if let Some(a) = sticky {
+                crate::render_affinity::location(out, a, path, o.cors.is_some());
+            }
             _ = write!(out, "            {directive} {scheme}://{name}");
+            if let Some(a) = sticky {
+                out.push_str(&crate::render_affinity::upstream_suffix(a));
+            }
             if let Some(t) = &o.rewrite_target {
                 out.push_str(t);
                 if slash && t != "/" {

@@ -2,7 +2,7 @@
 //!
 //! HSTS (`--hsts`): `map $scheme $berth_hsts` is the header value on HTTPS and empty on plain
 //! HTTP (nginx sends no header with an empty value), added at the http level and repeated in
-//! every location that has `add_header`s of its own (CORS), since nginx inherits `add_header`
+//! every location that has `add_header`s of its own (CORS, affinity's cookie), since nginx inherits `add_header`
 //! only into blocks that define none. CORS: a preflight (`OPTIONS`) is answered `204` with the
 //! `Access-Control-Allow-*` headers before authentication (browsers send it without
 //! credentials); other responses get `Access-Control-Allow-Origin` (+ credentials, exposed
@@ -32,7 +32,8 @@ pub(crate) fn http_level(out: &mut String, model: &Model, hsts: Option<&str>) {
         .filter_map(|l| l.options.cors.as_ref())
         .collect();
     let lists: BTreeSet<&Vec<String>> = corses.iter().filter_map(|c| c.origins.as_ref()).collect();
-    if lists.is_empty() && corses.is_empty() && hsts.is_none() {
+    let sticky = crate::render_affinity::any(model);
+    if lists.is_empty() && corses.is_empty() && hsts.is_none() && !sticky {
         return;
     }
     for list in lists {
@@ -46,7 +47,7 @@ pub(crate) fn http_level(out: &mut String, model: &Model, hsts: Option<&str>) {
         }
         out.push_str("    }\n");
     }
-    if hsts.is_some() || !corses.is_empty() {
+    if hsts.is_some() || !corses.is_empty() || sticky {
         _ = writeln!(
             out,
             "    map $scheme $berth_hsts {{\n        default \"\";\n        https \"{}\";\n    }}",

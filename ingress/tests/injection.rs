@@ -361,6 +361,14 @@ fn hostile_values_never_reach_nginx_conf() {
                 &[("default-backend", "good")],
             ),
             ("ndefb", "default-backend", &[("custom-http-errors", "503")]),
+            ("naff", "affinity", &[]),
+            ("nscname", "session-cookie-name", &[("affinity", "cookie")]),
+            (
+                "nscage",
+                "session-cookie-max-age",
+                &[("affinity", "cookie")],
+            ),
+            ("nscpath", "session-cookie-path", &[("affinity", "cookie")]),
             ("ndeny", "denylist-source-range", &[]),
             ("natype", "auth-type", &[("auth-secret", "basic")]),
             ("nasecret", "auth-secret", &[("auth-type", "basic")]),
@@ -389,7 +397,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 40;
+        hostile_objects += 44;
     }
     assert!(corpus().len() >= 30);
 

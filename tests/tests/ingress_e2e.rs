@@ -8,6 +8,8 @@
 //! restarted; SIGTERM drains nginx and exits 0; `render --from DIR` prints a config nginx accepts.
 //! The routing trials run again with simple hosts in shared server blocks (`shared_servers_*`).
 
+#[path = "ingress_e2e/affinity.rs"]
+mod affinity;
 #[path = "ingress_e2e/annotations.rs"]
 mod annotations;
 #[path = "ingress_e2e/auth.rs"]
@@ -130,6 +132,10 @@ fn main() {
         t(
             "annotation_custom_http_errors_pages",
             errors::custom_error_pages,
+        ),
+        t(
+            "annotation_affinity_cookie_sticks",
+            affinity::sticky_cookie_keeps_one_backend,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

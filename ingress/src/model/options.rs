@@ -73,3 +73,15 @@ pub struct CustomErrors {
     /// Its upstream (first Service port), set once the Service is resolved (`translate/ingress.rs`).
     pub upstream: String,
 }
+
+/// `affinity: cookie` + `session-cookie-*`, validated (`translate/affinity.rs`): the route's
+/// backend is chosen by a consistent hash of the cookie; a client without it is given one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Affinity {
+    /// `[A-Za-z0-9_]{1,64}` (it becomes part of an nginx variable name).
+    pub cookie: String,
+    /// `Max-Age` of the cookie, seconds; `None`: a session cookie.
+    pub max_age: Option<u32>,
+    /// `Path` of the cookie (a validated path); `None`: the route's path.
+    pub path: Option<String>,
+}

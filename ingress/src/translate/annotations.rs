@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::affinity::{self, AffinityAnnotations};
 use super::auth::{self, AuthAnnotations};
 use super::cors::CorsAnnotations;
 use super::errors::{self, ErrorAnnotations};
@@ -57,6 +58,10 @@ pub const LIMIT_CONNECTIONS: &str = "berth.dev/limit-connections";
 pub const LIMIT_BURST_MULTIPLIER: &str = "berth.dev/limit-burst-multiplier";
 pub const CUSTOM_HTTP_ERRORS: &str = "berth.dev/custom-http-errors";
 pub const DEFAULT_BACKEND: &str = "berth.dev/default-backend";
+pub const AFFINITY: &str = "berth.dev/affinity";
+pub const SESSION_COOKIE_NAME: &str = "berth.dev/session-cookie-name";
+pub const SESSION_COOKIE_MAX_AGE: &str = "berth.dev/session-cookie-max-age";
+pub const SESSION_COOKIE_PATH: &str = "berth.dev/session-cookie-path";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -96,6 +101,10 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     CORS_MAX_AGE,
     CUSTOM_HTTP_ERRORS,
     DEFAULT_BACKEND,
+    AFFINITY,
+    SESSION_COOKIE_NAME,
+    SESSION_COOKIE_MAX_AGE,
+    SESSION_COOKIE_PATH,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -141,6 +150,10 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("cors-max-age", CORS_MAX_AGE),
     ("custom-http-errors", CUSTOM_HTTP_ERRORS),
     ("default-backend", DEFAULT_BACKEND),
+    ("affinity", AFFINITY),
+    ("session-cookie-name", SESSION_COOKIE_NAME),
+    ("session-cookie-max-age", SESSION_COOKIE_MAX_AGE),
+    ("session-cookie-path", SESSION_COOKIE_PATH),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -246,6 +259,7 @@ pub fn route_options(
     let mut lim = LimitAnnotations::default();
     let mut cors = CorsAnnotations::default();
     let mut errs = ErrorAnnotations::default();
+    let mut sticky = AffinityAnnotations::default();
     let (mut permanent, mut permanent_code, mut temporal) = (None, None, None);
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
@@ -332,6 +346,10 @@ pub fn route_options(
             LIMIT_BURST_MULTIPLIER => lim.burst_multiplier = Some((field(), value)),
             CUSTOM_HTTP_ERRORS => errs.codes = Some((field(), value)),
             DEFAULT_BACKEND => errs.backend = Some((field(), value)),
+            AFFINITY => sticky.mode = Some((field(), value)),
+            SESSION_COOKIE_NAME => sticky.name = Some((field(), value)),
+            SESSION_COOKIE_MAX_AGE => sticky.max_age = Some((field(), value)),
+            SESSION_COOKIE_PATH => sticky.path = Some((field(), value)),
             UPSTREAM_VHOST => o.upstream_vhost = Some(redirects::vhost(value).map_err(bad)?),
             _ => {
                 return Err(report(
@@ -369,16 +387,32 @@ pub fn route_options(
     o.cors = super::cors::cors(origin, cors)?;
     o.external_auth = external_auth::external(origin, ext)?;
     o.custom_errors = errors::custom_errors(origin, errs)?;
-    if o.custom_errors.is_some()
-        && (o.redirect.is_some() || o.backend_protocol == BackendProtocol::Grpc)
-    {
-        return Err(report(
-            origin,
-            format!("metadata.annotations[{CUSTOM_HTTP_ERRORS}]"),
-            Reason::InvalidAnnotation,
-            "custom-http-errors cannot be combined with permanent-redirect, temporal-redirect \
-             (nothing is proxied) or backend-protocol GRPC (gRPC errors are not HTTP codes)",
-        ));
+    o.affinity = affinity::affinity(origin, sticky)?;
+    let grpc = o.backend_protocol == BackendProtocol::Grpc;
+    for (set, key, what) in [
+        (
+            o.custom_errors.is_some(),
+            CUSTOM_HTTP_ERRORS,
+            "gRPC errors are not HTTP codes",
+        ),
+        (
+            o.affinity.is_some(),
+            AFFINITY,
+            "gRPC clients keep no cookies",
+        ),
+    ] {
+        if set && (o.redirect.is_some() || grpc) {
+            return Err(report(
+                origin,
+                format!("metadata.annotations[{key}]"),
+                Reason::InvalidAnnotation,
+                format!(
+                    "{} cannot be combined with permanent-redirect or temporal-redirect \
+                     (nothing is proxied) or backend-protocol GRPC ({what})",
+                    &key["berth.dev/".len()..]
+                ),
+            ));
+        }
     }
     if o.backend_protocol == BackendProtocol::Grpc
         && (o.upstream_vhost.is_some()

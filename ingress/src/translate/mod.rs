@@ -7,6 +7,7 @@
 //! namespace/name; objects without a timestamp count as newest), each loser is reported, and
 //! routes without a host are served by the catch-all server only.
 
+pub mod affinity;
 pub mod annotations;
 pub mod auth;
 pub mod backend;

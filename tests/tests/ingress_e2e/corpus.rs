@@ -184,6 +184,31 @@ fn corpus() -> Vec<(Slot, String)> {
             ),
             "xqN; return 200 pwned".into(),
         ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/affinity"),
+            "cookie; xqN".into(),
+        ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/session-cookie-name",
+                ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ),
+            "xqN\"; add_header X-Injected 1; #".into(),
+        ),
+        (
+            AnnotationWith(
+                "berth.dev/session-cookie-max-age",
+                ("berth.dev/affinity", "cookie"),
+            ),
+            "60; Domain=xqN.evil".into(),
+        ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/session-cookie-path",
+                ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ),
+            "/xqN; Domain=evil.test".into(),
+        ),
         (ServiceHost, "xqN.svc.test; include /etc/passwd".into()),
         (ServicePath, "/xqN${upstream}".into()),
         (IngressName, "xqN;evil".into()),
