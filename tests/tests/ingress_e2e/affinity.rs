@@ -57,11 +57,12 @@ fn serve(stream: TcpStream, name: &str) -> std::io::Result<()> {
                 break;
             }
         }
-        write!(
-            out,
+        // One write (piecewise writes meet Nagle + delayed ACK).
+        let answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
             name.len()
-        )?;
+        );
+        out.write_all(answer.as_bytes())?;
     }
 }
 

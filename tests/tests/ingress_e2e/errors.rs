@@ -63,11 +63,11 @@ fn serve(stream: TcpStream, errors: bool) -> std::io::Result<()> {
                 None => (200, format!("app {path}")),
             }
         };
-        write!(
-            out,
+        let answer = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        )?;
+        );
+        out.write_all(answer.as_bytes())?;
     }
 }
 
