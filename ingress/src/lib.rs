@@ -39,6 +39,7 @@ pub mod quarantine;
 pub mod render;
 pub mod render_affinity;
 pub mod render_auth;
+pub mod render_canary;
 pub mod render_cors;
 pub mod render_errors;
 pub mod render_limits;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
-pub use options::{Affinity, BasicAuth, Cors, CustomErrors, ExternalAuth, RateLimit};
+pub use options::{Affinity, BasicAuth, Canary, Cors, CustomErrors, ExternalAuth, RateLimit};
 
 mod options;
 pub use crate::tls::Certificate;
@@ -173,6 +173,8 @@ pub struct RouteOptions {
     pub custom_errors: Option<Box<CustomErrors>>,
     /// Sticky backend choice by a cookie (`affinity: cookie`).
     pub affinity: Option<Box<Affinity>>,
+    /// On a canary Ingress: its split; on a main route: the canary attached to it.
+    pub canary: Option<Box<Canary>>,
 }
 
 impl Default for RouteOptions {
@@ -198,6 +200,7 @@ impl Default for RouteOptions {
             cors: None,
             custom_errors: None,
             affinity: None,
+            canary: None,
         }
     }
 }

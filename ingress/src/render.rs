@@ -240,6 +240,7 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
     crate::render_limits::zones(out, model);
     crate::render_cors::http_level(out, model, config.hsts.as_deref());
     crate::render_affinity::http_level(out, model);
+    crate::render_canary::http_level(out, model);
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
@@ -334,6 +335,7 @@ fn server(
         tls: s.host.is_some() && cert.is_some(),
         https_port: config.https_port,
         prefix: config.prefix_str(),
+        model,
     };
     let mut has_root = false;
     let mut last_exact: Option<&str> = None;
@@ -389,6 +391,8 @@ struct Ctx<'a> {
     https_port: u16,
     /// The checked nginx prefix (htpasswd files live in `PREFIX/auth`).
     prefix: &'a str,
+    /// For the variables of canary splits (`render_canary.rs`).
+    model: &'a Model,
 }
 
 /// What a location does.
@@ -463,7 +467,10 @@ fn location(
             if let Some(a) = sticky {
                 crate::render_affinity::location(out, a, path, o.cors.is_some());
             }
-            _ = write!(out, "            {directive} {scheme}://{name}");
+            let split = o.canary.as_deref();
+            let split = split.and_then(|c| crate::render_canary::variable(name, c, ctx.model));
+            _ = write!(out, "            {directive} {scheme}://");
+            out.push_str(split.as_deref().unwrap_or(name));
             if let Some(a) = sticky {
                 out.push_str(&crate::render_affinity::upstream_suffix(a));
             }

@@ -162,6 +162,7 @@ pub(super) fn servers(out: &mut String, groups: &[Group], model: &Model, config:
         tls: false,
         https_port: config.https_port,
         prefix: config.prefix_str(),
+        model,
     };
     let o = RouteOptions::default();
     for (gi, g) in groups.iter().enumerate() {

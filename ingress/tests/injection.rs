@@ -369,6 +369,15 @@ fn hostile_values_never_reach_nginx_conf() {
                 &[("affinity", "cookie")],
             ),
             ("nscpath", "session-cookie-path", &[("affinity", "cookie")]),
+            ("ncanary", "canary", &[]),
+            ("ncweight", "canary-weight", &[("canary", "true")]),
+            ("nchdr", "canary-by-header", &[("canary", "true")]),
+            (
+                "nchval",
+                "canary-by-header-value",
+                &[("canary", "true"), ("canary-by-header", "X-C")],
+            ),
+            ("ncookie", "canary-by-cookie", &[("canary", "true")]),
             ("ndeny", "denylist-source-range", &[]),
             ("natype", "auth-type", &[("auth-secret", "basic")]),
             ("nasecret", "auth-secret", &[("auth-type", "basic")]),
@@ -397,7 +406,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 44;
+        hostile_objects += 49;
     }
     assert!(corpus().len() >= 30);
 

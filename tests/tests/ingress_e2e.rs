@@ -16,6 +16,8 @@ mod annotations;
 mod auth;
 #[path = "ingress_e2e/buffering.rs"]
 mod buffering;
+#[path = "ingress_e2e/canary.rs"]
+mod canary;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
 #[path = "ingress_e2e/cors.rs"]
@@ -136,6 +138,10 @@ fn main() {
         t(
             "annotation_affinity_cookie_sticks",
             affinity::sticky_cookie_keeps_one_backend,
+        ),
+        t(
+            "annotation_canary_weight_header_and_cookie",
+            canary::canary_weight_header_and_cookie,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(

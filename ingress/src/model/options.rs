@@ -85,3 +85,20 @@ pub struct Affinity {
     /// `Path` of the cookie (a validated path); `None`: the route's path.
     pub path: Option<String>,
 }
+
+/// A canary Ingress's split of a main route (`canary: "true"` + `canary-*`, validated in
+/// `translate/canary.rs`, attached to the main route by `translate/merge.rs`). A request goes
+/// to `upstream` when its header says so, else when its cookie says so, else by weight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Canary {
+    /// The canary's upstream; empty until merged onto a main route.
+    pub upstream: String,
+    /// Percent of the remaining requests, `0..=100`.
+    pub weight: u8,
+    /// Header name (letters, digits, `-`): `always` / `never`, or `header_value`.
+    pub header: Option<String>,
+    /// `[A-Za-z0-9._~-]{1,64}`: this exact value sends the request to the canary.
+    pub header_value: Option<String>,
+    /// Cookie name (`[A-Za-z0-9_]{1,64}`): `always` / `never`.
+    pub cookie: Option<String>,
+}

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use super::affinity::{self, AffinityAnnotations};
 use super::auth::{self, AuthAnnotations};
+use super::canary::{self, CanaryAnnotations};
 use super::cors::CorsAnnotations;
 use super::errors::{self, ErrorAnnotations};
 use super::external_auth::{self, ExternalAuthAnnotations};
@@ -62,6 +63,11 @@ pub const AFFINITY: &str = "berth.dev/affinity";
 pub const SESSION_COOKIE_NAME: &str = "berth.dev/session-cookie-name";
 pub const SESSION_COOKIE_MAX_AGE: &str = "berth.dev/session-cookie-max-age";
 pub const SESSION_COOKIE_PATH: &str = "berth.dev/session-cookie-path";
+pub const CANARY: &str = "berth.dev/canary";
+pub const CANARY_WEIGHT: &str = "berth.dev/canary-weight";
+pub const CANARY_BY_HEADER: &str = "berth.dev/canary-by-header";
+pub const CANARY_BY_HEADER_VALUE: &str = "berth.dev/canary-by-header-value";
+pub const CANARY_BY_COOKIE: &str = "berth.dev/canary-by-cookie";
 
 /// Every `berth.dev/` annotation an Ingress may carry.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
@@ -105,6 +111,11 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     SESSION_COOKIE_NAME,
     SESSION_COOKIE_MAX_AGE,
     SESSION_COOKIE_PATH,
+    CANARY,
+    CANARY_WEIGHT,
+    CANARY_BY_HEADER,
+    CANARY_BY_HEADER_VALUE,
+    CANARY_BY_COOKIE,
 ];
 
 /// The prefix of ingress-nginx's annotations.
@@ -154,6 +165,11 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("session-cookie-name", SESSION_COOKIE_NAME),
     ("session-cookie-max-age", SESSION_COOKIE_MAX_AGE),
     ("session-cookie-path", SESSION_COOKIE_PATH),
+    ("canary", CANARY),
+    ("canary-weight", CANARY_WEIGHT),
+    ("canary-by-header", CANARY_BY_HEADER),
+    ("canary-by-header-value", CANARY_BY_HEADER_VALUE),
+    ("canary-by-cookie", CANARY_BY_COOKIE),
 ];
 
 /// A snippet (`configuration-snippet`, `server-snippet`, ...): raw nginx text, never accepted,
@@ -260,6 +276,7 @@ pub fn route_options(
     let mut cors = CorsAnnotations::default();
     let mut errs = ErrorAnnotations::default();
     let mut sticky = AffinityAnnotations::default();
+    let mut split = CanaryAnnotations::default();
     let (mut permanent, mut permanent_code, mut temporal) = (None, None, None);
     for (berth, key, value) in wanted {
         let field = || format!("metadata.annotations[{}]", shown(key));
@@ -350,6 +367,11 @@ pub fn route_options(
             SESSION_COOKIE_NAME => sticky.name = Some((field(), value)),
             SESSION_COOKIE_MAX_AGE => sticky.max_age = Some((field(), value)),
             SESSION_COOKIE_PATH => sticky.path = Some((field(), value)),
+            CANARY => split.canary = Some((field(), value)),
+            CANARY_WEIGHT => split.weight = Some((field(), value)),
+            CANARY_BY_HEADER => split.header = Some((field(), value)),
+            CANARY_BY_HEADER_VALUE => split.header_value = Some((field(), value)),
+            CANARY_BY_COOKIE => split.cookie = Some((field(), value)),
             UPSTREAM_VHOST => o.upstream_vhost = Some(redirects::vhost(value).map_err(bad)?),
             _ => {
                 return Err(report(
@@ -388,6 +410,19 @@ pub fn route_options(
     o.external_auth = external_auth::external(origin, ext)?;
     o.custom_errors = errors::custom_errors(origin, errs)?;
     o.affinity = affinity::affinity(origin, sticky)?;
+    if let Some(c) = canary::canary(origin, split)? {
+        // A canary Ingress only splits the main Ingress's route; it brings no options.
+        if o != RouteOptions::default() {
+            return Err(report(
+                origin,
+                format!("metadata.annotations[{CANARY}]"),
+                Reason::InvalidAnnotation,
+                "a canary Ingress takes the main Ingress's options; other annotations on it \
+                 would not apply and are refused",
+            ));
+        }
+        o.canary = Some(c);
+    }
     let grpc = o.backend_protocol == BackendProtocol::Grpc;
     for (set, key, what) in [
         (

@@ -8,6 +8,7 @@
 //! - Routes without a host are served by the catch-all server only (as ingress-nginx does);
 //!   they never add paths to a named host, which would hand requests decrypted with one
 //!   namespace's certificate to another namespace.
+//! - A canary Ingress's route splits the main route of its host, path and kind (`canary.rs`).
 //! - Fallback (requests no location matches): the controller's `--default-backend-service`
 //!   everywhere when set, overriding every `spec.defaultBackend` (reported). Otherwise the
 //!   catch-all gets the oldest Ingress `spec.defaultBackend`, and a host gets the oldest
@@ -61,7 +62,7 @@ impl Owners {
 }
 
 /// Every route by (host, (path, match kind)); the value is the oldest claimant's location.
-type Routes = BTreeMap<(Option<Host>, (String, PathKind)), Location>;
+pub(super) type Routes = BTreeMap<(Option<Host>, (String, PathKind)), Location>;
 
 /// Resolve conflicts (oldest wins, hosts stay in their namespace) and assemble the model.
 pub fn merge(mut t: Translated) -> Model {
@@ -77,12 +78,20 @@ pub fn merge(mut t: Translated) -> Model {
     let mut hosts: BTreeSet<Option<Host>> = BTreeSet::new();
     hosts.insert(None);
 
+    let mut canaries = Vec::new();
     for c in std::mem::take(&mut t.routes) {
         if let Some(r) = c.host.as_ref().and_then(|h| owners.refuse(h, &c.origin)) {
             reports.push(r);
-            continue;
+        } else if c.options.canary.is_some() {
+            canaries.push(c);
+        } else {
+            route(c, &mut routes, &mut upstreams, &mut reports);
         }
-        route(c, &mut routes, &mut upstreams, &mut reports);
+    }
+    for c in canaries {
+        if let Err(r) = super::canary::attach(c, &mut routes, &mut upstreams) {
+            reports.push(r);
+        }
     }
 
     let tls_candidates: Vec<TlsCandidate> = std::mem::take(&mut t.tls)

@@ -11,6 +11,7 @@ pub mod affinity;
 pub mod annotations;
 pub mod auth;
 pub mod backend;
+pub mod canary;
 pub mod cors;
 pub mod errors;
 pub mod external_auth;

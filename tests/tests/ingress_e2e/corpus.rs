@@ -209,6 +209,34 @@ fn corpus() -> Vec<(Slot, String)> {
             ),
             "/xqN; Domain=evil.test".into(),
         ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/canary-weight",
+                ("nginx.ingress.kubernetes.io/canary", "true"),
+            ),
+            "30%; xqN".into(),
+        ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/canary-by-header",
+                ("nginx.ingress.kubernetes.io/canary", "true"),
+            ),
+            "X-xqN\" always; add_header X-Injected 1".into(),
+        ),
+        (
+            AnnotationWith(
+                "berth.dev/canary-by-header-value",
+                ("berth.dev/canary-by-header", "X-C"),
+            ),
+            "xqN$|.*".into(),
+        ),
+        (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/canary-by-cookie",
+                ("nginx.ingress.kubernetes.io/canary", "true"),
+            ),
+            "xqN; default evil".into(),
+        ),
         (ServiceHost, "xqN.svc.test; include /etc/passwd".into()),
         (ServicePath, "/xqN${upstream}".into()),
         (IngressName, "xqN;evil".into()),
