@@ -416,6 +416,8 @@ impl Model {
         let mut set = BTreeSet::new();
         for s in &self.servers {
             set.extend(s.locations.iter().map(|l| l.origin.clone()));
+            let canaries = s.locations.iter().filter_map(|l| l.options.canary.as_ref());
+            set.extend(canaries.map(|c| c.origin.clone()));
             set.extend(s.tls.iter().map(|t| t.origin.clone()));
             set.extend(s.fallback.iter().map(|f| f.origin.clone()));
         }
@@ -436,7 +438,13 @@ impl Model {
                     .locations
                     .iter()
                     .filter(|l| keep(&l.origin))
-                    .cloned()
+                    .map(|l| {
+                        let mut l = l.clone();
+                        if l.options.canary.as_ref().is_some_and(|c| !keep(&c.origin)) {
+                            l.options.canary = None;
+                        }
+                        l
+                    })
                     .collect(),
                 tls: s.tls.clone().filter(|t| keep(&t.origin)),
                 fallback: s.fallback.clone().filter(|f| keep(&f.origin)),
@@ -456,7 +464,14 @@ impl Model {
             .flat_map(|s| {
                 s.locations
                     .iter()
-                    .map(|l| l.upstream.as_str())
+                    .flat_map(|l| {
+                        let o = &l.options;
+                        let errors = o.custom_errors.as_ref().map(|e| e.upstream.as_str());
+                        let canary = o.canary.as_ref().map(|c| c.upstream.as_str());
+                        [Some(l.upstream.as_str()), errors, canary]
+                            .into_iter()
+                            .flatten()
+                    })
                     .chain(s.fallback.iter().map(|f| f.upstream.as_str()))
             })
             .collect();

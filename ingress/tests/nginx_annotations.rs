@@ -259,3 +259,62 @@ fn berths_own_annotations_are_honoured_under_the_nginx_spelling() {
     );
     assert!(!served(&conf, "guarded.test"), "{:#?}", model.reports);
 }
+
+/// A canary Ingress and a custom-errors backend contribute to the main route: the canary is
+/// one of the model's objects (served, quarantined on its own), and isolating another object
+/// keeps the error and canary upstreams.
+#[test]
+fn canary_and_error_backend_are_part_of_the_model() {
+    use berth_ingress::model::{Kind, ObjectRef};
+    use std::collections::BTreeSet;
+    let svc = |name: &str, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\n\
+             spec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}\n"
+        )
+    };
+    let ing = |name: &str, backend: &str, ann: &str| {
+        format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+             namespace: shop\n  annotations: {{{ann}}}\nspec:\n  ingressClassName: berth\n  \
+             rules: [{{host: m.test, http: {{paths: [{{path: /, pathType: Prefix, backend: \
+             {{service: {{name: {backend}, port: {{number: 80}}}}}}}}]}}}}]\n"
+        )
+    };
+    let text = [
+        svc("web", "10.0.0.9"),
+        svc("errors", "10.0.0.10"),
+        svc("new", "10.0.0.11"),
+        ing(
+            "main",
+            "web",
+            &format!("{N}custom-http-errors: \"503\", {N}default-backend: errors"),
+        ),
+        ing(
+            "canary",
+            "new",
+            &format!("{N}canary: \"true\", {N}canary-weight: \"50\""),
+        ),
+    ]
+    .concat();
+    let mut snapshot = Snapshot::default();
+    parse_manifests(&text, "t.yaml", &mut snapshot);
+    let model = translate::build(&snapshot, &TranslateConfig::default());
+    let ingress_reports = model
+        .reports
+        .iter()
+        .filter(|r| r.object.kind == Kind::Ingress);
+    assert_eq!(ingress_reports.count(), 0, "{:#?}", model.reports);
+    let rc = RenderConfig::new("/run/berth", 80, 443).unwrap();
+    let conf = render(&model, &rc);
+    assert!(conf.contains("split_clients") && conf.contains("error_page 503 = @berth_err_"));
+    let canary = ObjectRef::new(Kind::Ingress, "shop", "canary");
+    assert!(model.origins().contains(&canary));
+    assert_eq!(render(&model.without(&BTreeSet::new()), &rc), conf);
+    let alone = render(&model.without(&BTreeSet::from([canary])), &rc);
+    assert!(!alone.contains("split_clients") && !alone.contains("shop_new_80"));
+    assert!(
+        alone.contains("proxy_pass http://shop_errors_80;"),
+        "{alone}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The structured per-route options of [`super::RouteOptions`] (authentication, rate
 //! limits), each built from validated annotations in `translate/`.
 
-use super::HtpasswdFile;
+use super::{HtpasswdFile, ObjectRef};
 
 /// `auth-type: basic` + `auth-secret` + `auth-realm`, resolved.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,8 +89,10 @@ pub struct Affinity {
 /// A canary Ingress's split of a main route (`canary: "true"` + `canary-*`, validated in
 /// `translate/canary.rs`, attached to the main route by `translate/merge.rs`). A request goes
 /// to `upstream` when its header says so, else when its cookie says so, else by weight.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Canary {
+    /// The canary Ingress (it contributes to the main route: served, quarantined, reported).
+    pub origin: ObjectRef,
     /// The canary's upstream; empty until merged onto a main route.
     pub upstream: String,
     /// Percent of the remaining requests, `0..=100`.

@@ -89,6 +89,7 @@ pub fn canary(origin: &ObjectRef, a: CanaryAnnotations<'_>) -> Result<Option<Box
         None => None,
     };
     Ok(Some(Box::new(Canary {
+        origin: origin.clone(),
         upstream: String::new(),
         weight: u8::try_from(weight).unwrap_or(100),
         header,
@@ -137,9 +138,10 @@ pub fn attach(
             main.origin, o.backend_protocol
         )));
     }
-    let mut split = c.options.canary.unwrap_or_default();
-    split.upstream = c.upstream.name.clone();
-    o.canary = Some(split);
+    if let Some(mut split) = c.options.canary {
+        split.upstream = c.upstream.name.clone();
+        o.canary = Some(split);
+    }
     upstreams
         .entry(c.upstream.name.clone())
         .or_insert(c.upstream);
