@@ -3,7 +3,8 @@
 //! rendered nginx config carries only values validate accepts. The invariant is checked on
 //! the text nginx would read: every line is one directive (or a comment), braces balance,
 //! and each `server_name`, `location`, `allow`, `client_max_body_size` argument passes the
-//! grammar in ingress/src/validate.rs.
+//! grammar in ingress/src/validate.rs (a named location is `@` + letters, digits, `_`; the
+//! lines of a `map` / `split_clients` block are `key value;` entries without braces).
 #![no_main]
 use berth_ingress::model::PathKind;
 use berth_ingress::render::{RenderConfig, render};
@@ -26,16 +27,25 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(conf: &str) {
     let mut depth: i64 = 0;
+    // Inside a `map` / `split_clients` block: its lines are `key value;` entries.
+    let mut in_map = false;
     for line in conf.lines() {
         let l = line.trim();
-        // Comments, and the one static map entry render writes (`'' '';`).
-        if l.is_empty() || l.starts_with('#') || l == "'' '';" {
+        if l.is_empty() || l.starts_with('#') {
             continue;
         }
         assert!(
             !l.contains(['\r', '\0', '\t', '\u{b}', '\u{c}']),
             "control character in {line:?}"
         );
+        if in_map && l != "}" {
+            assert!(
+                l.ends_with(';') && !l.contains(['{', '}']),
+                "not one map entry: {line:?}"
+            );
+            continue;
+        }
+        in_map = false;
         assert!(
             l.ends_with(';') || l.ends_with('{') || l == "}",
             "not one directive: {line:?}"
@@ -51,6 +61,7 @@ fn check(conf: &str) {
         depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
         assert!(depth >= 0, "unbalanced at {line:?}");
         let args = || l.trim_end_matches([';', '{']).split_whitespace().skip(1);
+        in_map = matches!(word, "map" | "split_clients") && l.ends_with('{');
         match word {
             "server_name" => {
                 let name: Vec<&str> = args().collect();
@@ -66,6 +77,14 @@ fn check(conf: &str) {
             "location" => {
                 let a: Vec<&str> = args().collect();
                 let path = *a.last().expect("location has a path");
+                if let Some(name) = path.strip_prefix('@') {
+                    assert!(
+                        !name.is_empty()
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                        "named location: {line:?}"
+                    );
+                    continue;
+                }
                 let kind = if a.first() == Some(&"=") {
                     PathKind::Exact
                 } else {
