@@ -21,6 +21,9 @@ pub struct NetNs {
     pub name: String,
     /// The namespace side's address (where backends listen).
     pub addr: Ipv4Addr,
+    /// The host side's address: not loopback, so also good for backends the test runs in its
+    /// own process that must appear in an EndpointSlice.
+    pub host_addr: Ipv4Addr,
     backends: Vec<Child>,
 }
 
@@ -38,6 +41,7 @@ impl NetNs {
         let ns = NetNs {
             name: name.clone(),
             addr: Ipv4Addr::new(10, 254, n, 2),
+            host_addr: Ipv4Addr::new(10, 254, n, 1),
             backends: Vec::new(),
         };
         let ip = |args: &[&str]| run(Command::new("ip").args(args));
@@ -45,7 +49,13 @@ impl NetNs {
             "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
         ])?;
         ip(&["link", "set", &ns_if, "netns", &name])?;
-        ip(&["addr", "add", &format!("10.254.{n}.1/24"), "dev", &host_if])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ns.host_addr),
+            "dev",
+            &host_if,
+        ])?;
         ip(&["link", "set", &host_if, "up"])?;
         let in_ns = |args: &[&str]| {
             run(Command::new("ip")

@@ -6,29 +6,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use berth_tests::ingress_ctl::{IngressCtl, ingress};
 use berth_tests::nginx::http_request;
 use serde_json::{Value, json};
 
 use super::{served, started};
-
-/// This host's first global IPv4 address (`ip -4 -o addr show scope global`).
-fn host_address() -> Result<IpAddr> {
-    let out = Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .context("ip addr")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let addr = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next()?.parse().ok());
-    addr.with_context(|| format!("no global IPv4 address on this host: {text:?}"))
-}
 
 /// A backend on `ip` answering every request `200` with its `name`.
 fn backend(ip: IpAddr, name: &'static str) -> Result<u16> {
@@ -111,7 +95,10 @@ fn new_client(
 }
 
 pub fn sticky_cookie_keeps_one_backend() -> Result<()> {
-    let ip = host_address()?;
+    // EndpointSlices never take loopback: the backends listen on the host side of a veth pair
+    // (this machine only), so the test needs no particular network on the host.
+    let ns = berth_tests::netns::NetNs::create()?;
+    let ip = IpAddr::V4(ns.host_addr);
     let (a, b) = (backend(ip, "one")?, backend(ip, "two")?);
     let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
     let web = json!({"apiVersion": "v1", "kind": "Service",
