@@ -4,7 +4,8 @@
 //! the text nginx would read: every line is one directive (or a comment), braces balance,
 //! and each `server_name`, `location`, `allow`, `client_max_body_size` argument passes the
 //! grammar in ingress/src/validate.rs (a named location is `@` + letters, digits, `_`; the
-//! lines of a `map` / `split_clients` block are `key value;` entries without braces).
+//! external-auth location is `= //berth-auth/<12 hex>`; the lines of a `map` /
+//! `split_clients` block are `key value;` entries without braces).
 #![no_main]
 use berth_ingress::model::PathKind;
 use berth_ingress::render::{RenderConfig, render};
@@ -50,7 +51,12 @@ fn check(conf: &str) {
             l.ends_with(';') || l.ends_with('{') || l == "}",
             "not one directive: {line:?}"
         );
-        let word = l.split_whitespace().next().unwrap_or("");
+        // A directive without arguments (`internal;`) ends in its `;`.
+        let word = l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(';');
         assert!(
             word == "}"
                 || word
@@ -82,6 +88,16 @@ fn check(conf: &str) {
                         !name.is_empty()
                             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
                         "named location: {line:?}"
+                    );
+                    continue;
+                }
+                // auth-url's internal location: `location = //berth-auth/<12 hex>`.
+                if let Some(hash) = path.strip_prefix("//berth-auth/") {
+                    assert!(
+                        a.first() == Some(&"=")
+                            && hash.len() == 12
+                            && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "auth location: {line:?}"
                     );
                     continue;
                 }

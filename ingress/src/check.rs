@@ -190,7 +190,7 @@ items:
   metadata:
     name: theirs
     namespace: shop
-    annotations: {nginx.ingress.kubernetes.io/auth-signin: "https://login.example.com/"}
+    annotations: {nginx.ingress.kubernetes.io/auth-cache-key: "$remote_user"}
   spec:
     ingressClassName: nginx
     rules: [{host: theirs.test}]
@@ -238,7 +238,10 @@ items:
         );
         let theirs = by("theirs");
         assert!(!theirs.ours);
-        assert!(matches!(v(theirs, &n("auth-signin")), Verdict::Refused(_)));
+        assert!(matches!(
+            v(theirs, &n("auth-cache-key")),
+            Verdict::Refused(_)
+        ));
         assert!(any_refused(&checks));
 
         let text = format(&checks);

@@ -10,7 +10,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::htpasswd::HtpasswdFile;
-pub use options::{Affinity, BasicAuth, Canary, Cors, CustomErrors, ExternalAuth, RateLimit};
+pub use options::{
+    Affinity, BasicAuth, Canary, Cors, CustomErrors, ExternalAuth, RateLimit, Signin,
+};
 
 mod options;
 pub use crate::tls::Certificate;

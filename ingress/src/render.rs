@@ -162,6 +162,7 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
     crate::render_cors::http_level(out, model, config.hsts.as_deref());
     crate::render_affinity::http_level(out, model);
     crate::render_canary::http_level(out, model);
+    crate::render_auth::http_level(out, model);
     out.push_str(
         "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' '';\n    }\n\n",
     );
@@ -298,9 +299,16 @@ fn server(
         .filter_map(|l| l.options.external_auth.as_ref())
         .collect();
     auths.sort();
-    auths.dedup();
+    let mut signins: Vec<&crate::model::Signin> =
+        auths.iter().filter_map(|a| a.signin.as_ref()).collect();
+    auths.dedup_by_key(|a| crate::render_auth::auth_location(a));
     for a in auths {
         external_auth_location(out, a);
+    }
+    signins.sort();
+    signins.dedup_by_key(|s| crate::render_auth::signin_location(s));
+    for s in signins {
+        crate::render_auth::signin_named_location(out, s);
     }
     crate::render_errors::named_locations(out, s, model);
     out.push_str("    }\n\n");

@@ -1,13 +1,16 @@
 //! Access control of a location for `render.rs`: source ranges (`deny`, then `allow` +
 //! `deny all`), basic authentication (`auth_basic` + the htpasswd file under `PREFIX/auth`),
-//! external authentication (`auth_request` to an internal location, and that location).
+//! external authentication (`auth_request` to an internal location, and that location), and
+//! `auth-signin` (`error_page 401` to a named location answering `302` to the sign-in URL with
+//! the original URL in its query, built by two http-level `map`s that pass only unreserved
+//! characters: a client-controlled value never reaches the `Location` header unchecked).
 //! Every value written here passed the grammars of `validate.rs` and `translate/`.
 
 use std::fmt::Write as _;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{ExternalAuth, RouteOptions};
+use crate::model::{ExternalAuth, Model, RouteOptions, Signin};
 
 /// The internal location an `auth_request` goes to. It starts with `//`, which no validated
 /// Ingress path contains and no client request reaches (nginx merges slashes and the location
@@ -20,6 +23,55 @@ pub(crate) fn auth_location(a: &ExternalAuth) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("//berth-auth/{hex}")
+}
+
+/// The named location a `401` of the auth service goes to with `auth-signin`.
+pub(crate) fn signin_location(s: &Signin) -> String {
+    let key = format!(
+        "{}://{}:{:?}{} {}",
+        s.scheme, s.host, s.port, s.path, s.redirect_param
+    );
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("@berth_signin_{hex}")
+}
+
+/// The http-level maps `auth-signin` needs (when a route has one): `$berth_signin_path` is
+/// the request URI up to its first character outside `A-Z a-z 0-9 / . _ ~ -` (so never a
+/// query, a `%`, `&` or a control character), `$berth_signin_host` the `Host` when it is a
+/// plain lowercase name, else empty.
+pub(crate) fn http_level(out: &mut String, model: &Model) {
+    let any = model.servers.iter().flat_map(|s| &s.locations).any(|l| {
+        l.options
+            .external_auth
+            .as_ref()
+            .is_some_and(|a| a.signin.is_some())
+    });
+    if any {
+        out.push_str(concat!(
+            "    map $request_uri $berth_signin_path {\n",
+            "        \"~^(?<berth_signin_p>/[A-Za-z0-9/._~-]*)\" $berth_signin_p;\n",
+            "        default /;\n",
+            "    }\n",
+            "    map $host $berth_signin_host {\n",
+            "        \"~^[a-z0-9.-]+$\" $host;\n",
+            "        default \"\";\n",
+            "    }\n\n",
+        ));
+    }
+}
+
+/// `location @berth_signin_<hash>`: `302` to the sign-in URL, the original URL (scheme, host,
+/// path; no query) percent-encoded in the redirect parameter.
+pub(crate) fn signin_named_location(out: &mut String, s: &Signin) {
+    let port = s.port.map(|p| format!(":{p}")).unwrap_or_default();
+    _ = writeln!(out, "        location {} {{", signin_location(s));
+    _ = writeln!(
+        out,
+        "            return 302 {}://{}{port}{}?{}=$scheme%3A%2F%2F$berth_signin_host$berth_signin_path;",
+        s.scheme, s.host, s.path, s.redirect_param
+    );
+    out.push_str("        }\n");
 }
 
 /// `X-Auth-User` -> `x_auth_user` (nginx's `$upstream_http_` spelling).
@@ -79,6 +131,9 @@ pub(crate) fn access(out: &mut String, o: &RouteOptions, prefix: &str) {
     }
     if let Some(a) = &o.external_auth {
         _ = writeln!(out, "            auth_request {};", auth_location(a));
+        if let Some(s) = &a.signin {
+            _ = writeln!(out, "            error_page 401 = {};", signin_location(s));
+        }
         for h in &a.response_headers {
             let var = header_var(h);
             _ = writeln!(

@@ -354,6 +354,19 @@ fn hostile_values_never_reach_nginx_conf() {
                 "auth-response-headers",
                 &[("auth-url", "http://auth.example.com/check")],
             ),
+            (
+                "nsignin",
+                "auth-signin",
+                &[("auth-url", "http://auth.example.com/check")],
+            ),
+            (
+                "nsparam",
+                "auth-signin-redirect-param",
+                &[
+                    ("auth-url", "http://auth.example.com/check"),
+                    ("auth-signin", "https://login.example.com/start"),
+                ],
+            ),
             ("nbody", "proxy-body-size", &[]),
             (
                 "nerrs",
@@ -406,7 +419,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 49;
+        hostile_objects += 51;
     }
     assert!(corpus().len() >= 30);
 

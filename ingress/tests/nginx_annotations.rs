@@ -86,12 +86,40 @@ fn auth_type_basic_is_not_served_and_reported_by_name() {
             &["nginx.ingress.kubernetes.io/auth-tls-verify-client"],
         ),
         (
+            vec![("nginx.ingress.kubernetes.io/auth-cache-key", "$remote_user")],
+            "unsupported_annotation",
+            &["nginx.ingress.kubernetes.io/auth-cache-key"],
+        ),
+        (
             vec![(
                 "nginx.ingress.kubernetes.io/auth-signin",
                 "https://login.example.com/",
             )],
-            "unsupported_annotation",
+            "invalid_annotation",
             &["nginx.ingress.kubernetes.io/auth-signin"],
+        ),
+        (
+            vec![
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-signin",
+                    "https://login.example.com/?rd=$request_uri",
+                ),
+            ],
+            "invalid_annotation",
+            &["nginx.ingress.kubernetes.io/auth-signin"],
+        ),
+        (
+            vec![
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-signin",
+                    "https://login.example.com/",
+                ),
+                ("nginx.ingress.kubernetes.io/backend-protocol", "GRPC"),
+            ],
+            "invalid_annotation",
+            &["auth-signin", "GRPC"],
         ),
     ] {
         let (model, conf) = build(&pairs, &[]);
@@ -140,19 +168,16 @@ fn snippets_are_refused_even_when_the_flag_names_them() {
 fn the_flag_downgrades_named_annotations_to_a_report() {
     let pairs = [
         ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
-        (
-            "nginx.ingress.kubernetes.io/auth-signin",
-            "https://login.example.com/",
-        ),
+        ("nginx.ingress.kubernetes.io/auth-cache-key", "$remote_user"),
     ];
     // Only one of the two named: still refused, naming the other.
     let (model, conf) = build(&pairs, &["auth-tls-verify-client"]);
     assert!(!served(&conf, "guarded.test"));
     let r = guarded_reports(&model);
-    assert!(r.len() == 1 && names(r[0], "auth-signin"), "{r:#?}");
+    assert!(r.len() == 1 && names(r[0], "auth-cache-key"), "{r:#?}");
     assert_eq!(r[0].reason.as_str(), "unsupported_annotation");
     // Both named: served, with one warning report per ignored annotation.
-    let (model, conf) = build(&pairs, &["auth-tls-verify-client", "auth-signin"]);
+    let (model, conf) = build(&pairs, &["auth-tls-verify-client", "auth-cache-key"]);
     assert!(served(&conf, "guarded.test"), "{:#?}", model.reports);
     assert!(served(&conf, "open.test"));
     let r = guarded_reports(&model);

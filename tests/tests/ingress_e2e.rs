@@ -112,6 +112,10 @@ fn main() {
             external_auth::auth_url_allows_and_denies,
         ),
         t(
+            "annotation_auth_signin_redirects_to_sign_in",
+            external_auth::auth_signin_redirects_to_sign_in,
+        ),
+        t(
             "annotation_redirects_and_upstream_vhost",
             redirects::redirects_and_upstream_vhost,
         ),

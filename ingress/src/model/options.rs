@@ -27,6 +27,23 @@ pub struct ExternalAuth {
     /// Header names (letters, digits, `-`) copied from the auth response to the upstream
     /// request.
     pub response_headers: Vec<String>,
+    /// `auth-signin`: where a `401` of the auth service sends the client (`302`).
+    pub signin: Option<Signin>,
+}
+
+/// `auth-signin` (+ `auth-signin-redirect-param`), validated (`translate/external_auth.rs`):
+/// the client gets `302` to `<url>?<param>=<scheme>%3A%2F%2F<host><path>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Signin {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// A lowercase DNS name or an IPv4 address.
+    pub host: String,
+    pub port: Option<u16>,
+    /// A validated path (no query).
+    pub path: String,
+    /// The query parameter naming the original URL (letters, digits, `_`, `-`; default `rd`).
+    pub redirect_param: String,
 }
 
 /// `limit-rps` / `limit-rpm` / `limit-connections` / `limit-burst-multiplier` of one Ingress,

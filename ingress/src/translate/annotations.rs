@@ -40,6 +40,8 @@ pub const AUTH_REALM: &str = "berth.dev/auth-realm";
 pub const AUTH_URL: &str = "berth.dev/auth-url";
 pub const AUTH_METHOD: &str = "berth.dev/auth-method";
 pub const AUTH_RESPONSE_HEADERS: &str = "berth.dev/auth-response-headers";
+pub const AUTH_SIGNIN: &str = "berth.dev/auth-signin";
+pub const AUTH_SIGNIN_REDIRECT_PARAM: &str = "berth.dev/auth-signin-redirect-param";
 pub const FORCE_SSL_REDIRECT: &str = "berth.dev/force-ssl-redirect";
 pub const PERMANENT_REDIRECT: &str = "berth.dev/permanent-redirect";
 pub const PERMANENT_REDIRECT_CODE: &str = "berth.dev/permanent-redirect-code";
@@ -87,6 +89,8 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     AUTH_URL,
     AUTH_METHOD,
     AUTH_RESPONSE_HEADERS,
+    AUTH_SIGNIN,
+    AUTH_SIGNIN_REDIRECT_PARAM,
     FORCE_SSL_REDIRECT,
     PERMANENT_REDIRECT,
     PERMANENT_REDIRECT_CODE,
@@ -141,6 +145,8 @@ pub const NGINX_EQUIVALENTS: &[(&str, &str)] = &[
     ("auth-url", AUTH_URL),
     ("auth-method", AUTH_METHOD),
     ("auth-response-headers", AUTH_RESPONSE_HEADERS),
+    ("auth-signin", AUTH_SIGNIN),
+    ("auth-signin-redirect-param", AUTH_SIGNIN_REDIRECT_PARAM),
     ("force-ssl-redirect", FORCE_SSL_REDIRECT),
     ("permanent-redirect", PERMANENT_REDIRECT),
     ("permanent-redirect-code", PERMANENT_REDIRECT_CODE),
@@ -343,6 +349,8 @@ pub fn route_options(
             AUTH_URL => ext.url = Some((field(), value)),
             AUTH_METHOD => ext.method = Some((field(), value)),
             AUTH_RESPONSE_HEADERS => ext.response_headers = Some((field(), value)),
+            AUTH_SIGNIN => ext.signin = Some((field(), value)),
+            AUTH_SIGNIN_REDIRECT_PARAM => ext.signin_redirect_param = Some((field(), value)),
             FORCE_SSL_REDIRECT => o.force_ssl_redirect = validate::boolean(value).map_err(bad)?,
             PERMANENT_REDIRECT => permanent = Some(redirects::url(value).map_err(bad)?),
             PERMANENT_REDIRECT_CODE => {
@@ -462,6 +470,14 @@ pub fn route_options(
             Reason::InvalidAnnotation,
             "auth-response-headers, upstream-vhost and proxy-buffering cannot be combined with \
              backend-protocol GRPC",
+        ));
+    }
+    if let Some(why) = external_auth::signin_conflict(&o) {
+        return Err(report(
+            origin,
+            format!("metadata.annotations[{AUTH_SIGNIN}]"),
+            Reason::InvalidAnnotation,
+            format!("auth-signin cannot be combined with {why}"),
         ));
     }
     if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {

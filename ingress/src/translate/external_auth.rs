@@ -4,16 +4,20 @@
 //! port and an optional path (the Ingress path grammar); no query, no user info, no `$`
 //! variables, at most [`MAX_URL_LEN`] bytes. `auth-method` is one upper-case method of
 //! [`METHODS`]; `auth-response-headers` is a comma list of at most [`MAX_HEADERS`] header
-//! names (letters, digits, `-`). `auth-method` or `auth-response-headers` without `auth-url`
-//! refuse the Ingress, as does anything outside the grammars. Other `auth-*` annotations of
-//! ingress-nginx (`auth-signin`, `auth-cache-key`, `auth-snippet`, ...) stay unsupported and
-//! refuse the Ingress too.
+//! names (letters, digits, `-`). `auth-signin` has the `auth-url` grammar;
+//! `auth-signin-redirect-param` is 1..64 of letters, digits, `_`, `-` (default `rd`).
+//! `auth-method`, `auth-response-headers` or `auth-signin` without `auth-url` (and
+//! `auth-signin-redirect-param` without `auth-signin`) refuse the Ingress, as does anything
+//! outside the grammars. Other `auth-*` annotations of ingress-nginx (`auth-cache-key`,
+//! `auth-snippet`, ...) stay unsupported and refuse the Ingress too.
 
 use std::net::Ipv4Addr;
 
 use super::auth::Field;
 use super::report;
-use crate::model::{ExternalAuth, ObjectRef, PathKind, Reason, Report};
+use crate::model::{
+    BackendProtocol, ExternalAuth, ObjectRef, PathKind, Reason, Report, RouteOptions, Signin,
+};
 use crate::validate::{self, Invalid};
 
 /// Longest accepted `auth-url`.
@@ -31,6 +35,25 @@ pub struct ExternalAuthAnnotations<'a> {
     pub url: Option<Field<'a>>,
     pub method: Option<Field<'a>>,
     pub response_headers: Option<Field<'a>>,
+    pub signin: Option<Field<'a>>,
+    pub signin_redirect_param: Option<Field<'a>>,
+}
+
+/// Longest accepted `auth-signin-redirect-param`.
+const MAX_PARAM_LEN: usize = 64;
+
+/// `auth-signin-redirect-param`: a query parameter name.
+pub fn redirect_param(value: &str) -> Result<String, Invalid> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_PARAM_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(bad(value, "not 1..64 of letters, digits, _ and -"))
+    }
 }
 
 fn bad(value: &str, why: &str) -> Invalid {
@@ -121,8 +144,17 @@ pub fn external(
     let refuse =
         |field: &str, detail: String| report(origin, field, Reason::InvalidAnnotation, detail);
     let Some((url_field, value)) = &a.url else {
-        if let Some((field, _)) = a.method.iter().chain(&a.response_headers).next() {
+        if let Some((field, _)) = a
+            .method
+            .iter()
+            .chain(&a.response_headers)
+            .chain(&a.signin)
+            .next()
+        {
             return Err(refuse(field, "needs auth-url".into()));
+        }
+        if let Some((field, _)) = &a.signin_redirect_param {
+            return Err(refuse(field, "needs auth-signin".into()));
         }
         return Ok(None);
     };
@@ -135,6 +167,24 @@ pub fn external(
         Some((f, v)) => header_names(v).map_err(|e| refuse(f, e.to_string()))?,
         None => Vec::new(),
     };
+    let signin = match (&a.signin, &a.signin_redirect_param) {
+        (None, Some((f, _))) => return Err(refuse(f, "needs auth-signin".into())),
+        (None, None) => None,
+        (Some((f, v)), param) => {
+            let (scheme, host, port, path) = url(v).map_err(|e| refuse(f, e.to_string()))?;
+            let redirect_param = match param {
+                Some((pf, pv)) => redirect_param(pv).map_err(|e| refuse(pf, e.to_string()))?,
+                None => "rd".to_owned(),
+            };
+            Some(Signin {
+                scheme,
+                host,
+                port,
+                path,
+                redirect_param,
+            })
+        }
+    };
     Ok(Some(ExternalAuth {
         scheme,
         host,
@@ -142,7 +192,27 @@ pub fn external(
         path,
         method,
         response_headers,
+        signin,
     }))
+}
+
+/// What `auth-signin` cannot be combined with in these options, if anything.
+pub fn signin_conflict(o: &RouteOptions) -> Option<&'static str> {
+    if o.external_auth.as_ref().is_none_or(|e| e.signin.is_none()) {
+        None
+    } else if o.backend_protocol == BackendProtocol::Grpc {
+        Some("backend-protocol GRPC (a gRPC client follows no redirect)")
+    } else if o.basic_auth.is_some() {
+        Some("auth-type basic (its 401 would redirect too)")
+    } else if o
+        .custom_errors
+        .as_ref()
+        .is_some_and(|e| e.codes.contains(&401))
+    {
+        Some("custom-http-errors listing 401 (both would answer it)")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +262,10 @@ mod tests {
         );
         for h in ["", "X-A,", "X A", "X-A;", "-X", "X_A", "X:A"] {
             assert!(header_names(h).is_err(), "{h:?}");
+        }
+        assert_eq!(redirect_param("return_to"), Ok("return_to".to_owned()));
+        for p in ["", "rd=x", "rd&x", "r d", "$arg", "rd;", &"r".repeat(65)] {
+            assert!(redirect_param(p).is_err(), "{p:?}");
         }
     }
 }

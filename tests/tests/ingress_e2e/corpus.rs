@@ -123,6 +123,24 @@ fn corpus() -> Vec<(Slot, String)> {
             "GET; return 200 xqN".into(),
         ),
         (
+            AnnotationWith(
+                "nginx.ingress.kubernetes.io/auth-signin",
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+            ),
+            "https://xqN.test/start; return 302 http://evil".into(),
+        ),
+        (
+            AnnotationWith(
+                "berth.dev/auth-signin",
+                ("berth.dev/auth-url", "http://auth.test/"),
+            ),
+            "https://login.test/$request_uri?xqN\r\nSet-Cookie: a=b".into(),
+        ),
+        (
+            Annotation("nginx.ingress.kubernetes.io/auth-signin-redirect-param"),
+            "rd=$host&xqN".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/permanent-redirect"),
             "https://xqN.test/; return 200 pwned".into(),
         ),
