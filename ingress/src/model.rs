@@ -118,6 +118,16 @@ pub enum BackendProtocol {
     Https,
     /// gRPC (HTTP/2 to the backend, `grpc_pass`); clients reach it over the TLS listener.
     Grpc,
+    /// gRPC over TLS to the backend (`grpc_pass grpcs://`; the backend's certificate is not
+    /// verified, as with `HTTPS`).
+    Grpcs,
+}
+
+impl BackendProtocol {
+    /// `GRPC` or `GRPCS`.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
+    }
 }
 
 /// An IP network, canonical (host bits may be set; nginx accepts and masks them).

@@ -391,6 +391,7 @@ fn location(
                 BackendProtocol::Http => ("proxy_pass", "http", "proxy"),
                 BackendProtocol::Https => ("proxy_pass", "https", "proxy"),
                 BackendProtocol::Grpc => ("grpc_pass", "grpc", "grpc"),
+                BackendProtocol::Grpcs => ("grpc_pass", "grpcs", "grpc"),
             };
             let sticky = o.affinity.as_deref();
             if let Some(a) = sticky {

@@ -261,8 +261,9 @@ pub fn backend_protocol(value: &str) -> Result<BackendProtocol, Invalid> {
         "HTTP" => Ok(BackendProtocol::Http),
         "HTTPS" => Ok(BackendProtocol::Https),
         "GRPC" => Ok(BackendProtocol::Grpc),
+        "GRPCS" => Ok(BackendProtocol::Grpcs),
         _ => Err(invalid(format!(
-            "'{}' is not one of HTTP, HTTPS, GRPC",
+            "'{}' is not one of HTTP, HTTPS, GRPC, GRPCS",
             excerpt(value)
         ))),
     }
@@ -347,7 +348,8 @@ mod tests {
             assert!(timeout_seconds(v).is_err(), "{v:?}");
         }
         assert_eq!(backend_protocol("grpc"), Ok(BackendProtocol::Grpc));
-        for v in ["h2", "GRPCS", "", "HTTP;"] {
+        assert_eq!(backend_protocol("grpcs"), Ok(BackendProtocol::Grpcs));
+        for v in ["h2", "GRPCS;", "AJP", "FCGI", "", "HTTP;"] {
             assert!(backend_protocol(v).is_err(), "{v:?}");
         }
         let l = cidr_list("10.0.0.0/8, 192.168.1.1,fd00::/8").unwrap();

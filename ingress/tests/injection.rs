@@ -368,6 +368,7 @@ fn hostile_values_never_reach_nginx_conf() {
                 ],
             ),
             ("nbody", "proxy-body-size", &[]),
+            ("nproto", "backend-protocol", &[]),
             (
                 "nerrs",
                 "custom-http-errors",
@@ -419,7 +420,7 @@ fn hostile_values_never_reach_nginx_conf() {
         let mut spaced = svc("x", "ns-victim", &[("berth.dev/host", "m.example.com")]);
         spaced.metadata.namespace = Some(value.clone());
         snap.services.push(Arc::new(spaced));
-        hostile_objects += 51;
+        hostile_objects += 52;
     }
     assert!(corpus().len() >= 30);
 

@@ -121,6 +121,19 @@ fn auth_type_basic_is_not_served_and_reported_by_name() {
             "invalid_annotation",
             &["auth-signin", "GRPC"],
         ),
+        (
+            vec![
+                ("nginx.ingress.kubernetes.io/backend-protocol", "GRPCS"),
+                ("nginx.ingress.kubernetes.io/rewrite-target", "/v2"),
+            ],
+            "invalid_annotation",
+            &["rewrite-target", "GRPCS"],
+        ),
+        (
+            vec![("nginx.ingress.kubernetes.io/backend-protocol", "AJP")],
+            "invalid_annotation",
+            &["nginx.ingress.kubernetes.io/backend-protocol"],
+        ),
     ] {
         let (model, conf) = build(&pairs, &[]);
         assert!(

@@ -1,6 +1,7 @@
 //! berth-ingress production features end to end, with the real binary and a real nginx:
 //! TLS from Secrets (served, redirected, rotated without a restart), every `berth.dev/`
-//! annotation's effect, a gRPC backend through nginx, /readyz before and after the first
+//! annotation's effect, a gRPC backend through nginx (plain, and over TLS behind a private TLS
+//! nginx for GRPCS), /readyz before and after the first
 //! reload, and scraped metrics.
 
 use std::process::Command;
@@ -11,7 +12,7 @@ use berth_tests::ingress_ctl::{
     EchoBackend, IngressCtl, TestCa, curl_https, http_send, ingress, local_service, served_serial,
     tls_secret,
 };
-use berth_tests::nginx::http_get;
+use berth_tests::nginx::{Nginx, http_get, private_http_paths, private_paths};
 use berth_tests::proc::{free_port, wait_until};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
@@ -309,14 +310,36 @@ fn start_grpc(port: u16) {
     });
 }
 
+/// A real TLS gRPC backend: a private nginx terminating TLS (HTTP/2, a leaf of `ca`) in front
+/// of the tonic server on `port`.
+fn tls_grpc_front(ca: &TestCa, port: u16) -> Result<Nginx> {
+    let (crt, key) = ca.leaf("identity-tls.rpc", 8)?;
+    Nginx::start_with(|prefix, p| {
+        let d = prefix.display();
+        _ = std::fs::write(prefix.join("tls.crt"), &crt);
+        _ = std::fs::write(prefix.join("tls.key"), &key);
+        format!(
+            "{}events {{ worker_connections 64; }}\nhttp {{\n{}server {{ listen 127.0.0.1:{p} ssl http2; \
+             ssl_certificate {d}/tls.crt; ssl_certificate_key {d}/tls.key; \
+             location / {{ grpc_pass grpc://127.0.0.1:{port}; }} }}\n}}\n",
+            private_paths(prefix),
+            private_http_paths(prefix),
+        )
+    })
+}
+
 fn grpc() -> Result<()> {
     let port = free_port()?;
     start_grpc(port);
     let ca = TestCa::new()?;
+    let front = tls_grpc_front(&ca, port)?;
     let (crt, key) = ca.leaf("grpc.test", 7)?;
+    let (crt2, key2) = ca.leaf("grpcs.test", 9)?;
     let manifests: Vec<(&str, Value)> = vec![
         ("svc", local_service("rpc", "identity", port)),
+        ("svc-tls", local_service("rpc", "identity-tls", front.port)),
         ("secret", tls_secret("rpc", "grpc-tls", &crt, &key)),
+        ("secret2", tls_secret("rpc", "grpcs-tls", &crt2, &key2)),
         (
             "ing",
             ingress(
@@ -329,6 +352,18 @@ fn grpc() -> Result<()> {
                 Some("grpc-tls"),
             ),
         ),
+        (
+            "ing-s",
+            ingress(
+                "rpc",
+                "grpcs",
+                "grpcs.test",
+                "/",
+                ("identity-tls", front.port),
+                &[("nginx.ingress.kubernetes.io/backend-protocol", "GRPCS")],
+                Some("grpcs-tls"),
+            ),
+        ),
     ];
     let ctl = IngressCtl::start(&manifests, &[])?;
     ctl.wait_ready()?;
@@ -337,27 +372,43 @@ fn grpc() -> Result<()> {
     let frame = ctl.dir.join("req.bin");
     std::fs::write(&frame, [0u8; 5])?;
     let headers = ctl.dir.join("headers.txt");
-    let out = berth_tests::proc::run(
-        Command::new("curl")
-            .args(["-sS", "--http2", "--max-time", "10", "-o", "-", "-D"])
-            .arg(&headers)
-            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
-            .arg("--resolve")
-            .arg(format!("grpc.test:{}:127.0.0.1", ctl.https_port))
-            .arg("--cacert")
-            .arg(&ca_path)
-            .arg("--data-binary")
-            .arg(format!("@{}", frame.display()))
-            .arg(format!(
-                "https://grpc.test:{}/csi.v1.Identity/GetPluginInfo",
-                ctl.https_port
-            )),
-    )?;
-    let head = std::fs::read_to_string(&headers)?;
-    ensure!(head.starts_with("HTTP/2 200"), "{head}");
-    ensure!(head.contains("content-type: application/grpc"), "{head}");
-    ensure!(head.contains("grpc-status: 0"), "{head}");
-    ensure!(out.contains("grpc.berth.test"), "reply {out:?}");
+    let call = |host: &str| -> Result<(String, String)> {
+        _ = std::fs::remove_file(&headers);
+        let out = berth_tests::proc::run(
+            Command::new("curl")
+                .args(["-sS", "--http2", "--max-time", "10", "-o", "-", "-D"])
+                .arg(&headers)
+                .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+                .arg("--resolve")
+                .arg(format!("{host}:{}:127.0.0.1", ctl.https_port))
+                .arg("--cacert")
+                .arg(&ca_path)
+                .arg("--data-binary")
+                .arg(format!("@{}", frame.display()))
+                .arg(format!(
+                    "https://{host}:{}/csi.v1.Identity/GetPluginInfo",
+                    ctl.https_port
+                )),
+        )?;
+        Ok((std::fs::read_to_string(&headers)?, out))
+    };
+    // grpc.test: plain gRPC to tonic; grpcs.test: gRPC over TLS to the TLS front.
+    for host in ["grpc.test", "grpcs.test"] {
+        let (head, out) = call(host)?;
+        ensure!(head.starts_with("HTTP/2 200"), "{host}: {head}");
+        ensure!(
+            head.contains("content-type: application/grpc"),
+            "{host}: {head}"
+        );
+        ensure!(head.contains("grpc-status: 0"), "{host}: {head}");
+        ensure!(out.contains("grpc.berth.test"), "{host}: reply {out:?}");
+    }
+    let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
+    ensure!(
+        conf.contains("grpc_pass grpcs://"),
+        "no grpcs upstream in:\n{conf}"
+    );
+    drop(front);
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use super::external_auth::{self, ExternalAuthAnnotations};
 use super::limits::{self, LimitAnnotations};
 use super::secrets::Secrets;
 use super::{redirects, report};
-use crate::model::{BackendProtocol, ObjectRef, PathKind, Reason, Report, RouteOptions};
+use crate::model::{ObjectRef, PathKind, Reason, Report, RouteOptions};
 use crate::validate::{self, Invalid};
 
 pub const REWRITE_TARGET: &str = "berth.dev/rewrite-target";
@@ -431,7 +431,7 @@ pub fn route_options(
         }
         o.canary = Some(c);
     }
-    let grpc = o.backend_protocol == BackendProtocol::Grpc;
+    let grpc = o.backend_protocol.is_grpc();
     for (set, key, what) in [
         (
             o.custom_errors.is_some(),
@@ -451,13 +451,13 @@ pub fn route_options(
                 Reason::InvalidAnnotation,
                 format!(
                     "{} cannot be combined with permanent-redirect or temporal-redirect \
-                     (nothing is proxied) or backend-protocol GRPC ({what})",
+                     (nothing is proxied) or backend-protocol GRPC / GRPCS ({what})",
                     &key["berth.dev/".len()..]
                 ),
             ));
         }
     }
-    if o.backend_protocol == BackendProtocol::Grpc
+    if o.backend_protocol.is_grpc()
         && (o.upstream_vhost.is_some()
             || !o.proxy_buffering
             || o.external_auth
@@ -469,7 +469,7 @@ pub fn route_options(
             format!("metadata.annotations[{BACKEND_PROTOCOL}]"),
             Reason::InvalidAnnotation,
             "auth-response-headers, upstream-vhost and proxy-buffering cannot be combined with \
-             backend-protocol GRPC",
+             backend-protocol GRPC or GRPCS",
         ));
     }
     if let Some(why) = external_auth::signin_conflict(&o) {
@@ -480,12 +480,12 @@ pub fn route_options(
             format!("auth-signin cannot be combined with {why}"),
         ));
     }
-    if o.backend_protocol == BackendProtocol::Grpc && o.rewrite_target.is_some() {
+    if o.backend_protocol.is_grpc() && o.rewrite_target.is_some() {
         return Err(report(
             origin,
             format!("metadata.annotations[{REWRITE_TARGET}]"),
             Reason::InvalidAnnotation,
-            "rewrite-target cannot be combined with backend-protocol GRPC (gRPC paths name methods)",
+            "rewrite-target cannot be combined with backend-protocol GRPC or GRPCS (gRPC paths name methods)",
         ));
     }
     Ok((o, ignored))

@@ -1,7 +1,7 @@
 //! Unit tests of `annotations.rs`: every annotation parses, both spellings, refusals.
 
 use super::*;
-use crate::model::Kind;
+use crate::model::{BackendProtocol, Kind};
 
 fn parse(pairs: &[(&str, &str)]) -> Result<RouteOptions, Report> {
     let map = pairs

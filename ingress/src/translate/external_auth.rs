@@ -15,9 +15,7 @@ use std::net::Ipv4Addr;
 
 use super::auth::Field;
 use super::report;
-use crate::model::{
-    BackendProtocol, ExternalAuth, ObjectRef, PathKind, Reason, Report, RouteOptions, Signin,
-};
+use crate::model::{ExternalAuth, ObjectRef, PathKind, Reason, Report, RouteOptions, Signin};
 use crate::validate::{self, Invalid};
 
 /// Longest accepted `auth-url`.
@@ -200,8 +198,8 @@ pub fn external(
 pub fn signin_conflict(o: &RouteOptions) -> Option<&'static str> {
     if o.external_auth.as_ref().is_none_or(|e| e.signin.is_none()) {
         None
-    } else if o.backend_protocol == BackendProtocol::Grpc {
-        Some("backend-protocol GRPC (a gRPC client follows no redirect)")
+    } else if o.backend_protocol.is_grpc() {
+        Some("backend-protocol GRPC or GRPCS (a gRPC client follows no redirect)")
     } else if o.basic_auth.is_some() {
         Some("auth-type basic (its 401 would redirect too)")
     } else if o

@@ -137,6 +137,10 @@ fn corpus() -> Vec<(Slot, String)> {
             "https://login.test/$request_uri?xqN\r\nSet-Cookie: a=b".into(),
         ),
         (
+            Annotation("nginx.ingress.kubernetes.io/backend-protocol"),
+            "GRPCS; grpc_pass grpcs://xqN.test".into(),
+        ),
+        (
             Annotation("nginx.ingress.kubernetes.io/auth-signin-redirect-param"),
             "rd=$host&xqN".into(),
         ),
