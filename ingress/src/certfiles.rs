@@ -9,10 +9,10 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use crate::private_files::{prune, write_tmp};
 use crate::tls::{Certificate, SELF_SIGNED_ID};
 
 /// The directory of certificate files.
@@ -57,20 +57,11 @@ impl CertFiles {
         if cert.id != SELF_SIGNED_ID && path.exists() {
             return Ok(());
         }
-        let tmp = self.dir.join(format!(".{}.tmp", cert.id));
         let err = |source| CertFileError {
             path: path.clone(),
             source,
         };
-        _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(cert.pem.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        let tmp = write_tmp(&self.dir, &cert.id, cert.pem.as_bytes()).map_err(err)?;
         fs::rename(&tmp, &path).map_err(err)
     }
 
@@ -86,18 +77,7 @@ impl CertFiles {
             .map(|c| format!("{}.pem", c.id))
             .chain([format!("{SELF_SIGNED_ID}.pem")])
             .collect();
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".pem")
-                && !keep.contains(&name)
-                && let Err(error) = fs::remove_file(e.path())
-            {
-                tracing::warn!(file = %name, %error, "could not remove an unused certificate file");
-            }
-        }
+        prune(&self.dir, ".pem", &keep, "certificate");
     }
 }
 

@@ -11,13 +11,13 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, User, chown};
 
 use crate::htpasswd::HtpasswdFile;
+use crate::private_files::{prune, write_tmp};
 
 /// nginx's default worker user when the master runs as root and no `user` directive is given.
 pub const NGINX_DEFAULT_WORKER_USER: &str = "nobody";
@@ -105,20 +105,11 @@ impl HtpasswdFiles {
         if path.exists() {
             return Ok(());
         }
-        let tmp = self.dir.join(format!(".{}.tmp", file.id));
         let io = |source| HtpasswdFileError::Io {
             path: path.clone(),
             source,
         };
-        _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(file.content().as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let tmp = write_tmp(&self.dir, &file.id, file.content().as_bytes()).map_err(io)?;
         self.give(&tmp)?;
         fs::rename(&tmp, &path).map_err(io)
     }
@@ -131,18 +122,7 @@ impl HtpasswdFiles {
     /// Remove files not in `keep`.
     pub fn prune(&self, keep: &[HtpasswdFile]) {
         let keep: BTreeSet<String> = keep.iter().map(|f| format!("{}.htpasswd", f.id)).collect();
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".htpasswd")
-                && !keep.contains(&name)
-                && let Err(error) = fs::remove_file(e.path())
-            {
-                tracing::warn!(file = %name, %error, "could not remove an unused htpasswd file");
-            }
-        }
+        prune(&self.dir, ".htpasswd", &keep, "htpasswd");
     }
 }
 

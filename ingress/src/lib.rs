@@ -35,6 +35,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod nginx;
+pub mod private_files;
 pub mod quarantine;
 pub mod render;
 pub mod render_affinity;
