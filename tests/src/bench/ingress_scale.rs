@@ -20,9 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
 
-use super::ingress::{Controller, ingress, service};
+use super::ingress::{Controller, ingress, write_hosts};
 use super::memory::{self, Memory};
 use super::{Figures, figure, percentile};
 use crate::backend::Backend;
@@ -76,32 +75,12 @@ fn warnings(text: &str) -> usize {
         .count()
 }
 
-fn write_hosts(dir: &std::path::Path, port: u16) -> Result<()> {
-    std::fs::write(dir.join("svc.json"), service(port).to_string())?;
-    for f in 0..HOSTS / 100 {
-        let items: Vec<Value> = (0..100)
-            .map(|j| {
-                let i = f * 100 + j;
-                ingress(
-                    &format!("ing-{i}"),
-                    &format!("host-{i}.example.com"),
-                    "/",
-                    port,
-                )
-            })
-            .collect();
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-        std::fs::write(dir.join(format!("bulk-{f}.json")), list.to_string())?;
-    }
-    Ok(())
-}
-
 pub fn run() -> Result<Figures> {
     let backend = Backend::start("scale")?;
     let body = backend.body_for("/");
     let mut started = Instant::now();
     let ctl = Controller::start(|dir| {
-        write_hosts(dir, backend.port)?;
+        write_hosts(dir, HOSTS, backend.port)?;
         started = Instant::now();
         Ok(())
     })?;
