@@ -203,6 +203,9 @@ pub struct Options {
     /// IngressClass spec.controller value that marks a class as ours.
     #[arg(long, global = true, env = "BERTH_CONTROLLER_NAME", default_value = crate::translate::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// GatewayClass spec.controllerName value that marks a class (and its Gateways) as ours.
+    #[arg(long, global = true, env = "BERTH_GATEWAY_CONTROLLER_NAME", default_value = crate::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
     /// Upstream addresses: the Service ClusterIP, or the ready EndpointSlice addresses.
     #[arg(
         long,

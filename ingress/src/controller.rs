@@ -98,6 +98,7 @@ pub fn translate_config(opts: &Options) -> Result<TranslateConfig, Error> {
         service_selector: LabelSelector::parse(&opts.service_selector)?,
         ingress_class: opts.ingress_class.clone(),
         controller_name: opts.controller_name.clone(),
+        gateway_controller_name: opts.gateway_controller_name.clone(),
         backends: BackendPolicy {
             mode: match opts.upstream {
                 UpstreamArg::Clusterip => UpstreamMode::ClusterIp,

@@ -28,6 +28,7 @@ pub mod args;
 pub mod certfiles;
 pub mod check;
 pub mod controller;
+pub mod gateway;
 pub mod hash_size;
 pub mod htpasswd;
 pub mod htpasswd_files;

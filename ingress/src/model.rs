@@ -27,6 +27,10 @@ pub enum Kind {
     Secret,
     /// A manifest file of the files source that could not be parsed.
     File,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    GRPCRoute,
 }
 
 impl Kind {
@@ -38,6 +42,10 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
             Kind::File => "File",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HTTPRoute => "HTTPRoute",
+            Kind::GRPCRoute => "GRPCRoute",
         }
     }
 }

@@ -6,10 +6,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::model::Report;
 
 #[derive(Clone, Default)]
@@ -22,6 +23,15 @@ pub struct Snapshot {
     /// Only `kubernetes.io/tls` Secrets (TLS) and Secrets with an `auth` key (htpasswd files
     /// for basic authentication).
     pub secrets: Vec<Arc<Secret>>,
+    /// Gateway API (`gateway/`): every GatewayClass (translation picks ours by
+    /// controllerName), Gateway, HTTPRoute, GRPCRoute and ReferenceGrant in scope.
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HTTPRoute>>,
+    pub grpc_routes: Vec<Arc<GRPCRoute>>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Namespaces (only their labels matter: a listener's `allowedRoutes` selector).
+    pub namespaces: Vec<Arc<Namespace>>,
     /// Problems the source itself found (e.g. a manifest file that does not parse).
     pub reports: Vec<Report>,
 }
@@ -34,6 +44,12 @@ impl fmt::Debug for Snapshot {
             .field("ingress_classes", &self.ingress_classes.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("secrets", &self.secrets.len())
+            .field("gateway_classes", &self.gateway_classes.len())
+            .field("gateways", &self.gateways.len())
+            .field("http_routes", &self.http_routes.len())
+            .field("grpc_routes", &self.grpc_routes.len())
+            .field("reference_grants", &self.reference_grants.len())
+            .field("namespaces", &self.namespaces.len())
             .field("reports", &self.reports.len())
             .finish()
     }
@@ -48,6 +64,12 @@ pub enum Object {
     IngressClass(Arc<IngressClass>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HTTPRoute(Arc<HTTPRoute>),
+    GRPCRoute(Arc<GRPCRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
+    Namespace(Arc<Namespace>),
 }
 
 impl Snapshot {
@@ -65,6 +87,12 @@ impl Snapshot {
                 self.secrets.push(o)
             }
             Object::Secret(_) => {}
+            Object::GatewayClass(o) => self.gateway_classes.push(o),
+            Object::Gateway(o) => self.gateways.push(o),
+            Object::HTTPRoute(o) => self.http_routes.push(o),
+            Object::GRPCRoute(o) => self.grpc_routes.push(o),
+            Object::ReferenceGrant(o) => self.reference_grants.push(o),
+            Object::Namespace(o) => self.namespaces.push(o),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every `*.yaml`, `*.yml` and `*.json` file directly in the directory is read; a file may hold
 //! several documents (`---`) and `kind: List` documents. Kinds other than Service, Ingress,
-//! IngressClass, EndpointSlice and Secret are ignored (a directory may also hold Deployments).
+//! IngressClass, EndpointSlice, Secret, Namespace and the Gateway API kinds (GatewayClass,
+//! Gateway, HTTPRoute, GRPCRoute, ReferenceGrant) are ignored (a directory may also hold Deployments).
 //! A document that does not decode is reported (kind `File`) and the rest still loads. Parsed
 //! files are cached by (mtime, size, inode), so a change re-reads only what changed.
 
@@ -12,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::de::DeserializeOwned;
@@ -22,6 +23,7 @@ use serde_yaml_ng::Value;
 use tokio::sync::watch;
 
 use super::Source;
+use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::model::{Kind, ObjectRef, Reason, Report};
 use crate::snapshot::{Object, Snapshot};
 use crate::validate::excerpt;
@@ -102,12 +104,37 @@ fn one_value(
             namespaced::<EndpointSlice>(value).map(|o| Object::EndpointSlice(Arc::new(o)))
         }
         "Secret" => namespaced::<Secret>(value).map(|o| Object::Secret(Arc::new(o))),
+        "Namespace" => {
+            serde_yaml_ng::from_value::<Namespace>(value).map(|o| Object::Namespace(Arc::new(o)))
+        }
+        "GatewayClass" if gateway_api(&value) => serde_yaml_ng::from_value::<GatewayClass>(value)
+            .map(|o| Object::GatewayClass(Arc::new(o))),
+        "Gateway" if gateway_api(&value) => {
+            namespaced::<Gateway>(value).map(|o| Object::Gateway(Arc::new(o)))
+        }
+        "HTTPRoute" if gateway_api(&value) => {
+            namespaced::<HTTPRoute>(value).map(|o| Object::HTTPRoute(Arc::new(o)))
+        }
+        "GRPCRoute" if gateway_api(&value) => {
+            namespaced::<GRPCRoute>(value).map(|o| Object::GRPCRoute(Arc::new(o)))
+        }
+        "ReferenceGrant" if gateway_api(&value) => {
+            namespaced::<ReferenceGrant>(value).map(|o| Object::ReferenceGrant(Arc::new(o)))
+        }
         _ => return,
     };
     match result {
         Ok(o) => objects.push(o),
         Err(e) => reports.push(unparseable(file, field.to_owned(), &e.to_string())),
     }
+}
+
+/// Is the document's `apiVersion` in the Gateway API group (any version: v1, v1beta1)?
+fn gateway_api(value: &Value) -> bool {
+    value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("gateway.networking.k8s.io/"))
 }
 
 /// Decode a namespaced object; a missing namespace means `default`, as with kubectl.

@@ -70,6 +70,7 @@ impl Source for KubeSource {
                 )
                 .collect(),
             reports: Vec::new(),
+            ..Snapshot::default()
         }
     }
 }

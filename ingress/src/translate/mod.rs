@@ -55,6 +55,9 @@ pub struct TranslateConfig {
     /// `nginx.ingress.kubernetes.io/` prefix) berth does not implement that are ignored with a
     /// report instead of refusing the Ingress. Snippets are refused whatever this says.
     pub ignore_annotations: Vec<String>,
+    /// `--gateway-controller-name`: `GatewayClass.spec.controllerName` that marks a class
+    /// as ours.
+    pub gateway_controller_name: String,
 }
 
 impl Default for TranslateConfig {
@@ -67,6 +70,7 @@ impl Default for TranslateConfig {
             default_backend_service: None,
             default_ssl_certificate: None,
             ignore_annotations: Vec::new(),
+            gateway_controller_name: crate::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME.into(),
         }
     }
 }

@@ -1,0 +1,193 @@
+//! The statuses of our GatewayClasses, Gateways and routes (pure; `super::statuses`).
+//!
+//! - GatewayClass: `Accepted`.
+//! - Gateway: `Accepted`, `Programmed` (some listener usable), `addresses` (the published
+//!   ones), per listener `Accepted`, `ResolvedRefs`, `Programmed`, `supportedKinds` and
+//!   `attachedRoutes` (routes with at least one accepted attachment to it).
+//! - Route, per parentRef to one of our Gateways: `Accepted` (attachment, or a refused rule:
+//!   `UnsupportedValue`) and `ResolvedRefs` (every backendRef resolves).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+
+use super::attach::{Parents, key};
+use super::refs::backend;
+use super::{
+    GatewayClassStatus, GatewayStatus, GatewayStatusAddress, GatewayStatuses, HTTPBackendRef, Key,
+    ListenerStatus, ParentReference, RouteParentStatus, RouteStatus, condition,
+};
+use crate::model::Host;
+use crate::snapshot::Snapshot;
+use crate::translate::TranslateConfig;
+use crate::translate::backend::Backends;
+
+/// What statuses need to know about one route.
+pub struct RouteFacts<'a> {
+    pub kind: &'static str,
+    pub meta: &'a ObjectMeta,
+    pub hostnames: &'a [String],
+    pub parent_refs: &'a [ParentReference],
+    pub backend_refs: Vec<&'a HTTPBackendRef>,
+    /// A rule refused by translation (`UnsupportedValue`): its message.
+    pub refused: Option<String>,
+}
+
+/// The route's hostnames as hosts, or why one is invalid.
+pub fn route_hosts(hostnames: &[String]) -> Result<Vec<Host>, String> {
+    hostnames
+        .iter()
+        .map(|h| crate::validate::host(h).map_err(|e| format!("hostnames: {e}")))
+        .collect()
+}
+
+/// The facts of every route of the snapshot (`refused` left empty).
+pub fn facts(snapshot: &Snapshot) -> Vec<RouteFacts<'_>> {
+    let http = snapshot.http_routes.iter().map(|r| RouteFacts {
+        kind: "HTTPRoute",
+        meta: &r.metadata,
+        hostnames: &r.spec.hostnames,
+        parent_refs: &r.spec.parent_refs,
+        backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
+        refused: None,
+    });
+    let grpc = snapshot.grpc_routes.iter().map(|r| RouteFacts {
+        kind: "GRPCRoute",
+        meta: &r.metadata,
+        hostnames: &r.spec.hostnames,
+        parent_refs: &r.spec.parent_refs,
+        backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
+        refused: None,
+    });
+    http.chain(grpc).collect()
+}
+
+impl Parents<'_> {
+    /// Every status (see the module doc).
+    pub fn statuses_of(
+        &self,
+        routes: &[RouteFacts<'_>],
+        config: &TranslateConfig,
+        backends: &Backends<'_>,
+        addresses: &[GatewayStatusAddress],
+        now: &Time,
+    ) -> GatewayStatuses {
+        let mut out = GatewayStatuses::default();
+        for (name, generation) in &self.classes {
+            let accepted = condition("Accepted", true, "Accepted", "", *generation, now);
+            out.classes.insert(
+                name.clone(),
+                GatewayClassStatus {
+                    conditions: vec![accepted],
+                },
+            );
+        }
+        let mut attached: BTreeMap<(Key, usize), i32> = BTreeMap::new();
+        for r in routes {
+            let Some(rk) = key(r.meta) else { continue };
+            let mut parents = Vec::new();
+            let resolved = r
+                .backend_refs
+                .iter()
+                .find_map(|b| backend(r.kind, &rk.0, b, &self.grants, backends).err());
+            let hosts = route_hosts(r.hostnames);
+            for p in r.parent_refs {
+                let Some(gw) = self.ours(&rk.0, p) else {
+                    continue;
+                };
+                let g = r.meta.generation;
+                let accepted = match (&hosts, &r.refused) {
+                    (Err(e), _) => condition("Accepted", false, "UnsupportedValue", e, g, now),
+                    (Ok(hosts), refused) => match self.attach(r.kind, &rk.0, hosts, &gw, p) {
+                        Ok(atts) => {
+                            for a in atts {
+                                *attached.entry((gw.clone(), a.listener)).or_default() += 1;
+                            }
+                            match refused {
+                                Some(m) => {
+                                    condition("Accepted", false, "UnsupportedValue", m, g, now)
+                                }
+                                None => condition("Accepted", true, "Accepted", "", g, now),
+                            }
+                        }
+                        Err((reason, m)) => condition("Accepted", false, reason, m, g, now),
+                    },
+                };
+                let refs = match &resolved {
+                    None => condition("ResolvedRefs", true, "ResolvedRefs", "", g, now),
+                    Some((reason, m)) => condition("ResolvedRefs", false, reason, m, g, now),
+                };
+                parents.push(RouteParentStatus {
+                    parent_ref: p.clone(),
+                    controller_name: config.gateway_controller_name.clone(),
+                    conditions: vec![accepted, refs],
+                });
+            }
+            if parents.is_empty() {
+                continue;
+            }
+            let map = if r.kind == "HTTPRoute" {
+                &mut out.http_routes
+            } else {
+                &mut out.grpc_routes
+            };
+            map.insert(rk, RouteStatus { parents });
+        }
+        for (k, g) in &self.gateways {
+            let gen_ = g.generation;
+            let listeners: Vec<ListenerStatus> = g
+                .listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let mut conditions: Vec<Condition> = Vec::new();
+                    conditions.push(match &l.accepted {
+                        Ok(()) => condition("Accepted", true, "Accepted", "", gen_, now),
+                        Err((r, m)) => condition("Accepted", false, r, m.clone(), gen_, now),
+                    });
+                    conditions.push(match &l.resolved {
+                        Ok(()) => condition("ResolvedRefs", true, "ResolvedRefs", "", gen_, now),
+                        Err((r, m)) => condition("ResolvedRefs", false, r, m.clone(), gen_, now),
+                    });
+                    conditions.push(if l.usable() {
+                        condition("Programmed", true, "Programmed", "", gen_, now)
+                    } else {
+                        condition("Programmed", false, "Invalid", "", gen_, now)
+                    });
+                    conditions.push(condition("Conflicted", false, "NoConflicts", "", gen_, now));
+                    ListenerStatus {
+                        name: l.name.clone(),
+                        supported_kinds: l.kinds.clone(),
+                        attached_routes: attached.get(&(k.clone(), i)).copied().unwrap_or(0),
+                        conditions,
+                    }
+                })
+                .collect();
+            let programmed = g.listeners.iter().any(|l| l.usable());
+            let conditions = vec![
+                condition("Accepted", true, "Accepted", "", gen_, now),
+                if programmed {
+                    condition("Programmed", true, "Programmed", "", gen_, now)
+                } else {
+                    condition(
+                        "Programmed",
+                        false,
+                        "Invalid",
+                        "no usable listener",
+                        gen_,
+                        now,
+                    )
+                },
+            ];
+            out.gateways.insert(
+                k.clone(),
+                GatewayStatus {
+                    addresses: addresses.to_vec(),
+                    conditions,
+                    listeners,
+                },
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,228 @@
+//! Table-driven tests of the Gateway API statuses (`status.rs`, `attach.rs`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::*;
+use crate::snapshot::Snapshot;
+
+/// A class of ours and one not, a Gateway with an HTTP listener for `*.example.com` (routes
+/// of all namespaces), an HTTP listener `same` (this namespace only) and an HTTPS listener
+/// whose Secret is missing, and Services `web` in `gw` and `other`.
+pub(crate) const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: berth, generation: 2}
+spec: {controllerName: berth.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: theirs}
+spec: {controllerName: example.com/other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: gw, generation: 3}
+spec:
+  gatewayClassName: berth
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: "*.example.com", allowedRoutes: {namespaces: {from: All}}}
+  - {name: same, port: 8080, protocol: HTTP}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: missing}]}
+  - {name: tcp, port: 9000, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: foreign, namespace: gw}
+spec: {gatewayClassName: theirs, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+{apiVersion: v1, kind: Service, metadata: {name: web, namespace: gw}, spec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}}
+---
+{apiVersion: v1, kind: Service, metadata: {name: web, namespace: other}, spec: {clusterIP: 10.0.0.2, ports: [{port: 80}]}}
+"#;
+
+fn route(ns: &str, name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {{name: {name}, namespace: {ns}, generation: 1}}\nspec:\n{extra}\n"
+    )
+}
+
+fn conds(s: &GatewayStatuses, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let r = &s.http_routes[&(ns.to_owned(), name.to_owned())];
+    r.parents
+        .iter()
+        .flat_map(|p| &p.conditions)
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+fn run(extra: &str) -> GatewayStatuses {
+    let mut snap = Snapshot::default();
+    crate::source::files::parse_manifests(&format!("{BASE}{extra}"), "t.yaml", &mut snap);
+    assert!(snap.reports.is_empty(), "{:?}", snap.reports);
+    let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    let addr = [GatewayStatusAddress {
+        type_: Some("IPAddress".into()),
+        value: "192.0.2.1".into(),
+    }];
+    statuses(
+        &snap,
+        &crate::translate::TranslateConfig::default(),
+        &addr,
+        &now,
+    )
+}
+
+#[test]
+fn route_conditions_follow_the_spec_reasons() {
+    let t = |ok: bool, r: &str| (if ok { "True" } else { "False" }.to_owned(), r.to_owned());
+    type Want = (String, String);
+    let cases: &[(&str, &str, &str, Want, Want)] = &[
+        (
+            "gw",
+            "plain",
+            "  parentRefs: [{name: gw}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+            t(true, "Accepted"),
+            t(true, "ResolvedRefs"),
+        ),
+        (
+            "other",
+            "same-only",
+            "  parentRefs: [{name: gw, namespace: gw, sectionName: same}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+            t(false, "NotAllowedByListeners"),
+            t(true, "ResolvedRefs"),
+        ),
+        (
+            "gw",
+            "nohost",
+            "  parentRefs: [{name: gw, sectionName: http}]\n  hostnames: [a.other.org]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+            t(false, "NoMatchingListenerHostname"),
+            t(true, "ResolvedRefs"),
+        ),
+        (
+            "gw",
+            "nosection",
+            "  parentRefs: [{name: gw, sectionName: nope}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+            t(false, "NoMatchingParent"),
+            t(true, "ResolvedRefs"),
+        ),
+        (
+            "gw",
+            "xns",
+            "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: web, namespace: other, port: 80}]}]",
+            t(true, "Accepted"),
+            t(false, "RefNotPermitted"),
+        ),
+        (
+            "gw",
+            "missing",
+            "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: nope, port: 80}]}]",
+            t(true, "Accepted"),
+            t(false, "BackendNotFound"),
+        ),
+        (
+            "gw",
+            "kind",
+            "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{kind: Pod, name: web, port: 80}]}]",
+            t(true, "Accepted"),
+            t(false, "InvalidKind"),
+        ),
+    ];
+    for (ns, name, spec, accepted, resolved) in cases {
+        let s = run(&route(ns, name, spec));
+        let c = conds(&s, ns, name);
+        let got = |ty: &str| {
+            let c = c.iter().find(|c| c.0 == ty).expect(ty);
+            (c.1.clone(), c.2.clone())
+        };
+        assert_eq!(got("Accepted"), *accepted, "{name}: {c:?}");
+        assert_eq!(got("ResolvedRefs"), *resolved, "{name}: {c:?}");
+    }
+}
+
+#[test]
+fn grant_permits_cross_namespace_backend() {
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+        metadata: {name: g, namespace: other}\n\
+        spec: {from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gw}], \
+        to: [{group: \"\", kind: Service}]}\n";
+    let r = route(
+        "gw",
+        "xns",
+        "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: web, namespace: other, port: 80}]}]",
+    );
+    let s = run(&format!("{r}{grant}"));
+    assert!(conds(&s, "gw", "xns").contains(&(
+        "ResolvedRefs".into(),
+        "True".into(),
+        "ResolvedRefs".into()
+    )));
+}
+
+#[test]
+fn classes_gateways_and_listeners() {
+    let r = route(
+        "gw",
+        "a",
+        "  parentRefs: [{name: gw}, {name: foreign}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+    );
+    let s = run(&r);
+    assert_eq!(s.classes.keys().collect::<Vec<_>>(), ["berth"]);
+    assert_eq!(
+        s.classes["berth"].conditions[0].observed_generation,
+        Some(2)
+    );
+    assert_eq!(
+        s.gateways.len(),
+        1,
+        "the foreign class's Gateway is not ours"
+    );
+    let g = &s.gateways[&("gw".to_owned(), "gw".to_owned())];
+    assert_eq!(g.addresses[0].value, "192.0.2.1");
+    type Row<'a> = (&'a str, i32, Vec<(&'a str, &'a str)>);
+    let l: Vec<Row<'_>> = g
+        .listeners
+        .iter()
+        .map(|l| {
+            let c = l.conditions.iter();
+            let c = c.map(|c| (c.type_.as_str(), c.reason.as_str())).collect();
+            (l.name.as_str(), l.attached_routes, c)
+        })
+        .collect();
+    assert_eq!(l[0].1, 1, "{l:?}");
+    assert_eq!(l[1].1, 1, "{l:?}");
+    assert_eq!(l[2].1, 0, "https without certificate: {l:?}");
+    assert!(
+        l[2].2.contains(&("ResolvedRefs", "InvalidCertificateRef")),
+        "{l:?}"
+    );
+    assert!(l[2].2.contains(&("Programmed", "Invalid")), "{l:?}");
+    assert!(
+        l[3].2.contains(&("Accepted", "UnsupportedProtocol")),
+        "{l:?}"
+    );
+    // Only the parentRef to our Gateway gets an entry.
+    let parents = &s.http_routes[&("gw".to_owned(), "a".to_owned())].parents;
+    assert_eq!(parents.len(), 1);
+    assert_eq!(parents[0].controller_name, "berth.dev/gateway");
+}
+
+#[test]
+fn objects_serialise_with_api_version_and_kind() {
+    let mut snap = Snapshot::default();
+    crate::source::files::parse_manifests(BASE, "t.yaml", &mut snap);
+    let v = serde_json::to_value(&*snap.gateways[0]).unwrap();
+    assert_eq!(v["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(v["kind"], "Gateway");
+    assert_eq!(
+        v["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]["from"],
+        "All"
+    );
+    assert_eq!(
+        <HTTPRoute as kube::Resource>::url_path(&(), Some("ns")),
+        "/apis/gateway.networking.k8s.io/v1/namespaces/ns/httproutes"
+    );
+}
