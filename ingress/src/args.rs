@@ -330,6 +330,17 @@ pub struct Options {
     /// Service (namespace/name) whose address is written to status.loadBalancer.ingress.
     #[arg(long, global = true, env = "BERTH_PUBLISH_SERVICE", value_parser = namespaced)]
     pub publish_service: Option<(String, String)>,
+    /// Watch the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+    /// ReferenceGrant): `auto` watches those the API server serves (looking again every 30 s
+    /// while some are missing), `on` requires all five, `off` never watches them.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_GATEWAY_API",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub gateway_api: crate::source::kube_gateway::GatewayApi,
     /// ingress-nginx annotations (comma-separated, e.g. `limit-rps,proxy-buffering`, with or
     /// without the `nginx.ingress.kubernetes.io/` prefix) berth does not implement that are
     /// ignored with a report instead of refusing the Ingress. Your decision: ignoring
@@ -350,6 +361,16 @@ mod tests {
         assert_eq!(a.opts.debounce_min, Duration::from_millis(100));
         assert_eq!(a.opts.service_selector, "berth.dev/expose=true");
         assert_eq!(a.opts.nginx_timeout, Duration::from_secs(10));
+        assert_eq!(
+            a.opts.gateway_api,
+            crate::source::kube_gateway::GatewayApi::Auto
+        );
+        let a = Args::try_parse_from(["berth-ingress", "--gateway-api", "off"]).unwrap();
+        assert_eq!(
+            a.opts.gateway_api,
+            crate::source::kube_gateway::GatewayApi::Off
+        );
+        assert!(Args::try_parse_from(["berth-ingress", "--gateway-api", "maybe"]).is_err());
         let a = Args::try_parse_from([
             "berth-ingress",
             "render",

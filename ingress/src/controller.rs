@@ -281,6 +281,7 @@ async fn start_source(
             let config = KubeConfig {
                 namespace: opts.namespace.clone(),
                 endpoint_slices: opts.upstream == UpstreamArg::Endpoints,
+                gateway_api: opts.gateway_api,
             };
             let (kube_source, driver) = KubeSource::start(client.clone(), &config, changes);
             tokio::spawn(driver);

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::Source;
+use super::kube_gateway::GatewayApi;
 use crate::snapshot::Snapshot;
 
 /// What to watch.
@@ -40,6 +41,8 @@ pub struct KubeConfig {
     pub namespace: Option<String>,
     /// Watch EndpointSlices (`--upstream=endpoints`).
     pub endpoint_slices: bool,
+    /// Watch the Gateway API kinds (`--gateway-api`, see `kube_gateway.rs`).
+    pub gateway_api: GatewayApi,
 }
 
 /// Reflector stores; `snapshot()` reads them.
@@ -75,7 +78,7 @@ impl Source for KubeSource {
     }
 }
 
-type Driver = future::BoxFuture<'static, ()>;
+pub(super) type Driver = future::BoxFuture<'static, ()>;
 
 /// First retry of a failed watch.
 pub const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -154,6 +157,23 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
+    let driver = drive(writer, api, config, changes, ready, prune);
+    (reader, driver)
+}
+
+/// The future that keeps `writer`'s store current (see [`reflect`]).
+pub(super) fn drive<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    changes: watch::Sender<u64>,
+    ready: Arc<AtomicBool>,
+    prune: fn(&mut K),
+) -> Driver
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let stream = reflector::reflector(
         writer,
@@ -188,10 +208,10 @@ where
             }
             future::ready(())
         });
-    (reader, Box::pin(driver))
+    Box::pin(driver)
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(super) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,

@@ -1,10 +1,12 @@
-//! Where objects come from: the Kubernetes API (`kube.rs`) or a directory of manifests
+//! Where objects come from: the Kubernetes API (`kube.rs`, with the Gateway API kinds in
+//! `kube_gateway.rs`) or a directory of manifests
 //! (`files.rs`). Both implement [`Source`]: they bump a `watch` counter on every change and
 //! hand out a consistent [`Snapshot`] when asked, so the sync loop can coalesce bursts and
 //! translate once per burst.
 
 pub mod files;
 pub mod kube;
+pub mod kube_gateway;
 
 use crate::snapshot::Snapshot;
 

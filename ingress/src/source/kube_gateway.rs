@@ -1,0 +1,198 @@
+//! The Gateway API half of the kube source: GatewayClass, Gateway, HTTPRoute, GRPCRoute and
+//! ReferenceGrant reflectors that start only once the API server serves their kind, so
+//! berth-ingress keeps serving Ingresses and Services on a cluster without the Gateway API
+//! CRDs (deploy/ingress/gateway-api) and without a watch failing every second.
+//!
+//! `--gateway-api`: `off` never watches them; `on` watches all five from the start (the
+//! first config then waits for their lists: use it when the CRDs are required); `auto` (the
+//! default) asks discovery (`GET /apis/gateway.networking.k8s.io/{v1,v1beta1}`, allowed to
+//! every authenticated client) at start and again every [`RECHECK_EVERY`] until all five are
+//! served, and watches each kind from the moment it is. Kinds served at start are part of the
+//! first config; kinds installed later arrive with their initial list. A failed discovery
+//! counts as "not served yet" (it never holds up the Ingress config) and is retried within
+//! [`WATCH_BACKOFF_MAX`]. CRDs removed while watched are not noticed by discovery: their
+//! watches fail and log like any other watch.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::future;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::kube::{Driver, WATCH_BACKOFF_MAX, drive};
+
+/// `--gateway-api`: whether the kube source watches the Gateway API kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GatewayApi {
+    /// Watch the kinds the API server serves (discovery at start, then every 30 s).
+    #[default]
+    Auto,
+    /// Watch all five; the first config waits for their lists.
+    On,
+    /// Never watch them.
+    Off,
+}
+
+/// How often `auto` looks again for kinds that are not served.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// The API group of the Gateway API.
+const GROUP: &str = "gateway.networking.k8s.io";
+
+/// The five kinds as `version/plural`, the key discovery and the reflectors share.
+pub const KINDS: [&str; 5] = [
+    "v1/gatewayclasses",
+    "v1/gateways",
+    "v1/httproutes",
+    "v1/grpcroutes",
+    "v1beta1/referencegrants",
+];
+
+/// Which of [`KINDS`] the API server serves; `None` until the first answer.
+pub type Served = Option<BTreeSet<String>>;
+
+/// `version/plural` of `K`.
+pub fn key<K: Resource<DynamicType = ()>>() -> String {
+    format!("{}/{}", K::version(&()), K::plural(&()))
+}
+
+/// Which of [`KINDS`] the API server serves (a 404 for a group version: none of it).
+pub async fn served(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
+    let mut out = BTreeSet::new();
+    for version in ["v1", "v1beta1"] {
+        match client
+            .list_api_group_resources(&format!("{GROUP}/{version}"))
+            .await
+        {
+            Ok(list) => out.extend(
+                list.resources
+                    .into_iter()
+                    .map(|r| format!("{version}/{}", r.name)),
+            ),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.retain(|k| KINDS.contains(&k.as_str()));
+    Ok(out)
+}
+
+/// Keep `tx` current as the module doc describes (runs forever).
+pub async fn discover(client: Client, mode: GatewayApi, tx: watch::Sender<Served>) {
+    let all = || KINDS.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+    match mode {
+        GatewayApi::Off => {
+            tx.send_replace(Some(BTreeSet::new()));
+            return future::pending().await;
+        }
+        GatewayApi::On => {
+            tx.send_replace(Some(all()));
+            return future::pending().await;
+        }
+        GatewayApi::Auto => {}
+    }
+    let mut failing = false;
+    loop {
+        let wait = match served(&client).await {
+            Ok(found) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("Gateway API discovery works again");
+                }
+                let changed = tx.send_if_modified(|cur| {
+                    let changed = cur.as_ref() != Some(&found);
+                    *cur = Some(found.clone());
+                    changed
+                });
+                if changed {
+                    log_served(&found);
+                }
+                if found.len() == KINDS.len() {
+                    return future::pending().await;
+                }
+                RECHECK_EVERY
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "Gateway API discovery failed; retrying");
+                }
+                // Unknown counts as not served: the Ingress config is not held up.
+                tx.send_if_modified(|cur| {
+                    let first = cur.is_none();
+                    if first {
+                        *cur = Some(BTreeSet::new());
+                    }
+                    first
+                });
+                WATCH_BACKOFF_MAX
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn log_served(found: &BTreeSet<String>) {
+    let every = RECHECK_EVERY.as_secs();
+    if found.is_empty() {
+        tracing::info!(
+            "Gateway API CRDs not installed: serving Ingresses and Services; looking again every {every} s"
+        );
+    } else if found.len() < KINDS.len() {
+        let missing: Vec<&str> = KINDS
+            .iter()
+            .copied()
+            .filter(|k| !found.contains(*k))
+            .collect();
+        tracing::info!(?missing, "some Gateway API kinds are not served; looking again every {every} s");
+    } else {
+        tracing::info!("Gateway API kinds served: watching them");
+    }
+}
+
+/// A reflector for `K` that starts once discovery says `K` is served.
+pub fn optional<K>(
+    api: Api<K>,
+    mut served: watch::Receiver<Served>,
+    changes: watch::Sender<u64>,
+    ready: Arc<AtomicBool>,
+) -> (Store<K>, Driver)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let key = key::<K>();
+    let driver = async move {
+        let is_served = |s: &Served| s.as_ref().is_some_and(|s| s.contains(&key));
+        if served.wait_for(is_served).await.is_err() {
+            return future::pending().await;
+        }
+        drive(writer, api, watcher::Config::default(), changes, ready, |_| {}).await
+    };
+    (reader, Box::pin(driver))
+}
+
+/// Resolves when `store` holds its initial list, or at once when `K` was not served at the
+/// first discovery answer (waits for that answer).
+pub async fn wait_ready<K>(store: &Store<K>, served: &watch::Receiver<Served>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut served = served.clone();
+    let at_start = match served.wait_for(Option::is_some).await {
+        Ok(s) => s.as_ref().is_some_and(|s| s.contains(&key::<K>())),
+        Err(_) => false,
+    };
+    if at_start {
+        let _ = store.wait_until_ready().await;
+    }
+}
+
+#[cfg(test)]
+#[path = "kube_gateway_tests.rs"]
+mod tests;

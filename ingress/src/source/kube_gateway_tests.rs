@@ -1,0 +1,153 @@
+//! Gateway API discovery against a mocked API server (tower-test): kinds absent (404),
+//! installed later (seen at the next look, then no more looks), a discovery error (counts as
+//! absent, retried within a second), and `on`/`off` never asking.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::*;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// What the fake discovery endpoint says.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Api {
+    Absent,
+    Installed,
+    Broken,
+}
+
+fn resources(gv: &str, names: &[&str]) -> Vec<u8> {
+    let list: Vec<_> = names
+        .iter()
+        .map(|n| json!({"name": n, "namespaced": true, "kind": "X", "verbs": ["list", "watch"]}))
+        .collect();
+    serde_json::to_vec(&json!({"kind": "APIResourceList", "apiVersion": "v1",
+        "groupVersion": gv, "resources": list}))
+    .unwrap()
+}
+
+fn status(code: u16) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                      "message": "m", "reason": "r", "code": code});
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+/// Answers discovery as `state` says; counts requests.
+async fn api_server(mut handle: Handle, state: watch::Receiver<Api>, asked: watch::Sender<usize>) {
+    while let Some((req, send)) = handle.next_request().await {
+        let path = req.uri().path().to_owned();
+        asked.send_modify(|n| *n += 1);
+        let resp = match *state.borrow() {
+            Api::Absent => status(404),
+            Api::Broken => status(503),
+            Api::Installed => {
+                let body = match path.as_str() {
+                    "/apis/gateway.networking.k8s.io/v1" => resources(
+                        "gateway.networking.k8s.io/v1",
+                        &[
+                            "gatewayclasses",
+                            "gatewayclasses/status",
+                            "gateways",
+                            "httproutes",
+                            "grpcroutes",
+                        ],
+                    ),
+                    "/apis/gateway.networking.k8s.io/v1beta1" => resources(
+                        "gateway.networking.k8s.io/v1beta1",
+                        &["referencegrants", "httproutes"],
+                    ),
+                    other => panic!("unexpected request {other}"),
+                };
+                Response::builder().body(Body::from(body)).unwrap()
+            }
+        };
+        send.send_response(resp);
+    }
+}
+
+struct Fixture {
+    state: watch::Sender<Api>,
+    asked: watch::Receiver<usize>,
+    served: watch::Receiver<Served>,
+}
+
+fn start(mode: GatewayApi, initial: Api) -> Fixture {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock, "default");
+    let (state, state_rx) = watch::channel(initial);
+    let (asked_tx, asked) = watch::channel(0);
+    tokio::spawn(api_server(handle, state_rx, asked_tx));
+    let (tx, served) = watch::channel(None);
+    tokio::spawn(discover(client, mode, tx));
+    Fixture {
+        state,
+        asked,
+        served,
+    }
+}
+
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn all() -> BTreeSet<String> {
+    KINDS.iter().map(|k| k.to_string()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn absent_kinds_are_looked_for_every_30s_and_watched_once_installed() {
+    let mut f = start(GatewayApi::Auto, Api::Absent);
+    f.served.wait_for(Option::is_some).await.unwrap();
+    assert_eq!(*f.served.borrow(), Some(BTreeSet::new()));
+    settle().await;
+    assert_eq!(*f.asked.borrow(), 2, "one look: v1 and v1beta1");
+    // No look before RECHECK_EVERY: a cluster without the CRDs is not polled every second.
+    tokio::time::sleep(RECHECK_EVERY - Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(*f.asked.borrow(), 2);
+    f.state.send_replace(Api::Installed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(*f.served.borrow(), Some(all()));
+    // All five served: no more discovery.
+    let n = *f.asked.borrow();
+    tokio::time::sleep(RECHECK_EVERY * 4).await;
+    settle().await;
+    assert_eq!(*f.asked.borrow(), n);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_discovery_does_not_hold_up_the_ingress_config() {
+    let mut f = start(GatewayApi::Auto, Api::Broken);
+    f.served.wait_for(Option::is_some).await.unwrap();
+    assert_eq!(*f.served.borrow(), Some(BTreeSet::new()));
+    f.state.send_replace(Api::Installed);
+    tokio::time::sleep(WATCH_BACKOFF_MAX + Duration::from_millis(100)).await;
+    settle().await;
+    assert_eq!(*f.served.borrow(), Some(all()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_and_off_never_ask() {
+    for (mode, want) in [
+        (GatewayApi::On, all()),
+        (GatewayApi::Off, BTreeSet::new()),
+    ] {
+        let mut f = start(mode, Api::Installed);
+        f.served.wait_for(Option::is_some).await.unwrap();
+        assert_eq!(*f.served.borrow(), Some(want));
+        tokio::time::sleep(RECHECK_EVERY * 2).await;
+        settle().await;
+        assert_eq!(*f.asked.borrow(), 0, "{mode:?}");
+    }
+}
