@@ -187,7 +187,9 @@ fn spawn_status(
     served: watch::Receiver<BTreeSet<ObjectRef>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    use crate::source::kube_gateway::GatewayApi;
     use crate::status::{self, Elector, Publish, StatusWriter};
+    use crate::status_gateway::GatewayStatusWriter;
     let publish = match (&opts.publish_address, &opts.publish_service) {
         (Some(a), _) => Publish::Addresses(a.0.clone()),
         (None, Some((ns, name))) => Publish::Service(ns.clone(), name.clone()),
@@ -209,9 +211,16 @@ fn spawn_status(
         &opts.election_id,
         &identity,
     );
-    let writer = StatusWriter::new(client, publish);
-    let src = source.clone();
     let tc = translate_config(opts)?;
+    let mut writer = StatusWriter::new(client.clone(), publish);
+    if opts.gateway_api != GatewayApi::Off {
+        let src = source.clone();
+        writer = writer.with_gateway(
+            GatewayStatusWriter::new(client, tc.clone()),
+            Box::new(move || src.snapshot()),
+        );
+    }
+    let src = source.clone();
     let live = served.clone();
     let owned = move || {
         let live = live.borrow();

@@ -20,7 +20,7 @@
 //! TLS: `tls.rs` validates `kubernetes.io/tls` Secrets into model `Certificate`s,
 //! `certfiles.rs` writes them 0600 under `PREFIX/tls`, render adds the https listeners;
 //! `translate/annotations.rs` parses the `berth.dev/` annotations; `status.rs` elects a leader
-//! (Lease) and writes Ingress status.
+//! (Lease) and writes Ingress status, `status_gateway.rs` the Gateway API statuses.
 
 #[cfg(test)]
 mod alloc_count;
@@ -49,6 +49,7 @@ pub mod render_redirects;
 pub mod snapshot;
 pub mod source;
 pub mod status;
+pub mod status_gateway;
 pub mod supervisor;
 pub mod sync;
 pub mod tls;

@@ -15,7 +15,8 @@
 //! shutdown the leader releases the Lease (empty holder), so another replica takes over within
 //! [`RETRY_EVERY`] instead of waiting for it to expire.
 //!
-//! Status: the addresses come from `--publish-address` or the Service named by
+//! Status: the Gateway API statuses are written by the same leader with the same addresses
+//! (`status_gateway.rs`). The addresses come from `--publish-address` or the Service named by
 //! `--publish-service` (its load-balancer ingress, else external IPs, else ClusterIP). An
 //! Ingress is patched only when its status differs from that, and not again while the store
 //! still shows the resourceVersion we patched (a lagging store must not cause a second write).
@@ -32,6 +33,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio::time::Instant;
+
+use crate::status_gateway::GatewayStatusWriter;
 
 /// How long a Lease stays valid without renewal: client-go's default (15 s).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -262,12 +265,17 @@ fn current(ing: &Ingress) -> Vec<IngressLoadBalancerIngress> {
         .unwrap_or_default()
 }
 
-/// Writes the status of our Ingresses (leader only).
+/// The current snapshot, for the Gateway API statuses.
+pub type SnapshotFn = Box<dyn Fn() -> crate::snapshot::Snapshot + Send>;
+
+/// Writes the status of our Ingresses (leader only), and with [`StatusWriter::with_gateway`]
+/// that of our Gateway API objects (`status_gateway.rs`) with the same addresses.
 pub struct StatusWriter {
     client: Client,
     publish: Publish,
     /// (namespace, name) -> (resourceVersion we saw when we patched, value patched).
     written: HashMap<(String, String), (Option<String>, Vec<IngressLoadBalancerIngress>)>,
+    gateway: Option<(GatewayStatusWriter, SnapshotFn)>,
 }
 
 impl StatusWriter {
@@ -276,7 +284,14 @@ impl StatusWriter {
             client,
             publish,
             written: HashMap::new(),
+            gateway: None,
         }
+    }
+
+    /// Also write the Gateway API statuses of `snapshot()` at every sync.
+    pub fn with_gateway(mut self, writer: GatewayStatusWriter, snapshot: SnapshotFn) -> Self {
+        self.gateway = Some((writer, snapshot));
+        self
     }
 
     async fn addresses(&self) -> Result<Vec<String>, kube::Error> {
@@ -291,9 +306,11 @@ impl StatusWriter {
         }
     }
 
-    /// Patch every Ingress whose status differs; returns how many were patched.
+    /// Patch every Ingress (and Gateway API object) whose status differs; returns how many
+    /// were patched. A failing Gateway API write is logged and never stops the Ingress status.
     pub async fn sync(&mut self, ingresses: &[Arc<Ingress>]) -> Result<usize, kube::Error> {
-        let want = entries(&self.addresses().await?);
+        let published = self.addresses().await?;
+        let want = entries(&published);
         let mut writes = 0;
         for ing in ingresses {
             let (Some(ns), Some(name)) = (&ing.metadata.namespace, &ing.metadata.name) else {
@@ -313,6 +330,12 @@ impl StatusWriter {
                 .await?;
             self.written.insert(key, (rv, want.clone()));
             writes += 1;
+        }
+        if let Some((writer, snapshot)) = &mut self.gateway {
+            match writer.sync(&snapshot(), &published).await {
+                Ok(n) => writes += n,
+                Err(e) => tracing::warn!(error = %e, "writing Gateway API status failed"),
+            }
         }
         Ok(writes)
     }

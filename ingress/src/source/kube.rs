@@ -1,7 +1,8 @@
 //! The kube source: kube-runtime reflectors for Service, Ingress, IngressClass, EndpointSlice
 //! (only with `--upstream=endpoints`), `kubernetes.io/tls` Secrets and `Opaque` Secrets (for
 //! `auth-secret` htpasswd files: only their `auth` key is kept in memory, everything else of
-//! them is dropped as it arrives), in one namespace or all.
+//! them is dropped as it arrives), in one namespace or all; and the Gateway API kinds once
+//! the API server serves them (`kube_gateway.rs`).
 //!
 //! All Services in scope are watched and `--service-selector` is applied in translation: an
 //! Ingress may point at any Service, and a Service whose labels stop matching then simply
@@ -31,7 +32,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::Source;
-use super::kube_gateway::GatewayApi;
+use super::kube_gateway::{GatewayApi, GatewayStores};
 use crate::snapshot::Snapshot;
 
 /// What to watch.
@@ -55,11 +56,12 @@ pub struct KubeSource {
     secrets: Store<Secret>,
     /// `Opaque` Secrets reduced to their `auth` key ([`keep_only_auth`]).
     auth_secrets: Store<Secret>,
+    gateway: GatewayStores,
 }
 
 impl Source for KubeSource {
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
+        let mut snapshot = Snapshot {
             services: self.services.state(),
             ingresses: self.ingresses.state(),
             ingress_classes: self.classes.state(),
@@ -72,9 +74,10 @@ impl Source for KubeSource {
                         .filter(|s| s.data.as_ref().is_some_and(|d| d.contains_key("auth"))),
                 )
                 .collect(),
-            reports: Vec::new(),
             ..Snapshot::default()
-        }
+        };
+        self.gateway.fill(&mut snapshot);
+        snapshot
     }
 }
 
@@ -254,6 +257,9 @@ impl KubeSource {
             drivers.push(d);
             store
         });
+        let (gateway, gateway_drivers) =
+            GatewayStores::start(&client, ns, config.gateway_api, &changes, &ready);
+        drivers.extend(gateway_drivers);
         let source = KubeSource {
             services,
             ingresses,
@@ -261,6 +267,7 @@ impl KubeSource {
             slices,
             secrets,
             auth_secrets,
+            gateway,
         };
         let waiting = source.clone();
         let announce = async move {
@@ -285,6 +292,7 @@ impl KubeSource {
         if let Some(s) = &self.slices {
             let _ = s.wait_until_ready().await;
         }
+        self.gateway.wait_ready().await;
     }
 }
 

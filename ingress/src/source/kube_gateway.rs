@@ -1,5 +1,6 @@
 //! The Gateway API half of the kube source: GatewayClass, Gateway, HTTPRoute, GRPCRoute and
-//! ReferenceGrant reflectors that start only once the API server serves their kind, so
+//! ReferenceGrant reflectors (and Namespaces, reduced to their labels, for `allowedRoutes`
+//! selectors, once Gateways are served) that start only once the API server serves their kind, so
 //! berth-ingress keeps serving Ingresses and Services on a cluster without the Gateway API
 //! CRDs (deploy/ingress/gateway-api) and without a watch failing every second.
 //!
@@ -26,7 +27,11 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use super::kube::{Driver, WATCH_BACKOFF_MAX, drive};
+use k8s_openapi::api::core::v1::Namespace;
+
+use super::kube::{Driver, WATCH_BACKOFF_MAX, api, drive};
+use crate::gateway::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::snapshot::Snapshot;
 
 /// `--gateway-api`: whether the kube source watches the Gateway API kinds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -57,11 +62,6 @@ pub const KINDS: [&str; 5] = [
 
 /// Which of [`KINDS`] the API server serves; `None` until the first answer.
 pub type Served = Option<BTreeSet<String>>;
-
-/// `version/plural` of `K`.
-pub fn key<K: Resource<DynamicType = ()>>() -> String {
-    format!("{}/{}", K::version(&()), K::plural(&()))
-}
 
 /// Which of [`KINDS`] the API server serves (a 404 for a group version: none of it).
 pub async fn served(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
@@ -155,41 +155,133 @@ fn log_served(found: &BTreeSet<String>) {
     }
 }
 
-/// A reflector for `K` that starts once discovery says `K` is served.
-pub fn optional<K>(
+/// A reflector for `K` that starts once discovery says `needs` is served; `prune` applies to
+/// each object before it is stored.
+fn optional<K>(
     api: Api<K>,
+    needs: &'static str,
     mut served: watch::Receiver<Served>,
     changes: watch::Sender<u64>,
     ready: Arc<AtomicBool>,
+    prune: fn(&mut K),
 ) -> (Store<K>, Driver)
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let key = key::<K>();
     let driver = async move {
-        let is_served = |s: &Served| s.as_ref().is_some_and(|s| s.contains(&key));
-        if served.wait_for(is_served).await.is_err() {
+        if served.wait_for(|s| is_served(s, needs)).await.is_err() {
             return future::pending().await;
         }
-        drive(writer, api, watcher::Config::default(), changes, ready, |_| {}).await
+        drive(writer, api, watcher::Config::default(), changes, ready, prune).await
     };
     (reader, Box::pin(driver))
 }
 
-/// Resolves when `store` holds its initial list, or at once when `K` was not served at the
-/// first discovery answer (waits for that answer).
-pub async fn wait_ready<K>(store: &Store<K>, served: &watch::Receiver<Served>)
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    let mut served = served.clone();
-    let at_start = match served.wait_for(Option::is_some).await {
-        Ok(s) => s.as_ref().is_some_and(|s| s.contains(&key::<K>())),
-        Err(_) => false,
-    };
-    if at_start {
-        let _ = store.wait_until_ready().await;
+fn is_served(s: &Served, key: &str) -> bool {
+    s.as_ref().is_some_and(|s| s.contains(key))
+}
+
+/// Drop everything of a Namespace but its name and labels (all a listener's
+/// `allowedRoutes.namespaces.selector` looks at).
+fn keep_only_labels(n: &mut Namespace) {
+    n.metadata.annotations = None;
+    n.spec = None;
+    n.status = None;
+}
+
+/// The Gateway API stores (and Namespaces, for `allowedRoutes` selectors: watched once
+/// Gateways are served).
+#[derive(Clone)]
+pub struct GatewayStores {
+    served: watch::Receiver<Served>,
+    classes: Store<GatewayClass>,
+    gateways: Store<Gateway>,
+    http_routes: Store<HTTPRoute>,
+    grpc_routes: Store<GRPCRoute>,
+    grants: Store<ReferenceGrant>,
+    namespaces: Store<Namespace>,
+}
+
+impl GatewayStores {
+    /// The stores and the futures that drive discovery and the watches (`namespace`: `None`
+    /// = all; GatewayClasses and Namespaces are cluster-scoped).
+    pub fn start(
+        client: &Client,
+        namespace: Option<&str>,
+        mode: GatewayApi,
+        changes: &watch::Sender<u64>,
+        ready: &Arc<AtomicBool>,
+    ) -> (Self, Vec<Driver>) {
+        let (tx, served) = watch::channel(None);
+        let mut drivers: Vec<Driver> = vec![Box::pin(discover(client.clone(), mode, tx))];
+        let c = || (served.clone(), changes.clone(), ready.clone());
+        let (s, ch, r) = c();
+        let (classes, d) = optional(Api::all(client.clone()), KINDS[0], s, ch, r, |_| {});
+        drivers.push(d);
+        let (s, ch, r) = c();
+        let (gateways, d) = optional(api(client, namespace), KINDS[1], s, ch, r, |_| {});
+        drivers.push(d);
+        let (s, ch, r) = c();
+        let (http_routes, d) = optional(api(client, namespace), KINDS[2], s, ch, r, |_| {});
+        drivers.push(d);
+        let (s, ch, r) = c();
+        let (grpc_routes, d) = optional(api(client, namespace), KINDS[3], s, ch, r, |_| {});
+        drivers.push(d);
+        let (s, ch, r) = c();
+        let (grants, d) = optional(api(client, namespace), KINDS[4], s, ch, r, |_| {});
+        drivers.push(d);
+        let (s, ch, r) = c();
+        let all_ns = Api::<Namespace>::all(client.clone());
+        let (namespaces, d) = optional(all_ns, KINDS[1], s, ch, r, keep_only_labels);
+        drivers.push(d);
+        let stores = GatewayStores {
+            served,
+            classes,
+            gateways,
+            http_routes,
+            grpc_routes,
+            grants,
+            namespaces,
+        };
+        (stores, drivers)
+    }
+
+    /// Put the stores' objects into `snapshot`.
+    pub fn fill(&self, snapshot: &mut Snapshot) {
+        snapshot.gateway_classes = self.classes.state();
+        snapshot.gateways = self.gateways.state();
+        snapshot.http_routes = self.http_routes.state();
+        snapshot.grpc_routes = self.grpc_routes.state();
+        snapshot.reference_grants = self.grants.state();
+        snapshot.namespaces = self.namespaces.state();
+    }
+
+    /// Resolves when discovery has answered once and every store of a kind served then
+    /// holds its initial list.
+    pub async fn wait_ready(&self) {
+        let mut served = self.served.clone();
+        let at_start = match served.wait_for(Option::is_some).await {
+            Ok(s) => s.clone(),
+            Err(_) => None,
+        };
+        let now = |key: &str| is_served(&at_start, key);
+        if now(KINDS[0]) {
+            let _ = self.classes.wait_until_ready().await;
+        }
+        if now(KINDS[1]) {
+            let _ = self.gateways.wait_until_ready().await;
+            let _ = self.namespaces.wait_until_ready().await;
+        }
+        if now(KINDS[2]) {
+            let _ = self.http_routes.wait_until_ready().await;
+        }
+        if now(KINDS[3]) {
+            let _ = self.grpc_routes.wait_until_ready().await;
+        }
+        if now(KINDS[4]) {
+            let _ = self.grants.wait_until_ready().await;
+        }
     }
 }
 

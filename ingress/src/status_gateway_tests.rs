@@ -1,0 +1,170 @@
+//! [`plan`] and [`merge_parents`]: only changes are written, other controllers' parent
+//! entries are kept, transition times survive an unchanged status, server-side defaults do
+//! not cause rewrites.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use serde_json::json;
+
+use super::*;
+use crate::gateway::{GatewayClassStatus, RouteStatus};
+
+const OURS: &str = "berth.dev/gateway";
+
+fn time(s: &str) -> Time {
+    Time(s.parse().unwrap())
+}
+
+fn cond(type_: &str, ok: bool, reason: &str, generation: i64, at: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: String::new(),
+        observed_generation: Some(generation),
+        last_transition_time: time(at),
+    }
+}
+
+fn parent(name: &str, controller: &str, conditions: Vec<Condition>) -> RouteParentStatus {
+    RouteParentStatus {
+        parent_ref: ParentReference {
+            name: name.into(),
+            ..ParentReference::default()
+        },
+        controller_name: controller.into(),
+        conditions,
+    }
+}
+
+const T0: &str = "2026-01-01T00:00:00Z";
+const T1: &str = "2026-06-01T00:00:00Z";
+
+fn route(parents: &[RouteParentStatus]) -> HTTPRoute {
+    serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "default", "resourceVersion": "7", "generation": 1},
+        "spec": {"parentRefs": [{"name": "gw"}]},
+        "status": {"parents": parents}
+    }))
+    .unwrap()
+}
+
+fn want_route(parents: Vec<RouteParentStatus>) -> GatewayStatuses {
+    let mut want = GatewayStatuses::default();
+    want.http_routes
+        .insert(("default".into(), "r".into()), RouteStatus { parents });
+    want
+}
+
+fn snapshot_with(r: HTTPRoute) -> Snapshot {
+    Snapshot {
+        http_routes: vec![Arc::new(r)],
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn other_controllers_entries_are_kept_and_ours_replaced() {
+    let theirs = parent("their-gw", "example.com/other", vec![]);
+    let old_ours = parent("gw", OURS, vec![cond("Accepted", false, "NotAllowedByListeners", 1, T0)]);
+    let new_ours = parent("gw", OURS, vec![cond("Accepted", true, "Accepted", 1, T1)]);
+    let merged = merge_parents(&[theirs.clone(), old_ours], &[new_ours], OURS);
+    assert_eq!(merged.len(), 2);
+    assert_eq!(merged[0], theirs);
+    assert_eq!(merged[1].conditions[0].reason, "Accepted");
+    // The status changed: the new time.
+    assert_eq!(merged[1].conditions[0].last_transition_time, time(T1));
+    // Defaults filled in as the server would.
+    assert_eq!(merged[1].parent_ref.group.as_deref(), Some(GROUP));
+    assert_eq!(merged[1].parent_ref.kind.as_deref(), Some("Gateway"));
+}
+
+#[test]
+fn an_unchanged_route_status_is_not_written_again() {
+    // What the server stores after our write: defaults filled, our earlier time.
+    let stored = merge_parents(
+        &[],
+        &[parent("gw", OURS, vec![cond("Accepted", true, "Accepted", 1, T0)])],
+        OURS,
+    );
+    let snap = snapshot_with(route(&stored));
+    // Recomputed later: same conditions, a later `now`.
+    let want = want_route(vec![parent(
+        "gw",
+        OURS,
+        vec![cond("Accepted", true, "Accepted", 1, T1)],
+    )]);
+    assert_eq!(plan(&snap, want, OURS), []);
+    // A new generation is a change.
+    let want = want_route(vec![parent(
+        "gw",
+        OURS,
+        vec![cond("Accepted", true, "Accepted", 2, T1)],
+    )]);
+    let writes = plan(&snap, want, OURS);
+    assert_eq!(writes.len(), 1);
+    let w = &writes[0];
+    assert_eq!(w.kind, StatusKind::HTTPRoute);
+    assert_eq!(w.resource_version.as_deref(), Some("7"));
+    assert_eq!(w.patch()["metadata"]["resourceVersion"], "7");
+    let c = &w.status["parents"][0]["conditions"][0];
+    assert_eq!(c["observedGeneration"], 2);
+    assert_eq!(c["lastTransitionTime"], T0, "status unchanged: time kept");
+}
+
+#[test]
+fn our_entry_goes_when_the_route_leaves_our_gateways() {
+    let theirs = parent("their-gw", "example.com/other", vec![]);
+    let ours = parent("gw", OURS, vec![cond("Accepted", true, "Accepted", 1, T0)]);
+    let snap = snapshot_with(route(&[theirs.clone(), ours]));
+    let writes = plan(&snap, GatewayStatuses::default(), OURS);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].status, json!({"parents": [theirs]}));
+    // Nothing of ours there: nothing to write.
+    let snap = snapshot_with(route(std::slice::from_ref(&theirs)));
+    assert_eq!(plan(&snap, GatewayStatuses::default(), OURS), []);
+}
+
+#[test]
+fn gateway_class_written_once_per_change() {
+    let class: GatewayClass = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "berth", "resourceVersion": "3", "generation": 1},
+        "spec": {"controllerName": OURS},
+        "status": {"conditions": [{"type": "Accepted", "status": "Unknown", "reason": "Pending",
+            "message": "Waiting for controller", "lastTransitionTime": "1970-01-01T00:00:00Z"}]}
+    }))
+    .unwrap();
+    let mut snap = Snapshot {
+        gateway_classes: vec![Arc::new(class.clone())],
+        ..Snapshot::default()
+    };
+    let mut want = GatewayStatuses::default();
+    want.classes.insert(
+        "berth".into(),
+        GatewayClassStatus {
+            conditions: vec![cond("Accepted", true, "Accepted", 1, T1)],
+        },
+    );
+    let writes = plan(&snap, want.clone(), OURS);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].namespace, None);
+    assert_eq!(writes[0].status["conditions"][0]["status"], "True");
+    // Once stored, the same result at a later time writes nothing.
+    let mut stored = class;
+    stored.status = Some(serde_json::from_value(writes[0].status.clone()).unwrap());
+    snap.gateway_classes = vec![Arc::new(stored)];
+    want.classes.get_mut("berth").unwrap().conditions[0].last_transition_time =
+        time("2027-01-01T00:00:00Z");
+    assert_eq!(plan(&snap, want, OURS), []);
+}
+
+#[test]
+fn published_addresses_become_typed_gateway_addresses() {
+    let a = addresses(&["192.0.2.1".into(), "2001:db8::1".into(), "lb.example.com".into()]);
+    let types: Vec<_> = a.iter().map(|a| a.type_.as_deref().unwrap()).collect();
+    assert_eq!(types, ["IPAddress", "IPAddress", "Hostname"]);
+    assert_eq!(a[2].value, "lb.example.com");
+}
