@@ -266,7 +266,7 @@ fn current(ing: &Ingress) -> Vec<IngressLoadBalancerIngress> {
 }
 
 /// The current snapshot, for the Gateway API statuses.
-pub type SnapshotFn = Box<dyn Fn() -> crate::snapshot::Snapshot + Send>;
+pub type SnapshotFn = Box<dyn Fn() -> crate::snapshot::Snapshot + Send + Sync>;
 
 /// Writes the status of our Ingresses (leader only), and with [`StatusWriter::with_gateway`]
 /// that of our Gateway API objects (`status_gateway.rs`) with the same addresses.

@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource};
 use serde_json::{Value, json};
 
 use crate::gateway::{
-    self, GRPCRoute, GROUP, Gateway, GatewayClass, GatewayStatusAddress, GatewayStatuses,
+    self, GROUP, GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, GatewayStatuses,
     HTTPRoute, ParentReference, RouteParentStatus, keep_transition_times,
 };
 use crate::snapshot::Snapshot;
@@ -110,9 +110,10 @@ pub fn merge_parents(
     for new in ours {
         let mut new = new.clone();
         new.parent_ref = defaulted(&new.parent_ref);
-        if let Some(old) = current.iter().find(|o| {
-            o.controller_name == controller && defaulted(&o.parent_ref) == new.parent_ref
-        }) {
+        if let Some(old) = current
+            .iter()
+            .find(|o| o.controller_name == controller && defaulted(&o.parent_ref) == new.parent_ref)
+        {
             keep_transition_times(&old.conditions, &mut new.conditions);
         }
         out.push(new);
@@ -192,13 +193,16 @@ pub fn plan(snapshot: &Snapshot, mut want: GatewayStatuses, controller: &str) ->
     out
 }
 
+/// (kind, namespace, name).
+type ObjectKey = (StatusKind, Option<String>, String);
+/// (resourceVersion written from, resourceVersion our write produced, status written).
+type Written = (Option<String>, Option<String>, Value);
+
 /// Writes the status of our Gateway API objects (leader only).
 pub struct GatewayStatusWriter {
     client: Client,
     config: TranslateConfig,
-    /// (kind, namespace, name) -> (resourceVersion written from, resourceVersion our write
-    /// produced, status written).
-    written: HashMap<(StatusKind, Option<String>, String), (Option<String>, Option<String>, Value)>,
+    written: HashMap<ObjectKey, Written>,
 }
 
 fn is_gone_or_conflict(e: &kube::Error) -> bool {
@@ -214,14 +218,21 @@ impl GatewayStatusWriter {
         }
     }
 
-    async fn patch<K>(&self, w: &Write) -> Result<Option<String>, kube::Error>
+    /// The API for `w`'s object (cluster-scoped when it has no namespace).
+    fn api<K>(&self, w: &Write) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match &w.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    async fn patch<K>(api: Api<K>, w: &Write) -> Result<Option<String>, kube::Error>
     where
         K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let api: Api<K> = match &w.namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
-            None => Api::all_with(self.client.clone(), &()),
-        };
         let done = api
             .patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&w.patch()))
             .await?;
@@ -247,10 +258,13 @@ impl GatewayStatusWriter {
                 continue; // our write is not in the store yet, or is what it shows
             }
             let result = match w.kind {
-                StatusKind::GatewayClass => self.patch::<GatewayClass>(&w).await,
-                StatusKind::Gateway => self.patch::<Gateway>(&w).await,
-                StatusKind::HTTPRoute => self.patch::<HTTPRoute>(&w).await,
-                StatusKind::GRPCRoute => self.patch::<GRPCRoute>(&w).await,
+                StatusKind::GatewayClass => {
+                    let api = Api::<GatewayClass>::all(self.client.clone());
+                    Self::patch(api, &w).await
+                }
+                StatusKind::Gateway => Self::patch(self.api::<Gateway>(&w), &w).await,
+                StatusKind::HTTPRoute => Self::patch(self.api::<HTTPRoute>(&w), &w).await,
+                StatusKind::GRPCRoute => Self::patch(self.api::<GRPCRoute>(&w), &w).await,
             };
             match result {
                 Ok(after) => {

@@ -68,7 +68,11 @@ fn snapshot_with(r: HTTPRoute) -> Snapshot {
 #[test]
 fn other_controllers_entries_are_kept_and_ours_replaced() {
     let theirs = parent("their-gw", "example.com/other", vec![]);
-    let old_ours = parent("gw", OURS, vec![cond("Accepted", false, "NotAllowedByListeners", 1, T0)]);
+    let old_ours = parent(
+        "gw",
+        OURS,
+        vec![cond("Accepted", false, "NotAllowedByListeners", 1, T0)],
+    );
     let new_ours = parent("gw", OURS, vec![cond("Accepted", true, "Accepted", 1, T1)]);
     let merged = merge_parents(&[theirs.clone(), old_ours], &[new_ours], OURS);
     assert_eq!(merged.len(), 2);
@@ -86,7 +90,11 @@ fn an_unchanged_route_status_is_not_written_again() {
     // What the server stores after our write: defaults filled, our earlier time.
     let stored = merge_parents(
         &[],
-        &[parent("gw", OURS, vec![cond("Accepted", true, "Accepted", 1, T0)])],
+        &[parent(
+            "gw",
+            OURS,
+            vec![cond("Accepted", true, "Accepted", 1, T0)],
+        )],
         OURS,
     );
     let snap = snapshot_with(route(&stored));
@@ -163,7 +171,11 @@ fn gateway_class_written_once_per_change() {
 
 #[test]
 fn published_addresses_become_typed_gateway_addresses() {
-    let a = addresses(&["192.0.2.1".into(), "2001:db8::1".into(), "lb.example.com".into()]);
+    let a = addresses(&[
+        "192.0.2.1".into(),
+        "2001:db8::1".into(),
+        "lb.example.com".into(),
+    ]);
     let types: Vec<_> = a.iter().map(|a| a.type_.as_deref().unwrap()).collect();
     assert_eq!(types, ["IPAddress", "IPAddress", "Hostname"]);
     assert_eq!(a[2].value, "lb.example.com");

@@ -149,7 +149,10 @@ fn log_served(found: &BTreeSet<String>) {
             .copied()
             .filter(|k| !found.contains(*k))
             .collect();
-        tracing::info!(?missing, "some Gateway API kinds are not served; looking again every {every} s");
+        tracing::info!(
+            ?missing,
+            "some Gateway API kinds are not served; looking again every {every} s"
+        );
     } else {
         tracing::info!("Gateway API kinds served: watching them");
     }
@@ -173,7 +176,15 @@ where
         if served.wait_for(|s| is_served(s, needs)).await.is_err() {
             return future::pending().await;
         }
-        drive(writer, api, watcher::Config::default(), changes, ready, prune).await
+        drive(
+            writer,
+            api,
+            watcher::Config::default(),
+            changes,
+            ready,
+            prune,
+        )
+        .await
     };
     (reader, Box::pin(driver))
 }

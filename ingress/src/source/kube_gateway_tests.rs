@@ -139,10 +139,7 @@ async fn a_failing_discovery_does_not_hold_up_the_ingress_config() {
 
 #[tokio::test(start_paused = true)]
 async fn on_and_off_never_ask() {
-    for (mode, want) in [
-        (GatewayApi::On, all()),
-        (GatewayApi::Off, BTreeSet::new()),
-    ] {
+    for (mode, want) in [(GatewayApi::On, all()), (GatewayApi::Off, BTreeSet::new())] {
         let mut f = start(mode, Api::Installed);
         f.served.wait_for(Option::is_some).await.unwrap();
         assert_eq!(*f.served.borrow(), Some(want));
@@ -150,4 +147,109 @@ async fn on_and_off_never_ask() {
         settle().await;
         assert_eq!(*f.asked.borrow(), 0, "{mode:?}");
     }
+}
+
+/// A whole kube source against an API server that has the Gateway API CRDs or not: lists
+/// hold one HTTPRoute and one Namespace; every watch hangs. Records every path asked for.
+async fn cluster(mut handle: Handle, installed: bool, paths: watch::Sender<Vec<String>>) {
+    let mut hanging = Vec::new();
+    while let Some((req, send)) = handle.next_request().await {
+        let path = req.uri().path().to_owned();
+        let watch = req.uri().query().unwrap_or("").contains("watch=true");
+        paths.send_modify(|p| p.push(path.clone()));
+        if watch {
+            hanging.push(send);
+            continue;
+        }
+        let list = |items: Vec<serde_json::Value>| {
+            let body = json!({"apiVersion": "v1", "kind": "List",
+                              "metadata": {"resourceVersion": "1"}, "items": items});
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap()
+        };
+        let resp = match path.as_str() {
+            "/apis/gateway.networking.k8s.io/v1" | "/apis/gateway.networking.k8s.io/v1beta1"
+                if !installed =>
+            {
+                status(404)
+            }
+            "/apis/gateway.networking.k8s.io/v1" => Response::builder()
+                .body(Body::from(resources(
+                    "gateway.networking.k8s.io/v1",
+                    &["gatewayclasses", "gateways", "httproutes", "grpcroutes"],
+                )))
+                .unwrap(),
+            "/apis/gateway.networking.k8s.io/v1beta1" => Response::builder()
+                .body(Body::from(resources(
+                    "gateway.networking.k8s.io/v1beta1",
+                    &["referencegrants"],
+                )))
+                .unwrap(),
+            "/apis/gateway.networking.k8s.io/v1/httproutes" => list(vec![json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "r", "namespace": "default", "resourceVersion": "1",
+                             "managedFields": [{"manager": "kubectl"}]},
+                "spec": {"parentRefs": [{"name": "gw"}]}})]),
+            "/api/v1/namespaces" => list(vec![json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "default", "labels": {"team": "a"},
+                             "annotations": {"big": "x"}}})]),
+            p if p.starts_with("/apis/gateway.networking.k8s.io/") && !installed => {
+                panic!("watched {p} without the CRDs")
+            }
+            _ => list(vec![]),
+        };
+        send.send_response(resp);
+    }
+}
+
+async fn start_source(installed: bool) -> (KubeSource, watch::Receiver<Vec<String>>) {
+    use super::super::kube::{KubeConfig, KubeSource};
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(mock, "default");
+    let (paths_tx, paths) = watch::channel(Vec::new());
+    tokio::spawn(cluster(handle, installed, paths_tx));
+    let (changes, mut seen) = watch::channel(0u64);
+    let (source, driver) = KubeSource::start(client, &KubeConfig::default(), changes);
+    tokio::spawn(driver);
+    tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|n| *n > 0))
+        .await
+        .expect("initial lists announced")
+        .unwrap();
+    (source, paths)
+}
+
+use super::super::Source as _;
+use super::super::kube::KubeSource;
+
+#[tokio::test]
+async fn without_the_crds_the_source_is_ready_and_never_watches_them() {
+    let (source, paths) = start_source(false).await;
+    let snap = source.snapshot();
+    assert!(snap.http_routes.is_empty() && snap.namespaces.is_empty());
+    let asked = paths.borrow().clone();
+    assert!(asked.iter().any(|p| p == "/api/v1/services"), "{asked:?}");
+    assert!(
+        !asked.iter().any(|p| p == "/api/v1/namespaces"),
+        "{asked:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_crds_routes_and_namespace_labels_are_in_the_first_snapshot() {
+    let (source, _) = start_source(true).await;
+    let snap = source.snapshot();
+    assert_eq!(snap.http_routes.len(), 1);
+    assert!(
+        snap.http_routes[0]
+            .metadata
+            .managed_fields
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+    );
+    assert_eq!(snap.namespaces.len(), 1);
+    let ns = &snap.namespaces[0].metadata;
+    assert_eq!(ns.labels.as_ref().unwrap()["team"], "a");
+    assert!(ns.annotations.is_none(), "only labels are kept");
 }

@@ -8,18 +8,18 @@ use super::*;
 /// The bundle version vendored into deploy/ingress/gateway-api (see its kustomization.yaml).
 const BUNDLE_VERSION: &str = "v1.4.1";
 /// The controllerName berth-ingress accepts by default.
-const CONTROLLER_NAME: &str = "berth.dev/gateway";
+const CONTROLLER_NAME: &str = berth_ingress::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME;
 
-/// A Gateway API object in deploy/: served version of its kind, with a spec.
+/// A Gateway API object in deploy/: parses into berth-ingress's own type for its kind with
+/// nothing lost (a misspelled field would be ignored by the controller).
 pub fn gateway_api_object(file: &Path, v: &Value) {
-    assert_eq!(
-        v["apiVersion"],
-        "gateway.networking.k8s.io/v1",
-        "{}: {}",
-        file.display(),
-        v["kind"]
-    );
-    assert!(v["spec"].is_object(), "{}: no spec", file.display());
+    use berth_ingress::gateway::{Gateway, GatewayClass, HTTPRoute};
+    match v["kind"].as_str() {
+        Some("GatewayClass") => drop(strict::<GatewayClass>(file, v)),
+        Some("Gateway") => drop(strict::<Gateway>(file, v)),
+        Some("HTTPRoute") => drop(strict::<HTTPRoute>(file, v)),
+        other => panic!("{}: {other:?}", file.display()),
+    }
 }
 
 /// `kubectl kustomize DIR` as documents (None: kubectl is missing).
