@@ -2,8 +2,12 @@
 //! mapping a `clusterID` (named by the StorageClass) to the cluster's monitors.
 //!
 //! ```json
-//! [{"clusterID": "ceph1", "monitors": ["10.0.0.1:6789", "10.0.0.2:6789"]}]
+//! [{"clusterID": "ceph1", "monitors": ["10.0.0.1:6789", "10.0.0.2:6789"],
+//!   "rbd": {"radosNamespace": "tenant-a"}}]
 //! ```
+//!
+//! `rbd.radosNamespace` puts every image, snapshot, clone and journal key of that cluster's
+//! new volumes in that RADOS namespace (the volume ID carries it, see [`crate::volume_id`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,9 +22,15 @@ struct Entry {
     #[serde(rename = "clusterID")]
     cluster_id: String,
     monitors: Vec<String>,
-    /// ceph-csi has per-cluster sub-configs (cephFS, rbd namespaces…); accepted, unused.
-    #[serde(default, rename = "rbd")]
-    _rbd: Option<serde_json::Value>,
+    #[serde(default)]
+    rbd: RbdEntry,
+}
+
+/// ceph-csi's per-cluster `rbd` sub-config; other keys of it (mirroring…) are accepted, unused.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+struct RbdEntry {
+    #[serde(default, rename = "radosNamespace")]
+    rados_namespace: String,
 }
 
 /// Why a cluster config file is refused.
@@ -36,17 +46,22 @@ pub enum ConfigError {
     BadMonitor { cluster: String, monitor: String },
     #[error("clusterID {0:?} is listed twice")]
     Duplicate(String),
+    #[error("clusterID {cluster:?}: radosNamespace {namespace:?} is not a legal name")]
+    BadNamespace { cluster: String, namespace: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterConfig {
     monitors: HashMap<String, Vec<String>>,
+    /// clusterID -> RADOS namespace of new volumes (absent: the default namespace).
+    namespaces: HashMap<String, String>,
 }
 
 impl ClusterConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let entries: Vec<Entry> = serde_json::from_str(text).map_err(ConfigError::Json)?;
         let mut monitors = HashMap::new();
+        let mut namespaces = HashMap::new();
         for e in entries {
             if e.cluster_id.is_empty() {
                 return Err(ConfigError::EmptyClusterId);
@@ -60,11 +75,29 @@ impl ClusterConfig {
                     cluster: e.cluster_id,
                 });
             }
+            let ns = e.rbd.rados_namespace;
+            if !ns.is_empty() && !crate::volume_id::legal_name(&ns) {
+                return Err(ConfigError::BadNamespace {
+                    cluster: e.cluster_id,
+                    namespace: ns,
+                });
+            }
             if monitors.insert(e.cluster_id.clone(), e.monitors).is_some() {
                 return Err(ConfigError::Duplicate(e.cluster_id));
             }
+            if !ns.is_empty() {
+                namespaces.insert(e.cluster_id, ns);
+            }
         }
-        Ok(ClusterConfig { monitors })
+        Ok(ClusterConfig {
+            monitors,
+            namespaces,
+        })
+    }
+
+    /// The RADOS namespace new volumes of `cluster_id` go to ("" is the default one).
+    pub fn rados_namespace(&self, cluster_id: &str) -> &str {
+        self.namespaces.get(cluster_id).map_or("", String::as_str)
     }
 
     /// The clusterID when exactly one cluster is configured.
@@ -131,6 +164,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.mon_host("a").unwrap(), "10.0.0.1:6789,10.0.0.2:6789");
         assert_eq!(c.monitors("b").unwrap().len(), 1);
+        assert_eq!(c.rados_namespace("a"), "");
+        let c = ClusterConfig::parse(
+            r#"[{"clusterID":"a","monitors":["m:1"],"rbd":{"radosNamespace":"ns1","x":1}}]"#,
+        )
+        .unwrap();
+        assert_eq!(c.rados_namespace("a"), "ns1");
         assert_eq!(
             c.monitors("zzz").unwrap_err().code(),
             tonic::Code::InvalidArgument
@@ -146,6 +185,8 @@ mod tests {
             r#"[{"clusterID":"a","monitors":["a:1\nkey = x"]}]"#,
             r#"[{"clusterID":"a","monitors":["a:1"]},{"clusterID":"a","monitors":["b:1"]}]"#,
             r#"[{"clusterID":"a","monitors":["a:1"],"typo":1}]"#,
+            r#"[{"clusterID":"a","monitors":["a:1"],"rbd":{"radosNamespace":"a/b"}}]"#,
+            r#"[{"clusterID":"a","monitors":["a:1"],"rbd":{"radosNamespace":7}}]"#,
         ] {
             assert!(ClusterConfig::parse(bad).is_err(), "{bad}");
         }

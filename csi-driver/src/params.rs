@@ -97,10 +97,14 @@ impl VolumeParams {
     }
 
     /// The volume_context handed to the node service with the volume.
-    pub fn volume_context(&self, image: &str) -> HashMap<String, String> {
+    /// The volume context of image `image` in RADOS namespace `ns` ("" is the default one).
+    pub fn volume_context(&self, image: &str, ns: &str) -> HashMap<String, String> {
         let mut ctx: HashMap<String, String> = self.node.clone().into_iter().collect();
         ctx.insert("clusterID".into(), self.cluster_id.clone());
         ctx.insert("pool".into(), self.pool.clone());
+        if !ns.is_empty() {
+            ctx.insert("radosNamespace".into(), ns.into());
+        }
         ctx.insert("imageName".into(), image.into());
         ctx.insert("imageFeatures".into(), self.features_text.clone());
         if let Some(dp) = &self.data_pool {

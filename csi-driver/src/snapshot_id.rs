@@ -10,18 +10,25 @@
 //!  │     │                  └ pool name length, 4 hex digits
 //!  │     └ clusterID length, 4 hex digits
 //!  └ layout version ("s" so a snapshot ID never decodes as a volume ID and back)
+//! s002-<LLLL>-<clusterID>-<PPPP>-<pool>-<NNNN>-<namespace>-<IIII>-<image>-<snapshot>
+//!                                         └ RADOS namespace (layout s002 only)
 //! ```
+//!
+//! As for volumes, a snapshot in the default RADOS namespace keeps layout s001.
 
 use std::fmt;
 
 use crate::volume_id::{NotOurs, VolumeId, decode_parts, encode_parts, legal_name};
 
 const VERSION: &str = "s001";
+const VERSION_NS: &str = "s002";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotId {
     pub cluster_id: String,
     pub pool: String,
+    /// RADOS namespace; "" is the default one.
+    pub namespace: String,
     pub image: String,
     pub snap: String,
 }
@@ -31,26 +38,44 @@ impl SnapshotId {
         SnapshotId {
             cluster_id: cluster_id.into(),
             pool: pool.into(),
+            namespace: String::new(),
             image: image.into(),
             snap: snap.into(),
         }
     }
 
+    /// The same snapshot in RADOS namespace `ns` ("" is the default one).
+    pub fn in_namespace(mut self, ns: &str) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+
+    /// The snapshot's source volume.
+    pub fn volume(&self) -> VolumeId {
+        VolumeId::new(&self.cluster_id, &self.pool, &self.image).in_namespace(&self.namespace)
+    }
+
     /// Encode; `None` when a part is empty/non-ASCII or the result exceeds 128 bytes.
     pub fn encode(&self) -> Option<String> {
-        self.legal().then(|| {
-            encode_parts(
-                VERSION,
-                &[&self.cluster_id, &self.pool, &self.image],
-                &self.snap,
-            )
-        })?
+        if !self.legal() {
+            return None;
+        }
+        let (c, p, i) = (&*self.cluster_id, &*self.pool, &*self.image);
+        if self.namespace.is_empty() {
+            encode_parts(VERSION, &[c, p, i], &self.snap)
+        } else {
+            encode_parts(VERSION_NS, &[c, p, &self.namespace, i], &self.snap)
+        }
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let ([cluster_id, pool, image], snap) =
-            decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
-        let s = SnapshotId::new(cluster_id, pool, image, snap);
+        let s = if let Some(([c, p, i], snap)) = decode_parts(id, VERSION) {
+            SnapshotId::new(c, p, i, snap)
+        } else if let Some(([c, p, ns, i], snap)) = decode_parts(id, VERSION_NS) {
+            SnapshotId::new(c, p, i, snap).in_namespace(ns)
+        } else {
+            return Err(NotOurs(id.to_string()));
+        };
         s.legal()
             .then_some(s)
             .ok_or_else(|| NotOurs(id.to_string()))
@@ -58,10 +83,7 @@ impl SnapshotId {
 
     /// The parts are legal names (see [`crate::volume_id::legal_name`]).
     fn legal(&self) -> bool {
-        VolumeId::new(&self.cluster_id, &self.pool, &self.image)
-            .encode()
-            .is_some()
-            && legal_name(&self.snap)
+        self.volume().encode().is_some() && legal_name(&self.snap)
     }
 }
 
@@ -69,8 +91,10 @@ impl fmt::Display for SnapshotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}/{}@{}@{}",
-            self.pool, self.image, self.snap, self.cluster_id
+            "{}@{}@{}",
+            self.volume().spec(),
+            self.snap,
+            self.cluster_id
         )
     }
 }
@@ -87,6 +111,14 @@ mod tests {
         assert_eq!(SnapshotId::decode(&s).unwrap(), id);
         let dashy = SnapshotId::new("a-b", "p-1", "i-0002-x", "s-0001");
         assert_eq!(SnapshotId::decode(&dashy.encode().unwrap()).unwrap(), dashy);
+        let ns = SnapshotId::new("ceph1", "rbd", "csi-vol-a", "csi-snap-b").in_namespace("t-1");
+        let s = ns.encode().unwrap();
+        assert_eq!(
+            s,
+            "s002-0005-ceph1-0003-rbd-0003-t-1-0009-csi-vol-a-csi-snap-b"
+        );
+        assert_eq!(SnapshotId::decode(&s).unwrap(), ns);
+        assert_eq!(ns.volume().namespace, "t-1");
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //!  │     │                  └ pool name length, 4 lowercase hex digits
 //!  │     └ clusterID length, 4 lowercase hex digits
 //!  └ layout version
+//! 0002-<LLLL>-<clusterID>-<PPPP>-<pool>-<NNNN>-<namespace>-<image>
+//!                                         └ RADOS namespace (layout 0002 only)
 //! ```
+//!
+//! A volume in the default RADOS namespace keeps layout 0001 (IDs issued before namespaces
+//! existed still decode, and still get issued the same); one in a namespace gets 0002.
 //!
 //! Length prefixes make the encoding unambiguous whatever characters the clusterID or pool
 //! contain. Anything that does not decode is an ID we could not have issued: callers answer
@@ -22,8 +27,10 @@
 
 use std::fmt;
 
-/// The current layout version.
+/// The layout version of volumes in the default RADOS namespace.
 const VERSION: &str = "0001";
+/// The layout version of volumes in a named RADOS namespace.
+const VERSION_NS: &str = "0002";
 /// CSI's limit on ID length.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -31,6 +38,8 @@ pub const MAX_ID_LEN: usize = 128;
 pub struct VolumeId {
     pub cluster_id: String,
     pub pool: String,
+    /// RADOS namespace; "" is the default one.
+    pub namespace: String,
     pub image: String,
 }
 
@@ -68,27 +77,56 @@ impl VolumeId {
         VolumeId {
             cluster_id: cluster_id.into(),
             pool: pool.into(),
+            namespace: String::new(),
             image: image.into(),
         }
     }
 
+    /// The same volume in RADOS namespace `ns` ("" is the default one).
+    pub fn in_namespace(mut self, ns: &str) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+
     /// Encode; `None` when the result would exceed the CSI limit or a part is empty.
     pub fn encode(&self) -> Option<String> {
-        self.legal()
-            .then(|| encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image))?
+        if !self.legal() {
+            return None;
+        }
+        if self.namespace.is_empty() {
+            encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image)
+        } else {
+            let fields = [&*self.cluster_id, &self.pool, &self.namespace];
+            encode_parts(VERSION_NS, &fields, &self.image)
+        }
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let ([cluster_id, pool], image) =
-            decode_parts(id, VERSION).ok_or_else(|| NotOurs(id.to_string()))?;
-        let v = VolumeId::new(cluster_id, pool, image);
+        let v = if let Some(([cluster_id, pool], image)) = decode_parts(id, VERSION) {
+            VolumeId::new(cluster_id, pool, image)
+        } else if let Some(([cluster_id, pool, ns], image)) = decode_parts(id, VERSION_NS) {
+            VolumeId::new(cluster_id, pool, image).in_namespace(ns)
+        } else {
+            return Err(NotOurs(id.to_string()));
+        };
         v.legal()
             .then_some(v)
             .ok_or_else(|| NotOurs(id.to_string()))
     }
 
+    /// The image as the rbd CLI names it: `pool/image` or `pool/namespace/image`.
+    pub fn spec(&self) -> String {
+        match self.namespace.as_str() {
+            "" => format!("{}/{}", self.pool, self.image),
+            ns => format!("{}/{ns}/{}", self.pool, self.image),
+        }
+    }
+
     fn legal(&self) -> bool {
-        legal_cluster_id(&self.cluster_id) && legal_name(&self.pool) && legal_name(&self.image)
+        legal_cluster_id(&self.cluster_id)
+            && legal_name(&self.pool)
+            && legal_name(&self.image)
+            && (self.namespace.is_empty() || legal_name(&self.namespace))
     }
 }
 
@@ -148,7 +186,7 @@ fn take_field(s: &str) -> Option<(&str, &str)> {
 
 impl fmt::Display for VolumeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}@{}", self.pool, self.image, self.cluster_id)
+        write!(f, "{}@{}", self.spec(), self.cluster_id)
     }
 }
 
@@ -175,6 +213,22 @@ mod tests {
     fn layout_is_stable() {
         let s = VolumeId::new("ceph1", "rbd", "csi-vol-x").encode().unwrap();
         assert_eq!(s, "0001-0005-ceph1-0003-rbd-csi-vol-x");
+    }
+
+    #[test]
+    fn a_namespace_is_carried_and_old_ids_still_decode() {
+        let id = VolumeId::new("ceph1", "rbd", "csi-vol-x").in_namespace("tenant-a");
+        let s = id.encode().unwrap();
+        assert_eq!(s, "0002-0005-ceph1-0003-rbd-0008-tenant-a-csi-vol-x");
+        assert_eq!(VolumeId::decode(&s).unwrap(), id);
+        assert_eq!(id.spec(), "rbd/tenant-a/csi-vol-x");
+        let old = VolumeId::decode("0001-0005-ceph1-0003-rbd-csi-vol-x").unwrap();
+        assert_eq!(old.namespace, "");
+        assert_eq!(old.spec(), "rbd/csi-vol-x");
+        for bad in ["a/b", "..", "-x"] {
+            let raw = format!("0002-0001-c-0003-rbd-{:04x}-{bad}-img", bad.len());
+            assert!(VolumeId::decode(&raw).is_err(), "{raw:?} decoded");
+        }
     }
 
     #[test]

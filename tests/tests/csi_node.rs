@@ -13,6 +13,9 @@ use berth_tests::node_fixture::{CLUSTER_ID, NodeEnv, block_cap, case, mount_cap,
 use berth_tests::sweep;
 use tonic::Code;
 
+#[path = "csi_node/namespaces.rs"]
+mod namespaces;
+
 fn main() {
     run_suite(vec![
         case(
@@ -27,6 +30,9 @@ fn main() {
         }),
         case("every_node_call_repeated_10_times_answers_the_same", |e| {
             Box::pin(idempotent(e))
+        }),
+        case("rados_namespace_end_to_end", |e| {
+            Box::pin(namespaces::rados_namespace_end_to_end(e))
         }),
     ])
 }

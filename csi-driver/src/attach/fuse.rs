@@ -79,7 +79,7 @@ fn wait_ready(
         if let Ok(Some(status)) = child.try_wait() {
             return Err(failed(format!(
                 "rbd-fuse for {}/{} exited ({status}) before exposing the image; its log: {}",
-                t.pool,
+                t.pool_spec(),
                 t.image,
                 log_tail(log)
             )));
@@ -95,7 +95,7 @@ fn wait_ready(
             let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
             if !names.iter().any(|n| n.to_str() == Some(t.image)) {
                 return Err(AttachError::ImageNotFound {
-                    pool: t.pool.to_string(),
+                    pool: t.pool_spec(),
                     image: t.image.to_string(),
                 });
             }
@@ -103,7 +103,7 @@ fn wait_ready(
         if Instant::now() > deadline {
             return Err(failed(format!(
                 "rbd-fuse did not expose {}/{} within {READY_TIMEOUT:?}; its log: {}",
-                t.pool,
+                t.pool_spec(),
                 t.image,
                 log_tail(log)
             )));
@@ -209,8 +209,11 @@ fn spawn(t: &Target<'_>, dir: &Path, log_path: &Path) -> Result<Child, AttachErr
     let mut cmd = Command::new("rbd-fuse");
     cmd.arg("-c")
         .arg(&t.client.conf)
-        .args(["-p", t.pool, "-r", t.image, "-f"])
-        .arg(dir)
+        .args(["-p", t.pool, "-r", t.image, "-f"]);
+    if !t.namespace.is_empty() {
+        cmd.args(["-s", t.namespace]);
+    }
+    cmd.arg(dir)
         // The user id is not a secret; the key is read from the conf's keyfile.
         .env("CEPH_ARGS", format!("--id {}", t.client.user))
         .stdin(Stdio::null())

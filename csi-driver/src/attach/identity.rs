@@ -25,11 +25,11 @@ pub struct ImageSpec {
 }
 
 impl ImageSpec {
-    /// A volume: the image itself in the default namespace.
-    pub fn volume(pool: &str, image: &str) -> ImageSpec {
+    /// A volume: the image itself in RADOS namespace `namespace` ("" is the default one).
+    pub fn volume(pool: &str, namespace: &str, image: &str) -> ImageSpec {
         ImageSpec {
             pool: pool.into(),
-            namespace: String::new(),
+            namespace: namespace.into(),
             image: image.into(),
             snap: None,
         }
@@ -202,7 +202,7 @@ mod tests {
             ],
             &[],
         );
-        let want = ImageSpec::volume("rbd", "img-b");
+        let want = ImageSpec::volume("rbd", "", "img-b");
         let at = |d: &str| krbd_mapping(t.path(), Path::new(d));
         assert!(verify(Path::new("/dev/rbd1"), at("/dev/rbd1").as_ref(), &want).is_ok());
         let e = verify(Path::new("/dev/rbd0"), at("/dev/rbd0").as_ref(), &want).unwrap_err();
@@ -232,7 +232,7 @@ mod tests {
         );
         let all = krbd_mappings(t.path());
         assert_eq!(all.len(), 3);
-        let want = ImageSpec::volume("rbd", "img-b");
+        let want = ImageSpec::volume("rbd", "", "img-b");
         let left = unrecorded(&all, &want, &[PathBuf::from("/dev/rbd1")]);
         assert_eq!(left, vec![Path::new("/dev/rbd4")]);
         assert!(krbd_mappings(Path::new("/nonexistent")).is_empty());
@@ -245,7 +245,7 @@ mod tests {
         let m = parse_nbd_list(out);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].0, PathBuf::from("/dev/nbd0"));
-        assert_eq!(m[0].1, ImageSpec::volume("rbd", "img-b"));
+        assert_eq!(m[0].1, ImageSpec::volume("rbd", "", "img-b"));
         assert!(parse_nbd_list("garbage").is_empty());
         assert!(parse_nbd_list("[]").is_empty());
     }
@@ -264,6 +264,7 @@ mod tests {
             Some(PathBuf::from("/var/lib/berth-csi/volumes/ab/fuse/img-b"))
         );
         assert_eq!(loop_backing(t.path(), Path::new("/dev/loop4")), None);
-        assert_eq!(ImageSpec::volume("p", "i").to_string(), "p/i");
+        assert_eq!(ImageSpec::volume("p", "", "i").to_string(), "p/i");
+        assert_eq!(ImageSpec::volume("p", "n", "i").to_string(), "p/n/i");
     }
 }

@@ -25,7 +25,7 @@ pub(super) fn map(device_type: &str, t: &Target<'_>) -> Result<PathBuf, AttachEr
     cmd.arg("-c")
         .arg(&t.client.conf)
         .args(["--id", &t.client.user, "--device-type", device_type, "map"])
-        .arg(format!("{}/{}", t.pool, t.image));
+        .arg(t.spec());
     if t.read_only {
         cmd.arg("--read-only");
     }
@@ -34,7 +34,7 @@ pub(super) fn map(device_type: &str, t: &Target<'_>) -> Result<PathBuf, AttachEr
     }
     match program::run(&mut cmd, LONG) {
         Ok(out) => Ok(PathBuf::from(out.trim())),
-        Err(e) => Err(classify(e, t.pool, t.image)),
+        Err(e) => Err(classify(e, &t.pool_spec(), t.image)),
     }
 }
 

@@ -38,31 +38,23 @@ pub fn parse_list(out: &str) -> Result<Option<String>, String> {
 }
 
 /// The fs type the image says it was formatted with, if any.
-pub fn formatted(
-    client: &ClientFiles,
-    pool: &str,
-    image: &str,
-) -> Result<Option<String>, AttachError> {
+/// `spec` is the image as the CLI names it (`pool/image` or `pool/namespace/image`).
+pub fn formatted(client: &ClientFiles, spec: &str) -> Result<Option<String>, AttachError> {
     let out = program::run(
         rbd(client)
             .args(["image-meta", "list", "--format", "json"])
-            .arg(format!("{pool}/{image}")),
+            .arg(spec),
         SHORT,
     )?;
-    parse_list(&out).map_err(|e| AttachError::Failed(format!("{pool}/{image}: {e}")))
+    parse_list(&out).map_err(|e| AttachError::Failed(format!("{spec}: {e}")))
 }
 
 /// Record that the image holds a `fs` filesystem made by berth.
-pub fn mark_formatted(
-    client: &ClientFiles,
-    pool: &str,
-    image: &str,
-    fs: &str,
-) -> Result<(), AttachError> {
+pub fn mark_formatted(client: &ClientFiles, spec: &str, fs: &str) -> Result<(), AttachError> {
     program::run(
         rbd(client)
             .args(["image-meta", "set"])
-            .arg(format!("{pool}/{image}"))
+            .arg(spec)
             .args([FORMATTED, fs]),
         SHORT,
     )?;

@@ -96,6 +96,8 @@ impl Mounter {
 #[derive(Debug)]
 pub struct Target<'a> {
     pub pool: &'a str,
+    /// RADOS namespace; "" is the default one.
+    pub namespace: &'a str,
     pub image: &'a str,
     pub client: &'a ClientFiles,
     /// `mapOptions` (krbd/nbd `-o`), already validated.
@@ -107,6 +109,21 @@ pub struct Target<'a> {
     pub read_only: bool,
     /// Private per-volume directory (fuse mount point, logs).
     pub work_dir: &'a Path,
+}
+
+impl Target<'_> {
+    /// `pool` or `pool/namespace`: the CLI's prefix of the image spec, and what messages name.
+    pub fn pool_spec(&self) -> String {
+        match self.namespace {
+            "" => self.pool.to_string(),
+            ns => format!("{}/{ns}", self.pool),
+        }
+    }
+
+    /// The image as the rbd CLI names it.
+    pub fn spec(&self) -> String {
+        format!("{}/{}", self.pool_spec(), self.image)
+    }
 }
 
 /// An attached image, as recorded in the stash.

@@ -46,12 +46,14 @@ struct Key {
     key_digest: [u8; 32],
 }
 
-/// Where a call goes: which cluster, as whom, which pool.
+/// Where a call goes: which cluster, as whom, which pool and RADOS namespace ("" is the
+/// default one): every object, omap and image the call touches is in that namespace.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub mon_host: String,
     pub creds: Credentials,
     pub pool: String,
+    pub namespace: String,
 }
 
 /// The connection cache.
@@ -211,10 +213,10 @@ impl Connections {
         F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
         H: Send + 'static,
     {
-        let pool = t.pool.clone();
+        let (pool, ns) = (t.pool.clone(), t.namespace.clone());
         self.with_cluster(t, move |rados| {
             let _held = held;
-            f(&open_pool(rados, &pool)?)
+            f(&open_pool(rados, &pool, &ns)?)
         })
         .await
     }
@@ -228,8 +230,8 @@ impl Connections {
         F: FnOnce(&IoCtx<'_>) -> Result<T> + Send + 'static,
     {
         let rados = self.connection(t).await?;
-        let pool = t.pool.clone();
-        tokio::task::spawn_blocking(move || f(&open_pool(&rados, &pool)?))
+        let (pool, ns) = (t.pool.clone(), t.namespace.clone());
+        tokio::task::spawn_blocking(move || f(&open_pool(&rados, &pool, &ns)?))
             .await
             .map_err(|join| Error::Internal(format!("ceph task: {join}")))?
     }
@@ -263,9 +265,10 @@ impl Connections {
     }
 }
 
-/// An I/O context on `pool`; a pool that does not exist is NOT_FOUND.
-fn open_pool<'r>(rados: &'r Rados, pool: &str) -> Result<IoCtx<'r>> {
-    rados.ioctx(pool).map_err(|errno| {
+/// An I/O context on `pool`, in RADOS namespace `ns`; a pool that does not exist is
+/// NOT_FOUND.
+fn open_pool<'r>(rados: &'r Rados, pool: &str, ns: &str) -> Result<IoCtx<'r>> {
+    let mut io = rados.ioctx(pool).map_err(|errno| {
         if errno.0 == libc::ENOENT {
             Error::PoolNotFound {
                 pool: pool.to_string(),
@@ -273,7 +276,10 @@ fn open_pool<'r>(rados: &'r Rados, pool: &str) -> Result<IoCtx<'r>> {
         } else {
             ceph_err(format!("open pool {pool:?}"), errno)
         }
-    })
+    })?;
+    io.set_namespace(ns)
+        .map_err(|errno| ceph_err(format!("namespace {ns:?} of pool {pool:?}"), errno))?;
+    Ok(io)
 }
 
 /// Drop a connection on the blocking pool when this is an async worker: the last reference

@@ -33,18 +33,19 @@ impl Source {
     fn from_request(
         src: Option<&VolumeContentSource>,
         p: &VolumeParams,
+        ns: &str,
     ) -> Result<(Source, String)> {
         use volume_content_source::Type;
         let Some(t) = src.and_then(|s| s.r#type.as_ref()) else {
             return Ok((Source::Empty, String::new()));
         };
-        let same_pool = |c: &str, pool: &str| {
-            if c == p.cluster_id && pool == p.pool {
+        let same_pool = |c: &str, pool: &str, src_ns: &str| {
+            if c == p.cluster_id && pool == p.pool && src_ns == ns {
                 Ok(())
             } else {
                 Err(Error::InvalidArgument(format!(
-                    "content source is in {c}/{pool}; clones must be created in the source's \
-                     cluster and pool ({}/{})",
+                    "content source is in {c}/{pool} (namespace {src_ns:?}); clones must be \
+                     created in the source's cluster, pool and RADOS namespace ({}/{}, {ns:?})",
                     p.cluster_id, p.pool
                 )))
             }
@@ -57,7 +58,7 @@ impl Source {
                         s.snapshot_id
                     ))
                 })?;
-                same_pool(&id.cluster_id, &id.pool)?;
+                same_pool(&id.cluster_id, &id.pool, &id.namespace)?;
                 let key = format!("snapshot:{}", s.snapshot_id);
                 Ok((
                     Source::Snapshot {
@@ -71,7 +72,7 @@ impl Source {
                 let id = VolumeId::decode(&v.volume_id).map_err(|_| {
                     Error::NotFound(format!("source volume {:?} does not exist", v.volume_id))
                 })?;
-                same_pool(&id.cluster_id, &id.pool)?;
+                same_pool(&id.cluster_id, &id.pool, &id.namespace)?;
                 let key = format!("volume:{}", v.volume_id);
                 Ok((Source::Volume { image: id.image }, key))
             }
@@ -89,10 +90,11 @@ pub(super) async fn create_volume(
     params::check_capabilities(&req.volume_capabilities)?;
     let p = VolumeParams::parse(&req.parameters)?;
     let size = params::size_for(req.capacity_range.as_ref())?;
-    let (source, source_key) = Source::from_request(req.volume_content_source.as_ref(), &p)?;
+    let ns = c.config_namespace(&p.cluster_id).to_string();
+    let (source, source_key) = Source::from_request(req.volume_content_source.as_ref(), &p, &ns)?;
     let fp = params::fingerprint(&req.parameters, &req.volume_capabilities, &source_key);
     let target = c
-        .target(&p.cluster_id, &p.pool, &req.secrets)?
+        .target(&p.cluster_id, &p.pool, &ns, &req.secrets)?
         .ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "clusterID {:?} is not in the cluster config",
@@ -130,6 +132,7 @@ pub(super) async fn create_volume(
     }
 
     let volume_id = VolumeId::new(&p.cluster_id, &p.pool, &entry.image)
+        .in_namespace(&ns)
         .encode()
         .ok_or_else(|| {
             Error::InvalidArgument("clusterID and pool are too long for a volume id".into())
@@ -138,7 +141,7 @@ pub(super) async fn create_volume(
         volume: Some(Volume {
             capacity_bytes: entry.size as i64,
             volume_id,
-            volume_context: p.volume_context(&entry.image),
+            volume_context: p.volume_context(&entry.image, &ns),
             content_source: req.volume_content_source,
             accessible_topology: vec![],
         }),

@@ -37,7 +37,7 @@ pub(super) async fn delete_volume(
     let Ok(id) = VolumeId::decode(&req.volume_id) else {
         return Ok(DeleteVolumeResponse {});
     };
-    let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
+    let Some(target) = c.target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)? else {
         return Ok(DeleteVolumeResponse {});
     };
     let guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;

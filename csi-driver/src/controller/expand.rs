@@ -27,7 +27,7 @@ pub(super) async fn expand_volume(
     let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     let target = c
-        .target(&id.cluster_id, &id.pool, &req.secrets)?
+        .target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)?
         .ok_or_else(missing)?;
     let want = params::size_for(Some(&range))?;
     let limit = range.limit_bytes.max(0) as u64;

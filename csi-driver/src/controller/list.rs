@@ -17,7 +17,7 @@ use crate::params::{MAX_SIZE, VolumeParams};
 use crate::snapshot_id::SnapshotId;
 use crate::volume_id::VolumeId;
 
-use super::{Controller, snapshot::to_wire};
+use super::{Controller, Place, snapshot::to_wire};
 
 /// Journal entries read per omap round trip.
 const PAGE: u64 = 256;
@@ -120,19 +120,26 @@ fn scan(
 #[allow(clippy::too_many_arguments)]
 async fn walk<T: Send + 'static>(
     c: &Controller,
-    pools: Vec<(String, String)>,
+    pools: Vec<Place>,
     kind: Kind,
     token: &str,
     max: usize,
     secrets: &HashMap<String, String>,
-    keep: impl Fn(&str, &Entry) -> bool + Send + Sync + Clone + 'static,
-    to_item: impl Fn(&str, &str, &Entry) -> Option<T> + Send + Sync + Clone + 'static,
+    keep: impl Fn(&Place, &Entry) -> bool + Send + Sync + Clone + 'static,
+    to_item: impl Fn(&Place, &Entry) -> Option<T> + Send + Sync + Clone + 'static,
 ) -> Result<(Vec<T>, String)> {
     let mut tok = Token::decode(token, pools.len().max(1))?;
     let mut items = Vec::new();
     while tok.pool < pools.len() {
-        let (cluster, pool) = pools[tok.pool].clone();
-        let Some(target) = c.target_with(&cluster, &pool, secrets, true)? else {
+        let place = pools[tok.pool].clone();
+        let Some(target) = c.target_with(
+            &place.cluster_id,
+            &place.pool,
+            &place.namespace,
+            secrets,
+            true,
+        )?
+        else {
             tok = Token {
                 pool: tok.pool + 1,
                 after: String::new(),
@@ -144,11 +151,11 @@ async fn walk<T: Send + 'static>(
         let (found, more) = c
             .ceph()
             .with_pool(&target, move |io| {
-                let (entries, more) = scan(io, kind, &after, want, &|e| keep(&pool, e))?;
+                let (entries, more) = scan(io, kind, &after, want, &|e| keep(&place, e))?;
                 let last = entries.last().map(|(n, _)| n.clone());
                 let items: Vec<T> = entries
                     .iter()
-                    .filter_map(|(_, e)| to_item(&cluster, &pool, e))
+                    .filter_map(|(_, e)| to_item(&place, e))
                     .collect();
                 Ok(((items, last), more))
             })
@@ -184,21 +191,24 @@ pub(super) async fn list_volumes(
     let max = max_entries(req.max_entries)?;
     let (entries, next_token) = walk(
         c,
-        c.opts().list_pools.clone(),
+        c.list_places(),
         Kind::Volume,
         &req.starting_token,
         max,
         &HashMap::new(),
         |_, _| true,
-        |cluster, pool, e| {
+        |place, e| {
             let mut ctx = HashMap::new();
-            ctx.insert("clusterID".to_string(), cluster.to_string());
-            ctx.insert("pool".to_string(), pool.to_string());
+            ctx.insert("clusterID".to_string(), place.cluster_id.clone());
+            ctx.insert("pool".to_string(), place.pool.clone());
+            if !place.namespace.is_empty() {
+                ctx.insert("radosNamespace".to_string(), place.namespace.clone());
+            }
             ctx.insert("imageName".to_string(), e.image.clone());
             Some(list_volumes_response::Entry {
                 volume: Some(Volume {
                     capacity_bytes: e.size as i64,
-                    volume_id: VolumeId::new(cluster, pool, &e.image).encode()?,
+                    volume_id: place.volume(&e.image).encode()?,
                     volume_context: ctx,
                     content_source: None,
                     accessible_topology: vec![],
@@ -225,10 +235,16 @@ pub(super) async fn list_snapshots(
         let Ok(id) = SnapshotId::decode(&req.snapshot_id) else {
             return Ok(ListSnapshotsResponse::default());
         };
-        let Some(target) = c.target_with(&id.cluster_id, &id.pool, &req.secrets, true)? else {
+        let Some(target) =
+            c.target_with(&id.cluster_id, &id.pool, &id.namespace, &req.secrets, true)?
+        else {
             return Ok(ListSnapshotsResponse::default());
         };
-        let (cluster, pool) = (id.cluster_id.clone(), id.pool.clone());
+        let place = Place {
+            cluster_id: id.cluster_id.clone(),
+            pool: id.pool.clone(),
+            namespace: id.namespace.clone(),
+        };
         let found = c
             .ceph()
             .with_pool(&target, move |io| {
@@ -243,7 +259,7 @@ pub(super) async fn list_snapshots(
             r => r?,
         };
         let entries = found
-            .and_then(|e| to_wire(&cluster, &pool, &e))
+            .and_then(|e| to_wire(&place, &e))
             .filter(|s| {
                 req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id
             })
@@ -265,13 +281,17 @@ pub(super) async fn list_snapshots(
     };
     // Snapshots of one volume live in that volume's pool, listed or not.
     let pools = match &source {
-        Some(v) => vec![(v.cluster_id.clone(), v.pool.clone())],
-        None => c.opts().list_pools.clone(),
+        Some(v) => vec![Place {
+            cluster_id: v.cluster_id.clone(),
+            pool: v.pool.clone(),
+            namespace: v.namespace.clone(),
+        }],
+        None => c.list_places(),
     };
-    let keep = move |pool: &str, e: &Entry| {
-        source
-            .as_ref()
-            .is_none_or(|v| v.pool == pool && v.image == e.image)
+    let keep = move |place: &Place, e: &Entry| {
+        source.as_ref().is_none_or(|v| {
+            v.pool == place.pool && v.namespace == place.namespace && v.image == e.image
+        })
     };
     let (snaps, next_token) = walk(
         c,
@@ -309,7 +329,8 @@ pub(super) async fn get_capacity(
         let p = VolumeParams::parse(&req.parameters)?;
         (p.cluster_id, p.pool)
     };
-    let Some(target) = c.target_with(&cluster, &pool, &HashMap::new(), true)? else {
+    let ns = c.config_namespace(&cluster).to_string();
+    let Some(target) = c.target_with(&cluster, &pool, &ns, &HashMap::new(), true)? else {
         return Err(Error::InvalidArgument(format!(
             "clusterID {cluster:?} is not in the cluster config"
         )));

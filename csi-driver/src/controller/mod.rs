@@ -148,15 +148,16 @@ impl Controller {
         Credentials::from_secrets(secrets)
     }
 
-    /// Where calls for (cluster, pool) go, as the request's secrets say; `None` when the
-    /// clusterID is not configured.
+    /// Where calls for (cluster, pool, RADOS namespace) go, as the request's secrets say;
+    /// `None` when the clusterID is not configured.
     fn target(
         &self,
         cluster_id: &str,
         pool: &str,
+        namespace: &str,
         secrets: &HashMap<String, String>,
     ) -> Result<Option<Target>> {
-        self.target_with(cluster_id, pool, secrets, false)
+        self.target_with(cluster_id, pool, namespace, secrets, false)
     }
 
     /// [`Self::target`] for calls that may use the controller's own credentials.
@@ -164,6 +165,7 @@ impl Controller {
         &self,
         cluster_id: &str,
         pool: &str,
+        namespace: &str,
         secrets: &HashMap<String, String>,
         fallback: bool,
     ) -> Result<Option<Target>> {
@@ -174,7 +176,28 @@ impl Controller {
             mon_host,
             creds: self.creds(secrets, fallback)?,
             pool: pool.to_string(),
+            namespace: namespace.to_string(),
         }))
+    }
+
+    /// The RADOS namespace the cluster config names for new volumes of `cluster_id`.
+    fn config_namespace(&self, cluster_id: &str) -> &str {
+        self.opts().cluster_config.rados_namespace(cluster_id)
+    }
+
+    /// (clusterID, pool) in the cluster config's namespace of that cluster.
+    fn place(&self, cluster_id: &str, pool: &str) -> Place {
+        Place {
+            cluster_id: cluster_id.into(),
+            pool: pool.into(),
+            namespace: self.config_namespace(cluster_id).into(),
+        }
+    }
+
+    /// The `--list-pools` pools, each in its cluster's configured namespace.
+    fn list_places(&self) -> Vec<Place> {
+        let pools = &self.opts().list_pools;
+        pools.iter().map(|(c, p)| self.place(c, p)).collect()
     }
 
     /// The cluster a GetCapacity without parameters reports: the first `--list-pools` item's,
@@ -191,6 +214,26 @@ impl Controller {
     /// Number of live Ceph connections (for the metrics gauge).
     pub fn connection_count(&self) -> usize {
         self.ceph().count()
+    }
+}
+
+/// Where volumes live: clusterID, pool and RADOS namespace ("" is the default one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Place {
+    pub cluster_id: String,
+    pub pool: String,
+    pub namespace: String,
+}
+
+impl Place {
+    fn volume(&self, image: &str) -> crate::volume_id::VolumeId {
+        crate::volume_id::VolumeId::new(&self.cluster_id, &self.pool, image)
+            .in_namespace(&self.namespace)
+    }
+
+    fn snapshot(&self, image: &str, snap: &str) -> crate::snapshot_id::SnapshotId {
+        crate::snapshot_id::SnapshotId::new(&self.cluster_id, &self.pool, image, snap)
+            .in_namespace(&self.namespace)
     }
 }
 

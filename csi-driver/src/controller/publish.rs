@@ -129,7 +129,7 @@ pub(super) async fn publish_volume(
         )));
     }
     let target = c
-        .target_with(&id.cluster_id, &id.pool, &req.secrets, true)?
+        .target_with(&id.cluster_id, &id.pool, &id.namespace, &req.secrets, true)?
         .ok_or_else(missing)?;
     let want = Holder {
         mode: cap.access_mode.as_ref().map_or(0, |m| m.mode),
@@ -191,7 +191,9 @@ pub(super) async fn unpublish_volume(
     let Ok(id) = VolumeId::decode(&req.volume_id) else {
         return Ok(ControllerUnpublishVolumeResponse {});
     };
-    let Some(target) = c.target_with(&id.cluster_id, &id.pool, &req.secrets, true)? else {
+    let Some(target) =
+        c.target_with(&id.cluster_id, &id.pool, &id.namespace, &req.secrets, true)?
+    else {
         return Ok(ControllerUnpublishVolumeResponse {});
     };
     let guard = c.locks().try_lock(&format!("volume/{}", req.volume_id))?;

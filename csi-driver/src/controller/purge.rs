@@ -120,7 +120,8 @@ impl Controller {
     pub fn resume_purges(&self) {
         let none = HashMap::new();
         for (cluster, pool) in self.opts().list_pools.clone() {
-            if let Ok(Some(t)) = self.target_with(&cluster, &pool, &none, true) {
+            let ns = self.config_namespace(&cluster).to_string();
+            if let Ok(Some(t)) = self.target_with(&cluster, &pool, &ns, &none, true) {
                 self.kick_purge(t);
             }
         }

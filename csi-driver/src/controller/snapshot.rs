@@ -19,14 +19,14 @@ use crate::params::DEFAULT_SNAPSHOT_PREFIX;
 use crate::snapshot_id::SnapshotId;
 use crate::volume_id::VolumeId;
 
-use super::{Controller, delete::collect_gone, now, random_hex};
+use super::{Controller, Place, delete::collect_gone, now, random_hex};
 
 /// The wire form of a journaled snapshot.
-pub(super) fn to_wire(cluster_id: &str, pool: &str, e: &Entry) -> Option<Snapshot> {
+pub(super) fn to_wire(place: &Place, e: &Entry) -> Option<Snapshot> {
     Some(Snapshot {
         size_bytes: e.size as i64,
-        snapshot_id: SnapshotId::new(cluster_id, pool, &e.image, &e.snap).encode()?,
-        source_volume_id: VolumeId::new(cluster_id, pool, &e.image).encode()?,
+        snapshot_id: place.snapshot(&e.image, &e.snap).encode()?,
+        source_volume_id: place.volume(&e.image).encode()?,
         creation_time: Some(prost_types::Timestamp {
             seconds: e.created,
             nanos: 0,
@@ -77,7 +77,7 @@ pub(super) async fn create_snapshot(
     };
     let src = VolumeId::decode(&req.source_volume_id).map_err(|_| missing())?;
     let target = c
-        .target(&src.cluster_id, &src.pool, &req.secrets)?
+        .target(&src.cluster_id, &src.pool, &src.namespace, &req.secrets)?
         .ok_or_else(missing)?;
     let guard = c
         .locks()
@@ -93,8 +93,13 @@ pub(super) async fn create_snapshot(
             reserve_and_snap(io, &name, &image, &source_id, &prefix)
         })
         .await?;
-    let snapshot = to_wire(&src.cluster_id, &src.pool, &entry)
-        .ok_or_else(|| Error::Internal("snapshot id too long".into()))?;
+    let place = Place {
+        cluster_id: src.cluster_id.clone(),
+        pool: src.pool.clone(),
+        namespace: src.namespace.clone(),
+    };
+    let snapshot =
+        to_wire(&place, &entry).ok_or_else(|| Error::Internal("snapshot id too long".into()))?;
     Ok(CreateSnapshotResponse {
         snapshot: Some(snapshot),
     })
@@ -161,7 +166,7 @@ pub(super) async fn delete_snapshot(
     let Ok(id) = SnapshotId::decode(&req.snapshot_id) else {
         return Ok(DeleteSnapshotResponse {});
     };
-    let Some(target) = c.target(&id.cluster_id, &id.pool, &req.secrets)? else {
+    let Some(target) = c.target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)? else {
         return Ok(DeleteSnapshotResponse {});
     };
     let guard = c

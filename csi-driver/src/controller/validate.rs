@@ -30,7 +30,7 @@ pub(super) async fn validate(
     let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     let target = c
-        .target(&id.cluster_id, &id.pool, &req.secrets)?
+        .target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)?
         .ok_or_else(missing)?;
     let image = id.image.clone();
     let vid = req.volume_id.clone();

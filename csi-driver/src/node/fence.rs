@@ -59,12 +59,11 @@ pub fn refusal(volume: &VolumeId, mode: i32, watchers: &[Watcher]) -> Option<Str
         .map(|w| format!("client.{} at {}", w.client, w.address))
         .collect();
     Some(format!(
-        "image {}/{} is open by another client ({} holds a watch on it): a {} volume is \
+        "image {} is open by another client ({} holds a watch on it): a {} volume is \
          staged on one node at a time; unstage it there first. If that client is gone (a \
          crashed rbd-fuse or node), its watch lingers until the OSD times it out (about 30 s): \
          retry after that",
-        volume.pool,
-        volume.image,
+        volume.spec(),
         who.join(", "),
         Mode::try_from(mode).map_or("single-node", |m| m.as_str_name()),
     ))
@@ -76,7 +75,7 @@ pub fn check(client: &ClientFiles, volume: &VolumeId, mode: i32) -> Result<(), E
     if !single_node(mode) {
         return Ok(());
     }
-    let spec = format!("{}/{}", volume.pool, volume.image);
+    let spec = volume.spec();
     let out = program::run(
         Command::new("rbd")
             .arg("-c")

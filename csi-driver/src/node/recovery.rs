@@ -169,6 +169,7 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
     })?;
     let fresh = attacher(s.mounter).attach(&Target {
         pool: &volume.pool,
+        namespace: &volume.namespace,
         image: &volume.image,
         client: &client,
         map_options: &s.map_options,

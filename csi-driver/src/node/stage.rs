@@ -151,6 +151,7 @@ fn attach_and_mount(
     let work_dir = node.store.dir(&a.staging);
     let target = Target {
         pool: &a.volume.pool,
+        namespace: &a.volume.namespace,
         image: &a.volume.image,
         client,
         map_options: &a.map_options,
@@ -191,7 +192,7 @@ struct ImageRef<'a> {
 
 impl ImageRef<'_> {
     fn name(&self) -> String {
-        format!("{}/{}", self.volume.pool, self.volume.image)
+        self.volume.spec()
     }
 }
 
@@ -200,9 +201,9 @@ struct MarkLookup(Option<JoinHandle<Result<Option<String>, AttachError>>>);
 
 impl MarkLookup {
     fn start(client: &ClientFiles, volume: &VolumeId) -> MarkLookup {
-        let (client, pool, image) = (client.clone(), volume.pool.clone(), volume.image.clone());
+        let (client, spec) = (client.clone(), volume.spec());
         MarkLookup(Some(std::thread::spawn(move || {
-            meta::formatted(&client, &pool, &image)
+            meta::formatted(&client, &spec)
         })))
     }
 
@@ -283,13 +284,7 @@ fn mount_filesystem(
                 )));
             }
             format::mkfs(dev, requested, req.mkfs_options)?;
-            meta::mark_formatted(
-                image.client,
-                &image.volume.pool,
-                &image.volume.image,
-                requested,
-            )
-            .map_err(|e| {
+            meta::mark_formatted(image.client, &image.name(), requested).map_err(|e| {
                 Error::Internal(format!(
                     "made {requested} on {} but could not mark image {} as formatted: {e}",
                     dev.display(),
@@ -355,9 +350,7 @@ fn backfill_mark(image: &ImageRef<'_>, mark: MarkLookup, found: &str) {
     match mark.wait() {
         Ok(Some(_)) => {}
         Ok(None) => {
-            if let Err(e) =
-                meta::mark_formatted(image.client, &image.volume.pool, &image.volume.image, found)
-            {
+            if let Err(e) = meta::mark_formatted(image.client, &image.name(), found) {
                 tracing::warn!(image = %image.name(), "marking the image formatted: {e}");
             }
         }

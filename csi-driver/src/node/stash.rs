@@ -67,7 +67,7 @@ impl Stash {
     /// id that does not decode, whose devices are then never trusted.
     pub fn image(&self) -> Option<ImageSpec> {
         let v = crate::volume_id::VolumeId::decode(&self.volume_id).ok()?;
-        Some(ImageSpec::volume(&v.pool, &v.image))
+        Some(ImageSpec::volume(&v.pool, &v.namespace, &v.image))
     }
 
     /// [`Stash::image`], or an error naming the volume.

@@ -22,7 +22,7 @@ fn parses_defaults_and_passes_node_keys_through() {
     .unwrap();
     assert_eq!(v.features, features::LAYERING);
     assert_eq!(v.volume_prefix, "csi-vol-");
-    let ctx = v.volume_context("img");
+    let ctx = v.volume_context("img", "");
     assert_eq!(ctx["csi.storage.k8s.io/fstype"], "xfs");
     assert_eq!(ctx["mounter"], "fuse");
     assert_eq!(ctx["imageName"], "img");

@@ -109,6 +109,15 @@ impl IoCtx<'_> {
         self.h
     }
 
+    /// Put every later operation of this context (objects, omaps, librbd images) in RADOS
+    /// namespace `ns`; "" is the default namespace.
+    pub fn set_namespace(&mut self, ns: &str) -> Result<(), Errno> {
+        let ns = cstr(ns)?;
+        // SAFETY: a valid ioctx; librados copies the NUL-terminated name.
+        unsafe { sys::rados_ioctx_set_namespace(self.h, ns.as_ptr()) };
+        Ok(())
+    }
+
     /// The global id of this connection's client instance (`client.<id>`): what watchers
     /// this process registers itself carry.
     pub fn instance_id(&self) -> u64 {

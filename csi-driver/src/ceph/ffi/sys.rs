@@ -99,6 +99,7 @@ ceph_api! {
     fn rados_cluster_stat(cluster: RadosT, result: *mut ClusterStatT) -> c_int;
     fn rados_ioctx_create(cluster: RadosT, pool: *const c_char, io: *mut IoCtxT) -> c_int;
     fn rados_ioctx_destroy(io: IoCtxT);
+    fn rados_ioctx_set_namespace(io: IoCtxT, nspace: *const c_char);
     fn rados_ioctx_get_cluster(io: IoCtxT) -> RadosT;
     fn rados_get_instance_id(cluster: RadosT) -> u64;
 

@@ -1,0 +1,253 @@
+//! RADOS namespaces end to end: a cluster config with `"rbd": {"radosNamespace": …}` puts
+//! every volume, snapshot, clone and journal key in that namespace, and a client whose caps
+//! are limited to it creates, stages (the node's rbd-fuse, image-meta and `rbd status` calls),
+//! snapshots, clones and deletes.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, ensure};
+use berth_csi::csi::volume_capability::access_mode::Mode;
+use berth_csi::csi::{
+    CapacityRange, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
+    DeleteVolumeRequest, VolumeContentSource, volume_content_source,
+};
+use berth_tests::ceph::Cluster;
+use berth_tests::driver::Driver;
+use berth_tests::node_fixture::{CLUSTER_ID, NodeEnv, mount_cap};
+
+/// A RADOS namespace and a client limited to it; Drop removes what is left in it, the
+/// namespace and the client.
+pub struct Namespace<'a> {
+    cluster: &'a Cluster,
+    pub name: String,
+    pub user: String,
+    pub key: String,
+}
+
+impl<'a> Namespace<'a> {
+    pub fn create(cluster: &'a Cluster, name: &str) -> Result<Namespace<'a>> {
+        let user = format!("{name}-user");
+        let mut ns = Namespace {
+            cluster,
+            name: name.to_string(),
+            user: user.clone(),
+            key: String::new(),
+        };
+        let c = cluster;
+        c.ceph(&[
+            "osd",
+            "pool",
+            "application",
+            "enable",
+            &c.pool,
+            "rbd",
+            "--yes-i-really-mean-it",
+        ])
+        .ok();
+        c.rbd(&["namespace", "create", &format!("{}/{name}", c.pool)])?;
+        c.ceph(&[
+            "auth",
+            "get-or-create",
+            &format!("client.{user}"),
+            "mon",
+            "profile rbd",
+            "osd",
+            &format!("profile rbd pool={} namespace={name}", c.pool),
+        ])?;
+        ns.key = c
+            .ceph(&["auth", "print-key", &format!("client.{user}")])?
+            .trim()
+            .to_string();
+        Ok(ns)
+    }
+
+    /// `pool/namespace`, the CLI's spec prefix.
+    pub fn spec(&self) -> String {
+        format!("{}/{}", self.cluster.pool, self.name)
+    }
+
+    pub fn images(&self) -> Result<Vec<String>> {
+        let out = self
+            .cluster
+            .rbd(&["ls", "--format", "json", &self.spec()])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Keys of the driver's volume and snapshot journals in the namespace.
+    pub fn journal_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+            if let Ok(s) = self.cluster.rados(&[
+                "-p",
+                &self.cluster.pool,
+                "--namespace",
+                &self.name,
+                "listomapkeys",
+                obj,
+            ]) {
+                keys.extend(s.lines().map(|l| format!("{obj}: {l}")));
+            }
+        }
+        keys
+    }
+
+    pub fn secrets(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("userID".to_string(), self.user.clone()),
+            ("userKey".to_string(), self.key.clone()),
+        ])
+    }
+
+    /// The cluster config naming this namespace.
+    pub fn cluster_config(&self) -> String {
+        serde_json::json!([{
+            "clusterID": CLUSTER_ID,
+            "monitors": [self.cluster.mon_addr],
+            "rbd": {"radosNamespace": self.name},
+        }])
+        .to_string()
+    }
+}
+
+impl Drop for Namespace<'_> {
+    fn drop(&mut self) {
+        let c = self.cluster;
+        for image in self.images().unwrap_or_default() {
+            let spec = format!("{}/{image}", self.spec());
+            let _ = c.rbd(&["snap", "purge", "--no-progress", &spec]);
+            let _ = c.rbd(&["rm", "--no-progress", &spec]);
+        }
+        let _ = c.rbd(&["trash", "purge", &self.spec()]);
+        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+            let _ = c.rados(&["-p", &c.pool, "--namespace", &self.name, "rm", obj]);
+        }
+        let _ = c.rbd(&["namespace", "remove", &self.spec()]);
+        let _ = c.ceph(&["auth", "del", &format!("client.{}", self.user)]);
+    }
+}
+
+pub async fn rados_namespace_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
+    let ns = Namespace::create(e.cluster, &format!("ns{}", std::process::id()))?;
+    // This case's driver reads the namespace from its cluster config.
+    let driver = Driver::start(&[], Some(&ns.cluster_config())).await?;
+    e.csi = driver.client().await?;
+    // The case's first driver never did anything: no need to wait for a clean exit.
+    std::mem::replace(&mut e.driver, driver).kill9();
+    let params = HashMap::from([
+        ("clusterID".to_string(), CLUSTER_ID.to_string()),
+        ("pool".to_string(), e.cluster.pool.clone()),
+        ("mounter".to_string(), "fuse".to_string()),
+    ]);
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let create = |name: &str, source: Option<VolumeContentSource>| CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: 64 << 20,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![cap()],
+        parameters: params.clone(),
+        secrets: ns.secrets(),
+        volume_content_source: source,
+        ..Default::default()
+    };
+    let vol = e
+        .csi
+        .controller
+        .create_volume(create("pvc-ns", None))
+        .await?
+        .into_inner()
+        .volume
+        .context("no volume")?;
+    let in_ns = ns.images()?;
+    ensure!(
+        in_ns.len() == 1,
+        "images in namespace {}: {in_ns:?}; in the default namespace: {:?}",
+        ns.name,
+        e.cluster.images()?
+    );
+    ensure!(
+        !e.cluster.images()?.contains(&in_ns[0]),
+        "{} also in the default namespace",
+        in_ns[0]
+    );
+
+    // Stage with the namespace-limited client: rbd-fuse, the format mark, `rbd status`.
+    let staging = e.staging("ns");
+    let mut stage = e.stage_req(&vol.volume_id, &staging, cap());
+    stage.secrets = ns.secrets();
+    stage.volume_context = vol.volume_context.clone();
+    e.csi.node.node_stage_volume(stage.clone()).await?;
+    std::fs::write(staging.join("hello"), b"namespaced")?;
+    e.unstage(&vol.volume_id, &staging).await?;
+    let meta = e.cluster.rbd(&[
+        "image-meta",
+        "get",
+        &format!("{}/{}", ns.spec(), in_ns[0]),
+        "berth.dev/formatted",
+    ])?;
+    ensure!(meta.trim() == "ext4", "format mark {meta:?}");
+
+    // Snapshot and clone stay in the namespace.
+    let snap = e
+        .csi
+        .controller
+        .create_snapshot(CreateSnapshotRequest {
+            source_volume_id: vol.volume_id.clone(),
+            name: "snap-ns".into(),
+            secrets: ns.secrets(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .snapshot
+        .context("no snapshot")?;
+    let source = VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(
+            volume_content_source::SnapshotSource {
+                snapshot_id: snap.snapshot_id.clone(),
+            },
+        )),
+    };
+    let clone = e
+        .csi
+        .controller
+        .create_volume(create("pvc-ns-clone", Some(source)))
+        .await?
+        .into_inner()
+        .volume
+        .context("no clone")?;
+    ensure!(ns.images()?.len() == 2, "clone: {:?}", ns.images()?);
+    let mut stage = e.stage_req(&clone.volume_id, &staging, cap());
+    stage.secrets = ns.secrets();
+    stage.volume_context = clone.volume_context.clone();
+    e.csi.node.node_stage_volume(stage).await?;
+    let got = std::fs::read(staging.join("hello"))?;
+    ensure!(got == b"namespaced", "clone read {got:?}");
+    e.unstage(&clone.volume_id, &staging).await?;
+
+    // Delete all: nothing left in the namespace (images, journal).
+    for id in [&clone.volume_id, &vol.volume_id] {
+        e.csi
+            .controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: id.clone(),
+                secrets: ns.secrets(),
+            })
+            .await?;
+    }
+    e.csi
+        .controller
+        .delete_snapshot(DeleteSnapshotRequest {
+            snapshot_id: snap.snapshot_id,
+            secrets: ns.secrets(),
+        })
+        .await?;
+    ensure!(ns.images()?.is_empty(), "left: {:?}", ns.images()?);
+    ensure!(
+        ns.journal_keys().is_empty(),
+        "left: {:?}",
+        ns.journal_keys()
+    );
+    Ok(())
+}
