@@ -44,6 +44,7 @@ pub mod render_auth;
 pub mod render_canary;
 pub mod render_cors;
 pub mod render_errors;
+pub mod render_gateway;
 pub mod render_limits;
 pub mod render_redirects;
 pub mod snapshot;

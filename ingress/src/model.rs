@@ -14,8 +14,12 @@ pub use options::{
     Affinity, BasicAuth, Canary, Cors, CustomErrors, ExternalAuth, RateLimit, Signin,
 };
 
+mod gateway;
 mod options;
 pub use crate::tls::Certificate;
+pub use gateway::{
+    GwAction, GwEntry, GwLocation, GwProxy, GwRedirect, GwRule, GwServer, HeaderMods, PathModifier,
+};
 
 /// Which kind of Kubernetes object (or manifest file) a route or report refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -326,6 +330,10 @@ pub enum Reason {
     /// An ingress-nginx annotation berth does not honour, ignored as `--ignore-annotations`
     /// asks: the Ingress is served without it.
     IgnoredAnnotation,
+    /// A Gateway API value berth does not support or refuses (the rule is not served).
+    UnsupportedValue,
+    /// A Gateway API route that attaches to none of the listeners it names.
+    NotAttached,
 }
 
 impl Reason {
@@ -348,6 +356,8 @@ impl Reason {
             Reason::UntrustedEndpoint => "untrusted_endpoint",
             Reason::UnsupportedAnnotation => "unsupported_annotation",
             Reason::IgnoredAnnotation => "ignored_annotation",
+            Reason::UnsupportedValue => "unsupported_value",
+            Reason::NotAttached => "not_attached",
         }
     }
 }
@@ -391,6 +401,10 @@ pub struct Model {
     pub certificates: Vec<Certificate>,
     /// Id of the `--default-ssl-certificate` Secret's certificate, when given and valid.
     pub default_certificate: Option<String>,
+    /// Hosts served by Gateway API routes (`gateway/`), sorted by host; none of them is in
+    /// `servers` (one side serves a host: docs/ingress-semantics.md). `host: None` replaces
+    /// the catch-all's locations.
+    pub gateway: Vec<GwServer>,
 }
 
 impl Model {
@@ -441,6 +455,11 @@ impl Model {
             set.extend(s.tls.iter().map(|t| t.origin.clone()));
             set.extend(s.fallback.iter().map(|f| f.origin.clone()));
         }
+        for g in &self.gateway {
+            let entries = g.locations.iter().flat_map(|l| &l.entries);
+            set.extend(entries.map(|e| e.rule.origin.clone()));
+            set.extend(g.tls.iter().map(|t| t.origin.clone()));
+        }
         set.extend(self.default_certificate_origin().cloned());
         set
     }
@@ -475,6 +494,7 @@ impl Model {
                 servers.push(server);
             }
         }
+        let gateway = gateway::without(&self.gateway, excluded);
         let default_certificate = self
             .default_certificate
             .clone()
@@ -494,6 +514,7 @@ impl Model {
                     })
                     .chain(s.fallback.iter().map(|f| f.upstream.as_str()))
             })
+            .chain(gateway.iter().flat_map(GwServer::upstreams))
             .collect();
         let upstreams = self
             .upstreams
@@ -510,6 +531,13 @@ impl Model {
                 }) => Some(id.as_str()),
                 _ => None,
             })
+            .chain(gateway.iter().filter_map(|s| match &s.tls {
+                Some(TlsChoice {
+                    certificate: ServerTls::Certificate(id),
+                    ..
+                }) => Some(id.as_str()),
+                _ => None,
+            }))
             .chain(default_certificate.as_deref())
             .collect();
         let certificates = self
@@ -524,6 +552,7 @@ impl Model {
             reports: self.reports.clone(),
             certificates,
             default_certificate,
+            gateway,
         }
     }
 }

@@ -92,6 +92,7 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
         upstream(&mut out, u);
     }
     shared::maps(&mut out, &groups, model);
+    crate::render_gateway::http_level(&mut out, model);
     let empty = Server::new(None);
     let catch_all = model
         .servers
@@ -99,12 +100,18 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
         .find(|s| s.host.is_none())
         .unwrap_or(&empty);
     let default_cert = default_certificate(model, config);
-    server(&mut out, catch_all, model, config, default_cert);
+    match model.gateway.iter().find(|g| g.host.is_none()) {
+        Some(g) => crate::render_gateway::server(&mut out, g, config, default_cert, model),
+        None => server(&mut out, catch_all, model, config, default_cert),
+    }
     let dedicated = model.servers.iter().zip(&in_shared);
     for (s, _) in dedicated.filter(|(s, shared)| s.host.is_some() && !**shared) {
         server(&mut out, s, model, config, default_cert);
     }
     shared::servers(&mut out, &groups, model, config);
+    for g in model.gateway.iter().filter(|g| g.host.is_some()) {
+        crate::render_gateway::server(&mut out, g, config, default_cert, model);
+    }
     out.push_str("}\n");
     out
 }
@@ -126,6 +133,7 @@ fn any_tls(model: &Model, config: &RenderConfig) -> bool {
                 .as_ref()
                 .is_some_and(|t| matches!(t.certificate, ServerTls::Certificate(_)))
         })
+        || model.gateway.iter().any(|s| s.tls.is_some())
 }
 
 fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: &[shared::Group]) {
@@ -185,10 +193,13 @@ fn main_context(out: &mut String, model: &Model, config: &RenderConfig, groups: 
 /// `server_names_hash_*` sized from the exact names (and the catch-all's `_`) so nginx
 /// builds the table without a warning (`hash_size.rs`).
 fn server_names_hash(model: &Model) -> (usize, usize) {
-    let names = model.servers.iter().filter_map(|s| match &s.host {
-        Some(Host::Exact(h)) => Some(h.as_str()),
-        _ => None,
-    });
+    let hosts = model.servers.iter().map(|s| &s.host);
+    let names = hosts
+        .chain(model.gateway.iter().map(|s| &s.host))
+        .filter_map(|h| match h {
+            Some(Host::Exact(h)) => Some(h.as_str()),
+            _ => None,
+        });
     let size = hash_size::for_keys(names.chain(["_"]));
     (size.bucket_size, size.max_size)
 }
@@ -204,7 +215,7 @@ fn upstream(out: &mut String, u: &Upstream) {
     _ = writeln!(out, "        keepalive {UPSTREAM_KEEPALIVE};\n    }}\n");
 }
 
-fn listen(out: &mut String, config: &RenderConfig, port: u16, ssl: bool, default: bool) {
+pub(crate) fn listen(out: &mut String, config: &RenderConfig, port: u16, ssl: bool, default: bool) {
     out.push_str("        listen ");
     match config.listen_address {
         Some(IpAddr::V4(ip)) => _ = write!(out, "{ip}:"),
@@ -218,29 +229,31 @@ fn listen(out: &mut String, config: &RenderConfig, port: u16, ssl: bool, default
     out.push_str(if default { " default_server;\n" } else { ";\n" });
 }
 
-fn server(
+/// `server {`, its listeners, certificate and `server_name`; returns the certificate id the
+/// server presents, if any.
+pub(crate) fn server_head<'a>(
     out: &mut String,
-    s: &Server,
-    model: &Model,
+    host: &Option<Host>,
+    tls: Option<&'a crate::model::TlsChoice>,
     config: &RenderConfig,
-    default_cert: Option<&str>,
-) {
+    default_cert: Option<&'a str>,
+) -> Option<&'a str> {
     out.push_str("    server {\n");
-    listen(out, config, config.http_port, false, s.host.is_none());
-    let cert = match (&s.host, s.tls.as_ref().map(|t| &t.certificate)) {
+    listen(out, config, config.http_port, false, host.is_none());
+    let cert = match (host, tls.map(|t| &t.certificate)) {
         (None, _) => default_cert,
         (Some(_), Some(ServerTls::Certificate(id))) => Some(id.as_str()),
         (Some(_), Some(ServerTls::Default)) => default_cert,
         (Some(_), None) => None,
     };
     if let Some(id) = cert {
-        listen(out, config, config.https_port, true, s.host.is_none());
+        listen(out, config, config.https_port, true, host.is_none());
         let dir = config.tls_dir();
         let dir = dir.to_str().unwrap_or("/");
         _ = writeln!(out, "        ssl_certificate {dir}/{id}.pem;");
         _ = writeln!(out, "        ssl_certificate_key {dir}/{id}.pem;");
     }
-    match &s.host {
+    match host {
         None => out.push_str("        server_name _;\n"),
         Some(Host::Exact(h)) => _ = writeln!(out, "        server_name {h};"),
         Some(Host::Wildcard(suffix)) => {
@@ -252,6 +265,17 @@ fn server(
             out.push_str("$;\n");
         }
     }
+    cert
+}
+
+fn server(
+    out: &mut String,
+    s: &Server,
+    model: &Model,
+    config: &RenderConfig,
+    default_cert: Option<&str>,
+) {
+    let cert = server_head(out, &s.host, s.tls.as_ref(), config, default_cert);
     // Redirects apply to hosts with TLS, not to the catch-all's self-signed listener.
     let ctx = Ctx {
         tls: s.host.is_some() && cert.is_some(),

@@ -29,7 +29,11 @@
 //! controller; the writer must keep entries of other controllers.
 
 mod attach;
+mod build;
+mod coexist;
+pub mod grammar;
 mod refs;
+mod rules;
 mod status;
 pub mod types;
 mod types_routes;
@@ -41,6 +45,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 pub use attach::{Attachment, ListenerInfo, Parents};
+pub use build::{Output, translate};
+pub use coexist::{join, resolve};
 pub use types::*;
 
 /// `GatewayClass.spec.controllerName` that marks a class as ours, unless
@@ -73,7 +79,7 @@ pub fn statuses(
         snapshot.endpoint_slices.iter().map(|e| &**e),
         &config.backends,
     );
-    let routes = status::facts(snapshot);
+    let routes = status::facts(snapshot, &parents.grants, &backends);
     parents.statuses_of(&routes, config, &backends, addresses, now)
 }
 
@@ -109,5 +115,7 @@ pub(crate) fn condition(
     }
 }
 
+#[cfg(test)]
+mod build_tests;
 #[cfg(test)]
 mod status_tests;

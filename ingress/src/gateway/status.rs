@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
 use super::attach::{Parents, key};
-use super::refs::backend;
+use super::refs::{Grants, backend};
+use super::rules::{Ctx, RouteRules};
 use super::{
     GatewayClassStatus, GatewayStatus, GatewayStatusAddress, GatewayStatuses, HTTPBackendRef, Key,
     ListenerStatus, ParentReference, RouteParentStatus, RouteStatus, condition,
 };
-use crate::model::Host;
+use crate::model::{Host, Kind, ObjectRef};
 use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 use crate::translate::backend::Backends;
@@ -29,8 +30,10 @@ pub struct RouteFacts<'a> {
     pub hostnames: &'a [String],
     pub parent_refs: &'a [ParentReference],
     pub backend_refs: Vec<&'a HTTPBackendRef>,
-    /// A rule refused by translation (`UnsupportedValue`): its message.
-    pub refused: Option<String>,
+    /// Rules refused by translation (`UnsupportedValue`): their messages.
+    pub problems: Vec<String>,
+    /// How many rules the route has.
+    pub rules: usize,
 }
 
 /// The route's hostnames as hosts, or why one is invalid.
@@ -41,23 +44,57 @@ pub fn route_hosts(hostnames: &[String]) -> Result<Vec<Host>, String> {
         .collect()
 }
 
-/// The facts of every route of the snapshot (`refused` left empty).
-pub fn facts(snapshot: &Snapshot) -> Vec<RouteFacts<'_>> {
-    let http = snapshot.http_routes.iter().map(|r| RouteFacts {
-        kind: "HTTPRoute",
-        meta: &r.metadata,
-        hostnames: &r.spec.hostnames,
-        parent_refs: &r.spec.parent_refs,
-        backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
-        refused: None,
+/// The facts of every route of the snapshot (rules checked as translation does).
+pub fn facts<'a>(
+    snapshot: &'a Snapshot,
+    grants: &Grants<'_>,
+    backends: &Backends<'_>,
+) -> Vec<RouteFacts<'a>> {
+    let problems = |kind: Kind, meta: &ObjectMeta, f: &dyn Fn(&Ctx<'_, '_>) -> RouteRules| {
+        let ns = meta.namespace.as_deref().unwrap_or("default");
+        let origin = ObjectRef::new(kind, ns, meta.name.as_deref().unwrap_or(""));
+        let cx = Ctx {
+            kind: kind.as_str(),
+            namespace: ns,
+            origin: &origin,
+            grants,
+            backends,
+        };
+        let rr = f(&cx);
+        let p: Vec<String> = rr
+            .problems
+            .into_iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect();
+        (p, rr.rules)
+    };
+    let http = snapshot.http_routes.iter().map(|r| {
+        let (problems, rules) = problems(Kind::HTTPRoute, &r.metadata, &|cx| {
+            super::rules::http(cx, &r.spec.rules)
+        });
+        RouteFacts {
+            kind: "HTTPRoute",
+            meta: &r.metadata,
+            hostnames: &r.spec.hostnames,
+            parent_refs: &r.spec.parent_refs,
+            backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
+            problems,
+            rules,
+        }
     });
-    let grpc = snapshot.grpc_routes.iter().map(|r| RouteFacts {
-        kind: "GRPCRoute",
-        meta: &r.metadata,
-        hostnames: &r.spec.hostnames,
-        parent_refs: &r.spec.parent_refs,
-        backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
-        refused: None,
+    let grpc = snapshot.grpc_routes.iter().map(|r| {
+        let (problems, rules) = problems(Kind::GRPCRoute, &r.metadata, &|cx| {
+            super::rules::grpc(cx, &r.spec.rules)
+        });
+        RouteFacts {
+            kind: "GRPCRoute",
+            meta: &r.metadata,
+            hostnames: &r.spec.hostnames,
+            parent_refs: &r.spec.parent_refs,
+            backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
+            problems,
+            rules,
+        }
     });
     http.chain(grpc).collect()
 }
@@ -96,19 +133,19 @@ impl Parents<'_> {
                     continue;
                 };
                 let g = r.meta.generation;
-                let accepted = match (&hosts, &r.refused) {
-                    (Err(e), _) => condition("Accepted", false, "UnsupportedValue", e, g, now),
-                    (Ok(hosts), refused) => match self.attach(r.kind, &rk.0, hosts, &gw, p) {
+                let all_refused = r.rules > 0 && r.problems.len() == r.rules;
+                let problems = r.problems.join("; ");
+                let accepted = match &hosts {
+                    Err(e) => condition("Accepted", false, "UnsupportedValue", e, g, now),
+                    Ok(hosts) => match self.attach(r.kind, &rk.0, hosts, &gw, p) {
+                        Ok(_) if all_refused => {
+                            condition("Accepted", false, "UnsupportedValue", &problems, g, now)
+                        }
                         Ok(atts) => {
                             for a in atts {
                                 *attached.entry((gw.clone(), a.listener)).or_default() += 1;
                             }
-                            match refused {
-                                Some(m) => {
-                                    condition("Accepted", false, "UnsupportedValue", m, g, now)
-                                }
-                                None => condition("Accepted", true, "Accepted", "", g, now),
-                            }
+                            condition("Accepted", true, "Accepted", "", g, now)
                         }
                         Err((reason, m)) => condition("Accepted", false, reason, m, g, now),
                     },
@@ -117,10 +154,23 @@ impl Parents<'_> {
                     None => condition("ResolvedRefs", true, "ResolvedRefs", "", g, now),
                     Some((reason, m)) => condition("ResolvedRefs", false, reason, m, g, now),
                 };
+                let mut conditions = vec![accepted, refs];
+                if !r.problems.is_empty() && !all_refused {
+                    // Some rules dropped, the others served (Gateway API v1.2+).
+                    let c = condition(
+                        "PartiallyInvalid",
+                        true,
+                        "UnsupportedValue",
+                        &problems,
+                        g,
+                        now,
+                    );
+                    conditions.push(c);
+                }
                 parents.push(RouteParentStatus {
                     parent_ref: p.clone(),
                     controller_name: config.gateway_controller_name.clone(),
-                    conditions: vec![accepted, refs],
+                    conditions,
                 });
             }
             if parents.is_empty() {

@@ -138,6 +138,7 @@ pub fn merge(mut t: Translated) -> Model {
         reports,
         certificates,
         default_certificate: None,
+        gateway: Vec::new(),
     }
 }
 

@@ -152,11 +152,14 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
     let mut out = Translated::default();
     services::translate(snapshot, config, &backends, &mut out);
     ingress::translate(snapshot, config, &backends, &secrets, &mut out);
+    let mut gateway = crate::gateway::translate(snapshot, config, &backends);
+    crate::gateway::resolve(&mut out, &mut gateway);
     flag_default_backend(config, &backends, &mut out);
     let default_cert = flag_default_certificate(config, &secrets, &mut out.reports);
     out.reports.extend(backends.take_reports());
     out.reports.extend(snapshot.reports.iter().cloned());
     let mut model = merge(out);
+    crate::gateway::join(&mut model, gateway);
     if let Some(c) = default_cert {
         model.default_certificate = Some(c.id.clone());
         if let Err(i) = model.certificates.binary_search_by(|x| x.id.cmp(&c.id)) {
