@@ -26,6 +26,8 @@ mod cors;
 mod errors;
 #[path = "ingress_e2e/external_auth.rs"]
 mod external_auth;
+#[path = "ingress_e2e/gateway.rs"]
+mod gateway;
 #[path = "ingress_e2e/isolation.rs"]
 mod isolation;
 #[path = "ingress_e2e/limits.rs"]
@@ -146,6 +148,14 @@ fn main() {
         t(
             "annotation_canary_weight_header_and_cookie",
             canary::canary_weight_header_and_cookie,
+        ),
+        t(
+            "gateway_http_routes_match_filter_and_redirect",
+            gateway::http_routes_match_filter_and_redirect,
+        ),
+        t(
+            "gateway_weighted_backends_and_tls_listener",
+            gateway::weighted_backends_and_tls_listener,
         ),
         t("injection_corpus_never_reaches_nginx", corpus::injection),
         t(
