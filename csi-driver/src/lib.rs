@@ -46,4 +46,5 @@ pub mod procs;
 pub mod program;
 pub mod server;
 pub mod snapshot_id;
+pub mod static_volume;
 pub mod volume_id;

@@ -34,11 +34,12 @@ const VERSION_NS: &str = "0002";
 /// CSI's limit on ID length.
 pub const MAX_ID_LEN: usize = 128;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct VolumeId {
     pub cluster_id: String,
     pub pool: String,
     /// RADOS namespace; "" is the default one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     pub image: String,
 }

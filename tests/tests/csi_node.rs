@@ -34,6 +34,9 @@ fn main() {
         case("rados_namespace_end_to_end", |e| {
             Box::pin(namespaces::rados_namespace_end_to_end(e))
         }),
+        case("static_volume_is_staged_and_never_deleted", |e| {
+            Box::pin(namespaces::static_volume_is_staged_and_never_deleted(e))
+        }),
     ])
 }
 

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Container, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, Secret,
+    Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -168,6 +168,7 @@ fn every_manifest_is_a_valid_api_object() {
             "Service" => drop(strict::<Service>(&file, &v)),
             "Pod" => drop(strict::<Pod>(&file, &v)),
             "PersistentVolumeClaim" => drop(strict::<PersistentVolumeClaim>(&file, &v)),
+            "PersistentVolume" => drop(strict::<PersistentVolume>(&file, &v)),
             "CSIDriver" => drop(strict::<CSIDriver>(&file, &v)),
             "StorageClass" => drop(strict::<StorageClass>(&file, &v)),
             "IngressClass" => drop(strict::<IngressClass>(&file, &v)),

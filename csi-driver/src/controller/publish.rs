@@ -18,6 +18,9 @@
 //!   it knows); a split controller takes the CO's node IDs as they come (Kubernetes only sends
 //!   IDs its nodes registered through NodeGetInfo).
 //!
+//! Static volumes (see [`crate::static_volume`]) are published without a record: only the
+//! image's existence is checked.
+//!
 //! Unpublish: removes the node (every node when node_id is empty); a node that does not hold
 //! the volume, an unknown volume or node: OK (the spec lets a volume that cannot be found be
 //! regarded as unpublished).
@@ -113,7 +116,9 @@ pub(super) async fn publish_volume(
         .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
     params::check_capability(cap)?;
     let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
-    let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
+    let id = crate::static_volume::resolve(&req.volume_id, &req.volume_context)
+        .map_err(|e| e.unwrap_or_else(missing))?;
+    let is_static = crate::static_volume::is_static(&req.volume_context);
     if req.node_id.len() > MAX_NODE_ID {
         return Err(Error::NotFound(format!(
             "node {:?} does not exist",
@@ -150,6 +155,10 @@ pub(super) async fn publish_volume(
                 Errno(libc::ENOENT) => missing(),
                 e => ceph_err(format!("open image {image}"), e),
             })?;
+            if is_static {
+                // No record: ControllerUnpublish (no volume context) could not find it again.
+                return Ok(());
+            }
             swap(io, &image, |p| admit(p, &node, &want))
         })
         .await?;

@@ -175,7 +175,7 @@ impl Node {
         let staging = request::path("staging_target_path", &r.staging_target_path)?;
         let ctx = &r.volume_context;
         let capability = request::capability(r.volume_capability.as_ref(), context_fs(ctx))?;
-        let volume = request::volume(&id)?;
+        let volume = request::volume(&id, ctx)?;
         let credentials = Credentials::from_secrets(&r.secrets)?;
         Ok(stage::StageArgs {
             id,
@@ -200,7 +200,7 @@ impl Node {
             request::capability(r.volume_capability.as_ref(), context_fs(&r.volume_context))?;
         // STAGE_UNSTAGE_VOLUME is advertised: the staging path is required.
         let staging = request::path("staging_target_path", &r.staging_target_path)?;
-        request::volume(&id)?;
+        request::volume(&id, &r.volume_context)?;
         Ok(publish::PublishArgs {
             id,
             staging,

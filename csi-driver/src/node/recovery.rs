@@ -32,7 +32,6 @@ use crate::attach::{Target, attacher};
 use crate::error::Error;
 use crate::mount::format::{self, Content};
 use crate::mount::{mountinfo, ops};
-use crate::volume_id::VolumeId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -162,7 +161,9 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
     if let Err(e) = attacher(old.kind).detach(&old, &want) {
         tracing::warn!(volume = %s.volume_id, "detaching the broken device: {e}");
     }
-    let volume = VolumeId::decode(&s.volume_id).map_err(|e| Error::Internal(e.to_string()))?;
+    let volume = s
+        .volume()
+        .ok_or_else(|| Error::Internal(format!("stash of {} names no image", s.volume_id)))?;
     let dir = node.store.dir(&s.staging_path);
     let client = ClientFiles::existing(&dir, &s.user).ok_or_else(|| {
         Error::FailedPrecondition(format!("client files in {} are gone", dir.display()))

@@ -63,9 +63,17 @@ pub fn path(field: &str, value: &str) -> Result<PathBuf, Error> {
     Ok(p.components().collect())
 }
 
-/// Decode a volume id; an id we could not have issued is NOT_FOUND.
-pub fn volume(id: &str) -> Result<VolumeId, Error> {
-    VolumeId::decode(id).map_err(|e| Error::NotFound(e.to_string()))
+/// The volume a request names: a static volume's context (see [`crate::static_volume`]), else
+/// the decoded id; an id we could not have issued is NOT_FOUND.
+pub fn volume(
+    id: &str,
+    ctx: &std::collections::HashMap<String, String>,
+) -> Result<VolumeId, Error> {
+    crate::static_volume::resolve(id, ctx).map_err(|e| {
+        e.unwrap_or_else(|| {
+            Error::NotFound(format!("{id:?} is not a volume id issued by this driver"))
+        })
+    })
 }
 
 /// The volume-context key of the StorageClass's fs type.
@@ -205,9 +213,11 @@ mod tests {
             );
         }
         assert_eq!(
-            volume("fake-vol-id-1234").unwrap_err().code(),
+            volume("fake-vol-id-1234", &Default::default())
+                .unwrap_err()
+                .code(),
             tonic::Code::NotFound
         );
-        assert!(volume("0001-0001-c-0003-rbd-img").is_ok());
+        assert!(volume("0001-0001-c-0003-rbd-img", &Default::default()).is_ok());
     }
 }

@@ -115,6 +115,8 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     let mut stash = Stash {
         version: VERSION,
         volume_id: a.id.clone(),
+        static_image: (VolumeId::decode(&a.id).ok() != Some(a.volume.clone()))
+            .then(|| a.volume.clone()),
         staging_path: a.staging.clone(),
         capability: a.capability.clone(),
         user: a.credentials.user.clone(),

@@ -32,6 +32,7 @@ use crate::attach::client::{self, private_dir};
 use crate::attach::{Attached, ImageSpec, Kind};
 use crate::error::Error;
 use crate::mount::mountinfo;
+use crate::volume_id::VolumeId;
 
 pub const VERSION: u32 = 1;
 const FILE: &str = "stash.json";
@@ -46,6 +47,9 @@ pub struct Publish {
 pub struct Stash {
     pub version: u32,
     pub volume_id: String,
+    /// The image of a static volume (whose id is any string; see [`crate::static_volume`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_image: Option<VolumeId>,
     pub staging_path: PathBuf,
     pub capability: Capability,
     pub user: String,
@@ -66,8 +70,16 @@ impl Stash {
     /// The image this volume's device must map (see [`crate::attach::identity`]); None for an
     /// id that does not decode, whose devices are then never trusted.
     pub fn image(&self) -> Option<ImageSpec> {
-        let v = crate::volume_id::VolumeId::decode(&self.volume_id).ok()?;
+        let v = self.volume()?;
         Some(ImageSpec::volume(&v.pool, &v.namespace, &v.image))
+    }
+
+    /// The volume: a static volume's recorded image, else the decoded id.
+    pub fn volume(&self) -> Option<VolumeId> {
+        match &self.static_image {
+            Some(v) => Some(v.clone()),
+            None => VolumeId::decode(&self.volume_id).ok(),
+        }
     }
 
     /// [`Stash::image`], or an error naming the volume.
@@ -219,6 +231,7 @@ mod tests {
         Stash {
             version: VERSION,
             volume_id: vol.into(),
+            static_image: None,
             staging_path: staging.into(),
             capability: Capability {
                 access: Access::Block,

@@ -130,6 +130,7 @@ mod tests {
         Stash {
             version: VERSION,
             volume_id: "v".into(),
+            static_image: None,
             staging_path: "/s".into(),
             capability: Capability {
                 access: if block {

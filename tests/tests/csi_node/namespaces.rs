@@ -251,3 +251,97 @@ pub async fn rados_namespace_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
     );
     Ok(())
 }
+
+/// An image made outside berth (as an operator would) and removed at the end.
+struct ForeignImage<'a> {
+    cluster: &'a Cluster,
+    spec: String,
+}
+
+impl Drop for ForeignImage<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.rbd(&["rm", "--no-progress", &self.spec]);
+    }
+}
+
+/// A static volume (ceph-csi's `staticVolume: "true"` + `imageName`/`pool` in a hand-written
+/// PV's volumeAttributes, any volumeHandle): staged on the real node path, its data kept
+/// across stages, and DeleteVolume answers OK without touching it.
+pub async fn static_volume_is_staged_and_never_deleted(e: &mut NodeEnv<'_>) -> Result<()> {
+    let c = e.cluster;
+    let image = format!("static-{}", std::process::id());
+    c.rbd(&["create", "--size", "64M", &format!("{}/{image}", c.pool)])?;
+    let _img = ForeignImage {
+        cluster: c,
+        spec: format!("{}/{image}", c.pool),
+    };
+    let handle = "pv-static-handle";
+    let ctx = HashMap::from([
+        ("staticVolume".to_string(), "true".to_string()),
+        ("clusterID".to_string(), CLUSTER_ID.to_string()),
+        ("pool".to_string(), c.pool.clone()),
+        ("imageName".to_string(), image.clone()),
+        ("mounter".to_string(), "fuse".to_string()),
+    ]);
+    let cap = || mount_cap("ext4", Mode::SingleNodeWriter);
+    let staging = e.staging("static");
+    let pod = e.target("static-pod");
+    let mut stage = e.stage_req(handle, &staging, cap());
+    stage.volume_context = ctx.clone();
+    e.csi.node.node_stage_volume(stage.clone()).await?;
+    let mut publish = e.publish_req(handle, &staging, &pod, cap(), false);
+    publish.volume_context = ctx.clone();
+    e.csi.node.node_publish_volume(publish).await?;
+    std::fs::write(pod.join("kept"), b"static data")?;
+    e.unpublish(handle, &pod).await?;
+    e.unstage(handle, &staging).await?;
+    e.csi.node.node_stage_volume(stage).await?;
+    let got = std::fs::read(staging.join("kept"))?;
+    ensure!(got == b"static data", "after restage: {got:?}");
+    e.unstage(handle, &staging).await?;
+
+    // The attacher publishes it (no record: ControllerUnpublish could not find it again).
+    e.csi
+        .controller
+        .controller_publish_volume(berth_csi::csi::ControllerPublishVolumeRequest {
+            volume_id: handle.into(),
+            node_id: "berth-test-node".into(),
+            volume_capability: Some(cap()),
+            secrets: e.secrets(),
+            volume_context: ctx.clone(),
+            ..Default::default()
+        })
+        .await?;
+    e.csi
+        .controller
+        .controller_unpublish_volume(berth_csi::csi::ControllerUnpublishVolumeRequest {
+            volume_id: handle.into(),
+            node_id: "berth-test-node".into(),
+            secrets: e.secrets(),
+        })
+        .await?;
+    // A PV with reclaimPolicy Delete: OK, and the image stays.
+    e.csi
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: handle.into(),
+            secrets: e.secrets(),
+        })
+        .await?;
+    ensure!(c.images()?.contains(&image), "{image} was deleted");
+    ensure!(
+        e.image_meta(&image)?["berth.dev/formatted"] == "ext4",
+        "meta {:?}",
+        e.image_meta(&image)?
+    );
+    // A broken static context is INVALID_ARGUMENT, naming the key.
+    let mut bad = e.stage_req(handle, &staging, cap());
+    bad.volume_context = ctx.clone();
+    bad.volume_context.insert("imageName".into(), "../x".into());
+    let err = e.csi.node.node_stage_volume(bad).await.unwrap_err();
+    ensure!(
+        err.code() == tonic::Code::InvalidArgument && err.message().contains("imageName"),
+        "{err:?}"
+    );
+    Ok(())
+}
