@@ -8,8 +8,12 @@
 //!
 //! Served traffic: backends in a network namespace the test creates (veth pair, 10.254.N.0/24),
 //! reached through a selector-less Service and an EndpointSlice the test writes
-//! (`--upstream=endpoints`; ClusterIPs are not routable here). Not here: an API outage.
+//! (`--upstream=endpoints`; ClusterIPs are not routable here), first without the Gateway API
+//! CRDs, then with them: a Gateway and HTTPRoutes served and their statuses written
+//! (`k8s_ingress/gateway.rs`). Not here: an API outage.
 
+#[path = "k8s_ingress/gateway.rs"]
+mod gateway;
 #[path = "k8s_ingress/outage.rs"]
 mod outage;
 #[path = "k8s_ingress/served.rs"]

@@ -1,5 +1,6 @@
 //! Traffic through nginx to backends in a network namespace, reached through a selector-less
-//! Service and an EndpointSlice the test writes.
+//! Service and an EndpointSlice the test writes: first without the Gateway API CRDs (the
+//! Ingress is served, the missing CRDs are said once), then with them (`gateway.rs`).
 
 use super::*;
 
@@ -89,5 +90,17 @@ pub fn served() -> Result<()> {
         !log.to_lowercase().contains("forbidden"),
         "refused by RBAC:\n{log}"
     );
-    Ok(())
+    // Without the Gateway API CRDs: said once, and no watch of theirs failing over and over.
+    ensure!(
+        log.matches("Gateway API CRDs not installed").count() == 1,
+        "want one 'not installed' line:\n{log}"
+    );
+    ensure!(
+        !log.contains("watch failed"),
+        "a watch failed without the CRDs:\n{log}"
+    );
+    // Then the Gateway API, with its CRDs, through a new replica (SIGTERM hands the Lease on).
+    let mut r = r;
+    r.signal(nix::sys::signal::Signal::SIGTERM)?;
+    super::gateway::gateway_api(&cp, &dir, &sa, "backend A")
 }
