@@ -72,8 +72,8 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         "grpcroutes.gateway.networking.k8s.io",
         "referencegrants.gateway.networking.k8s.io",
     ])?;
-    let class = repo().join("deploy/ingress/components/gateway-api/gatewayclass.yaml");
-    cp.kubectl(&["apply", "--server-side", "-f", &class.to_string_lossy()])?;
+    let class = repo().join("deploy/ingress/components/gateway-api");
+    cp.kubectl(&["apply", "--server-side", "-k", &class.to_string_lossy()])?;
     let example = repo().join("deploy/ingress/example-gateway");
     cp.kubectl(&[
         "apply",
