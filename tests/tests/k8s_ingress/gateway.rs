@@ -116,6 +116,12 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
     )?;
     let t = Instant::now();
     cp.apply(&route("default", "web", &["web.gw.test"], None))?;
+    wait_until("the HTTPRoute served", Duration::from_secs(30), || {
+        curl("web.gw.test") == want
+    })
+    .with_context(|| r.log_text())?;
+    eprintln!("HTTPRoute applied -> served by nginx: {:.0?}", t.elapsed());
+
     // Statuses, as the API server stores them.
     wait_until("GatewayClass Accepted", Duration::from_secs(30), || {
         let c = get(cp, &["gatewayclass", "berth"]);
@@ -147,12 +153,10 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         },
     )
     .with_context(|| format!("last parent entry: {last}"))?;
-
-    wait_until("the HTTPRoute served", Duration::from_secs(30), || {
-        curl("web.gw.test") == want
-    })
-    .with_context(|| r.log_text())?;
-    eprintln!("HTTPRoute applied -> served by nginx: {:.0?}", t.elapsed());
+    eprintln!(
+        "HTTPRoute applied -> Accepted and ResolvedRefs in its status: {:.0?}",
+        t.elapsed()
+    );
 
     // Another controller's entry in status.parents is kept when we rewrite ours (a new
     // generation changes our observedGeneration).
