@@ -130,6 +130,15 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
                 detail,
             ));
         }
+        for (field, problem) in &rr.unresolved {
+            let detail = format!("backend not resolved (its share answers 500): {problem}");
+            out.reports.push(report(
+                &origin,
+                field.clone(),
+                Reason::BackendNotFound,
+                detail,
+            ));
+        }
         for (name, u) in rr.upstreams {
             out.upstreams.entry(name).or_insert(u);
         }

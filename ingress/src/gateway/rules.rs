@@ -41,6 +41,8 @@ pub struct RouteRules {
     pub problems: Vec<(String, String)>,
     /// Every upstream a backend resolved to (with its endpoints).
     pub upstreams: BTreeMap<String, Upstream>,
+    /// (field, message) per backendRef that does not resolve (its share answers 500).
+    pub unresolved: Vec<(String, String)>,
     pub rules: usize,
 }
 
@@ -155,7 +157,8 @@ fn action(
     backend_refs: &[HTTPBackendRef],
     prefix: Option<&str>,
     grpc: bool,
-    upstreams: &mut BTreeMap<String, Upstream>,
+    out: &mut RouteRules,
+    rule: usize,
 ) -> Result<GwAction, Invalid> {
     let mut proxy = GwProxy {
         backends: Vec::new(),
@@ -266,10 +269,15 @@ fn action(
         let up = match backend(cx.kind, cx.namespace, b, cx.grants, cx.backends) {
             Ok(u) => {
                 let name = u.name.clone();
-                upstreams.entry(name.clone()).or_insert(u);
+                out.upstreams.entry(name.clone()).or_insert(u);
                 Some(name)
             }
-            Err(_) => None, // ResolvedRefs reports it; its share answers 500
+            Err((reason, m)) => {
+                // Its share of the requests answers 500 (and ResolvedRefs says why).
+                let field = format!("spec.rules[{rule}].backendRefs");
+                out.unresolved.push((field, format!("{reason}: {m}")));
+                None
+            }
         };
         proxy.backends.push((up, weight as u32));
     }
@@ -312,7 +320,8 @@ pub fn http(cx: &Ctx<'_, '_>, rules: &[HTTPRouteRule]) -> RouteRules {
                 &rule.backend_refs,
                 prefix,
                 false,
-                &mut out.upstreams,
+                &mut out,
+                i,
             )?;
             let rule = Arc::new(GwRule {
                 id: rule_id(cx.origin, i, j),
@@ -380,7 +389,8 @@ pub fn grpc(cx: &Ctx<'_, '_>, rules: &[GRPCRouteRule]) -> RouteRules {
                 &rule.backend_refs,
                 None,
                 true,
-                &mut out.upstreams,
+                &mut out,
+                i,
             )?;
             let rule = Arc::new(GwRule {
                 id: rule_id(cx.origin, i, j),

@@ -33,6 +33,29 @@ enum Slot {
     IngressName,
     ServiceName,
     Namespace,
+    /// A field of an HTTPRoute attached to the Gateway `inj/gw` (issue 15).
+    Route(RouteField),
+}
+
+/// Where in an HTTPRoute a hostile value is put.
+#[derive(Clone, Copy, Debug)]
+enum RouteField {
+    Name,
+    Hostname,
+    Path,
+    HeaderName,
+    HeaderValue,
+    QueryName,
+    QueryValue,
+    Method,
+    SetHeaderName,
+    SetHeaderValue,
+    ResponseHeaderValue,
+    RedirectHostname,
+    RedirectPath,
+    RewriteHostname,
+    RewritePrefix,
+    BackendName,
 }
 
 /// (slot, value with `N` standing for the marker number).
@@ -265,6 +288,49 @@ fn corpus() -> Vec<(Slot, String)> {
         (IngressName, "xqN\u{1b}[31m".into()),
         (ServiceName, "xqN}".into()),
         (Namespace, "xqN ns".into()),
+        (Route(RouteField::Name), "xqN;evil".into()),
+        (
+            Route(RouteField::Hostname),
+            "xqN.test; return 200 pwned".into(),
+        ),
+        (Route(RouteField::Path), "/xqN { return 200 pwned; }".into()),
+        (Route(RouteField::Path), "/_berth_gw/xqN".into()),
+        (
+            Route(RouteField::HeaderName),
+            "X-xqN\"; return 200 pwned".into(),
+        ),
+        (Route(RouteField::HeaderValue), "xqN$|.*".into()),
+        (Route(RouteField::HeaderValue), "xqN\"; default evil".into()),
+        (Route(RouteField::QueryName), "xqN}".into()),
+        (Route(RouteField::QueryValue), "xqN\n} server {".into()),
+        (Route(RouteField::Method), "GET$|xqN".into()),
+        (Route(RouteField::SetHeaderName), "X-A \"xqN\"".into()),
+        (
+            Route(RouteField::SetHeaderValue),
+            "xqN\"; proxy_pass http://evil; #".into(),
+        ),
+        (Route(RouteField::SetHeaderValue), "xqN$request_uri".into()),
+        (
+            Route(RouteField::ResponseHeaderValue),
+            "xqN\r\nX-Injected: 1".into(),
+        ),
+        (
+            Route(RouteField::RedirectHostname),
+            "xqN.test/$request_uri".into(),
+        ),
+        (
+            Route(RouteField::RedirectPath),
+            "/xqN$1 permanent; return 200 pwned".into(),
+        ),
+        (
+            Route(RouteField::RewriteHostname),
+            "xqN.test; proxy_pass http://evil".into(),
+        ),
+        (
+            Route(RouteField::RewritePrefix),
+            "/xqN break; return 200 pwned".into(),
+        ),
+        (Route(RouteField::BackendName), "xqN;evil".into()),
     ];
     raw.into_iter()
         .enumerate()
@@ -301,7 +367,79 @@ fn carrier(i: usize, slot: Slot, value: &str, port: u16) -> Value {
         Slot::IngressName => ing("inj", value, &host, "/"),
         Slot::ServiceName => labelled_service("inj", value, &host, port),
         Slot::Namespace => ing(value, &name, &host, "/"),
+        Slot::Route(field) => hostile_route(&name, &host, field, value, port),
     }
+}
+
+/// An HTTPRoute on the Gateway `inj/gw` with `value` in `field`.
+fn hostile_route(name: &str, host: &str, field: RouteField, value: &str, port: u16) -> Value {
+    use RouteField::*;
+    let mut m = json!({"path": {"type": "PathPrefix", "value": "/"}});
+    let mut filters = json!([]);
+    let mut backend = json!({"name": "web", "port": port});
+    let (mut route_name, mut hostname) = (name.to_owned(), host.to_owned());
+    match field {
+        Name => route_name = value.to_owned(),
+        Hostname => hostname = value.to_owned(),
+        Path => m["path"]["value"] = json!(value),
+        HeaderName => m["headers"] = json!([{"name": value, "value": "a"}]),
+        HeaderValue => m["headers"] = json!([{"name": "X-A", "value": value}]),
+        QueryName => m["queryParams"] = json!([{"name": value, "value": "a"}]),
+        QueryValue => m["queryParams"] = json!([{"name": "a", "value": value}]),
+        Method => m["method"] = json!(value),
+        SetHeaderName | SetHeaderValue => {
+            let (n, v) = if matches!(field, SetHeaderName) {
+                (value, "a")
+            } else {
+                ("X-A", value)
+            };
+            filters = json!([{"type": "RequestHeaderModifier",
+                              "requestHeaderModifier": {"set": [{"name": n, "value": v}]}}]);
+        }
+        ResponseHeaderValue => {
+            filters = json!([{"type": "ResponseHeaderModifier",
+                              "responseHeaderModifier": {"add": [{"name": "X-A", "value": value}]}}]);
+        }
+        RedirectHostname | RedirectPath => {
+            let mut r = json!({"statusCode": 301});
+            if matches!(field, RedirectHostname) {
+                r["hostname"] = json!(value);
+            } else {
+                r["path"] = json!({"type": "ReplaceFullPath", "replaceFullPath": value});
+            }
+            filters = json!([{"type": "RequestRedirect", "requestRedirect": r}]);
+        }
+        RewriteHostname => {
+            filters = json!([{"type": "URLRewrite", "urlRewrite": {"hostname": value}}]);
+        }
+        RewritePrefix => {
+            filters = json!([{"type": "URLRewrite", "urlRewrite": {"path":
+                {"type": "ReplacePrefixMatch", "replacePrefixMatch": value}}}]);
+        }
+        BackendName => backend["name"] = json!(value),
+    }
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": route_name, "namespace": "inj"},
+           "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [hostname],
+                    "rules": [{"matches": [m], "filters": filters, "backendRefs": [backend]}]}})
+}
+
+/// Our GatewayClass and the Gateway `inj/gw` the hostile routes attach to.
+fn gateway_api_base() -> [(&'static str, Value); 2] {
+    [
+        (
+            "class",
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "berth"}, "spec": {"controllerName": "berth.dev/gateway"}}),
+        ),
+        (
+            "gw",
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "inj"},
+            "spec": {"gatewayClassName": "berth",
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        ),
+    ]
 }
 
 /// A line of the log that reports the object carrying marker / name `id`.
@@ -312,8 +450,21 @@ fn reported(log: &str, id: &str) -> bool {
 
 pub fn injection() -> Result<()> {
     let good = Backend::start("good")?;
+    let [class, gw] = gateway_api_base();
     let ctl = started(
         &[
+            class,
+            gw,
+            (
+                "gwgood",
+                hostile_route(
+                    "gwgood",
+                    "gwgood.test",
+                    RouteField::Name,
+                    "gwgood",
+                    good.port,
+                ),
+            ),
             ("web", local_service("inj", "web", good.port)),
             (
                 "good",
@@ -391,6 +542,7 @@ pub fn injection() -> Result<()> {
         "only {rejected} rejections counted:\n{text}"
     );
     served(&ctl, "good.test", "/still", 200, Some("good /still"))?;
+    served(&ctl, "gwgood.test", "/still", 200, Some("good /still"))?;
     served(&ctl, "canary.test", "/", 200, Some("good /"))?;
     Ok(())
 }
