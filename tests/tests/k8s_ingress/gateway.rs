@@ -5,7 +5,7 @@
 //! Accepted, Gateway Programmed with the published address and attachedRoutes, route
 //! Accepted/ResolvedRefs with our controllerName; a cross-namespace backendRef refused
 //! (RefNotPermitted, not served) until a ReferenceGrant allows it; another controller's entry
-//! in a route's status.parents survives our writes.
+//! in a route's status.parents survives our writes; nothing is rewritten at rest.
 
 use super::*;
 
@@ -243,6 +243,24 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         },
     )
     .with_context(|| format!("last parent entry: {last}"))?;
+    // At rest nothing is rewritten: over two renewals (5 s each, a status sync at each) the
+    // resourceVersions stay (server-side defaults or fresh timestamps would change them).
+    let versions = || {
+        [
+            &["gatewayclass", "berth"][..],
+            &["gateway", "gw", "-n", "default"],
+            &["httproute", "web", "-n", "default"],
+            &["httproute", "cross", "-n", "other"],
+        ]
+        .map(|what| get(cp, what)["metadata"]["resourceVersion"].clone())
+    };
+    let before = versions();
+    std::thread::sleep(Duration::from_secs(11));
+    ensure!(
+        versions() == before,
+        "statuses rewritten at rest: {before:?} -> {:?}",
+        versions()
+    );
     let log = r.log_text();
     ensure!(
         !log.to_lowercase().contains("forbidden"),
