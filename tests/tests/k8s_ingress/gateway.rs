@@ -2,8 +2,8 @@
 //! without the CRDs: deploy/ingress/gateway-api installed, the example passes a server-side
 //! dry run, the `berth` GatewayClass from deploy, a Gateway and HTTPRoutes to the same
 //! selector-less Service + EndpointSlice. Checked: the route served by real nginx; GatewayClass
-//! Accepted, Gateway Programmed with the published address and attachedRoutes, route
-//! Accepted/ResolvedRefs with our controllerName; a cross-namespace backendRef refused
+//! Accepted, Gateway and its listener Programmed with the published address and
+//! attachedRoutes, HTTPRoute and GRPCRoute Accepted/ResolvedRefs with our controllerName; a cross-namespace backendRef refused
 //! (RefNotPermitted, not served) until a ReferenceGrant allows it; another controller's entry
 //! in a route's status.parents survives our writes; nothing is rewritten at rest.
 
@@ -143,6 +143,22 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         "Gateway not Accepted: {}",
         last["status"]
     );
+    for type_ in ["Accepted", "Programmed", "ResolvedRefs"] {
+        ensure!(
+            condition(&last["status"]["listeners"][0]["conditions"], type_)
+                .is_some_and(|(s, _)| s == "True"),
+            "listener not {type_}: {}",
+            last["status"]
+        );
+    }
+    // The address published as for Ingress status: deploy's --publish-service's ClusterIP.
+    let published = get(cp, &["service", "berth-ingress", "-n", NS]);
+    ensure!(
+        last["status"]["addresses"][0]["value"] == published["spec"]["clusterIP"],
+        "Gateway addresses {} are not the published Service's {}",
+        last["status"]["addresses"],
+        published["spec"]["clusterIP"]
+    );
     wait_until(
         "HTTPRoute Accepted + ResolvedRefs",
         Duration::from_secs(30),
@@ -157,6 +173,27 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         "HTTPRoute applied -> Accepted and ResolvedRefs in its status: {:.0?}",
         t.elapsed()
     );
+
+    // A GRPCRoute on the same listener: its status too.
+    cp.apply(
+        &json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "grpc", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw", "sectionName": "http"}],
+                     "hostnames": ["grpc.gw.test"],
+                     "rules": [{"matches": [{"method": {"service": "echo.Echo"}}],
+                                "backendRefs": [{"name": "app", "port": 80}]}]}})
+        .to_string(),
+    )?;
+    wait_until(
+        "GRPCRoute Accepted + ResolvedRefs",
+        Duration::from_secs(30),
+        || {
+            last = our_parent(&get(cp, &["grpcroute", "grpc", "-n", "default"]));
+            condition(&last["conditions"], "Accepted").is_some_and(|(s, _)| s == "True")
+                && condition(&last["conditions"], "ResolvedRefs").is_some_and(|(s, _)| s == "True")
+        },
+    )
+    .with_context(|| format!("last parent entry: {last}"))?;
 
     // Another controller's entry in status.parents is kept when we rewrite ours (a new
     // generation changes our observedGeneration).
@@ -251,6 +288,7 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
             &["gateway", "gw", "-n", "default"],
             &["httproute", "web", "-n", "default"],
             &["httproute", "cross", "-n", "other"],
+            &["grpcroute", "grpc", "-n", "default"],
         ]
         .map(|what| get(cp, what)["metadata"]["resourceVersion"].clone())
     };
