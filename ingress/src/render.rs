@@ -109,7 +109,15 @@ pub fn render(model: &Model, config: &RenderConfig) -> String {
         server(&mut out, s, model, config, default_cert);
     }
     shared::servers(&mut out, &groups, model, config);
-    for g in model.gateway.iter().filter(|g| g.host.is_some()) {
+    // Exact names first (nginx prefers them anyway), then wildcards, the longest suffix first:
+    // nginx takes the first regular expression that matches.
+    let mut named: Vec<&crate::model::GwServer> =
+        model.gateway.iter().filter(|g| g.host.is_some()).collect();
+    named.sort_by_key(|g| match &g.host {
+        Some(Host::Wildcard(s)) => (1, std::cmp::Reverse(s.len())),
+        _ => (0, std::cmp::Reverse(0)),
+    });
+    for g in named {
         crate::render_gateway::server(&mut out, g, config, default_cert, model);
     }
     out.push_str("}\n");
@@ -229,6 +237,13 @@ pub(crate) fn listen(out: &mut String, config: &RenderConfig, port: u16, ssl: bo
     out.push_str(if default { " default_server;\n" } else { ";\n" });
 }
 
+/// How many labels a `*.` host name stands for: Ingress one, Gateway API one or more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wildcard {
+    OneLabel,
+    Labels,
+}
+
 /// `server {`, its listeners, certificate and `server_name`; returns the certificate id the
 /// server presents, if any.
 pub(crate) fn server_head<'a>(
@@ -237,6 +252,7 @@ pub(crate) fn server_head<'a>(
     tls: Option<&'a crate::model::TlsChoice>,
     config: &RenderConfig,
     default_cert: Option<&'a str>,
+    wildcard_labels: Wildcard,
 ) -> Option<&'a str> {
     out.push_str("    server {\n");
     listen(out, config, config.http_port, false, host.is_none());
@@ -257,7 +273,10 @@ pub(crate) fn server_head<'a>(
         None => out.push_str("        server_name _;\n"),
         Some(Host::Exact(h)) => _ = writeln!(out, "        server_name {h};"),
         Some(Host::Wildcard(suffix)) => {
-            out.push_str("        server_name ~^[^.]+");
+            out.push_str(match wildcard_labels {
+                Wildcard::OneLabel => "        server_name ~^[^.]+",
+                Wildcard::Labels => "        server_name ~^[^.]+(\\.[^.]+)*",
+            });
             for label in suffix.split('.') {
                 out.push_str("\\.");
                 out.push_str(label);
@@ -275,7 +294,14 @@ fn server(
     config: &RenderConfig,
     default_cert: Option<&str>,
 ) {
-    let cert = server_head(out, &s.host, s.tls.as_ref(), config, default_cert);
+    let cert = server_head(
+        out,
+        &s.host,
+        s.tls.as_ref(),
+        config,
+        default_cert,
+        Wildcard::OneLabel,
+    );
     // Redirects apply to hosts with TLS, not to the catch-all's self-signed listener.
     let ctx = Ctx {
         tls: s.host.is_some() && cert.is_some(),

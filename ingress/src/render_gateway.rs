@@ -29,7 +29,7 @@ use crate::model::{
     GwAction, GwEntry, GwLocation, GwProxy, GwRedirect, GwRule, GwServer, HeaderMods, Model,
     PathKind, PathModifier,
 };
-use crate::render::{PROXY_HEADERS, RenderConfig, server_head};
+use crate::render::{PROXY_HEADERS, RenderConfig, Wildcard, server_head};
 
 fn hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
@@ -193,7 +193,14 @@ pub(crate) fn server(
     default_cert: Option<&str>,
     model: &Model,
 ) {
-    server_head(out, &s.host, s.tls.as_ref(), config, default_cert);
+    server_head(
+        out,
+        &s.host,
+        s.tls.as_ref(),
+        config,
+        default_cert,
+        Wildcard::Labels,
+    );
     let host = host_text(s);
     let mut internal: BTreeMap<&str, &GwRule> = BTreeMap::new();
     let mut has_root = false;

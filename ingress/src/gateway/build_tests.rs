@@ -58,10 +58,7 @@ fn server<'a>(m: &'a Model, host: &str) -> Option<&'a GwServer> {
         .find(|s| s.host == Some(Host::Exact(host.into())));
     let wild = || {
         m.gateway.iter().find(|s| match &s.host {
-            Some(Host::Wildcard(sfx)) => {
-                host.ends_with(&format!(".{sfx}"))
-                    && !host[..host.len() - sfx.len() - 1].contains('.')
-            }
+            Some(Host::Wildcard(sfx)) => host.ends_with(&format!(".{sfx}")),
             _ => false,
         })
     };

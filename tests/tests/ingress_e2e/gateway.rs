@@ -252,7 +252,7 @@ pub fn http_routes_match_filter_and_redirect() -> Result<()> {
                 "wild",
                 t0,
                 json!({"name": "gw", "sectionName": "wild"}),
-                &["a.wild.test", "nope.test"],
+                &["a.wild.test", "nope.test", "*.deep.wild.test"],
                 json!([{"backendRefs": [b1(None)]}]),
             ),
         ),
