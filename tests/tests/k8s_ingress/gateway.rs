@@ -237,6 +237,7 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
             .to_string(),
     )?;
+    let t = Instant::now();
     cp.apply(&route(
         "other",
         "cross",
@@ -249,6 +250,10 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
             .is_some_and(|(s, reason)| s == "False" && reason == "RefNotPermitted")
     })
     .with_context(|| format!("last parent entry: {last}"))?;
+    eprintln!(
+        "cross-namespace HTTPRoute applied -> RefNotPermitted in its status: {:.0?}",
+        t.elapsed()
+    );
     ensure!(
         curl("cross.gw.test") != want,
         "a cross-namespace backendRef without a ReferenceGrant is served"
