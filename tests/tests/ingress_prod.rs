@@ -335,7 +335,32 @@ fn grpc() -> Result<()> {
     let front = tls_grpc_front(&ca, port)?;
     let (crt, key) = ca.leaf("grpc.test", 7)?;
     let (crt2, key2) = ca.leaf("grpcs.test", 9)?;
+    let (crt3, key3) = ca.leaf("grpc-gw.test", 10)?;
     let manifests: Vec<(&str, Value)> = vec![
+        ("secret3", tls_secret("rpc", "grpc-gw-tls", &crt3, &key3)),
+        (
+            "class",
+            serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass", "metadata": {"name": "berth"},
+            "spec": {"controllerName": "berth.dev/gateway"}}),
+        ),
+        (
+            "gw",
+            serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "rpc"},
+            "spec": {"gatewayClassName": "berth", "listeners": [{"name": "https", "port": 443,
+                "protocol": "HTTPS", "hostname": "grpc-gw.test",
+                "tls": {"certificateRefs": [{"name": "grpc-gw-tls"}]}}]}}),
+        ),
+        // GRPCRoute (issue 15): service + method is the exact path /service/method.
+        (
+            "grpcroute",
+            serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GRPCRoute", "metadata": {"name": "identity", "namespace": "rpc"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
+                "matches": [{"method": {"service": "csi.v1.Identity", "method": "GetPluginInfo"}}],
+                "backendRefs": [{"name": "identity", "port": port}]}]}}),
+        ),
         ("svc", local_service("rpc", "identity", port)),
         ("svc-tls", local_service("rpc", "identity-tls", front.port)),
         ("secret", tls_secret("rpc", "grpc-tls", &crt, &key)),
@@ -372,7 +397,7 @@ fn grpc() -> Result<()> {
     let frame = ctl.dir.join("req.bin");
     std::fs::write(&frame, [0u8; 5])?;
     let headers = ctl.dir.join("headers.txt");
-    let call = |host: &str| -> Result<(String, String)> {
+    let call_method = |host: &str, method: &str| -> Result<(String, String)> {
         _ = std::fs::remove_file(&headers);
         let out = berth_tests::proc::run(
             Command::new("curl")
@@ -386,14 +411,16 @@ fn grpc() -> Result<()> {
                 .arg("--data-binary")
                 .arg(format!("@{}", frame.display()))
                 .arg(format!(
-                    "https://{host}:{}/csi.v1.Identity/GetPluginInfo",
+                    "https://{host}:{}/csi.v1.Identity/{method}",
                     ctl.https_port
                 )),
         )?;
         Ok((std::fs::read_to_string(&headers)?, out))
     };
-    // grpc.test: plain gRPC to tonic; grpcs.test: gRPC over TLS to the TLS front.
-    for host in ["grpc.test", "grpcs.test"] {
+    let call = |host: &str| call_method(host, "GetPluginInfo");
+    // grpc.test: plain gRPC to tonic; grpcs.test: gRPC over TLS to the TLS front;
+    // grpc-gw.test: a GRPCRoute on a Gateway's HTTPS listener.
+    for host in ["grpc.test", "grpcs.test", "grpc-gw.test"] {
         let (head, out) = call(host)?;
         ensure!(head.starts_with("HTTP/2 200"), "{host}: {head}");
         ensure!(
@@ -403,6 +430,9 @@ fn grpc() -> Result<()> {
         ensure!(head.contains("grpc-status: 0"), "{host}: {head}");
         ensure!(out.contains("grpc.berth.test"), "{host}: reply {out:?}");
     }
+    // A method the GRPCRoute does not match is not routed.
+    let (head, _) = call_method("grpc-gw.test", "Probe")?;
+    ensure!(head.starts_with("HTTP/2 404"), "Probe: {head}");
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
     ensure!(
         conf.contains("grpc_pass grpcs://"),

@@ -107,7 +107,7 @@ impl Controller {
     }
 
     /// (VmHWM, VmRSS) of berth-ingress in MiB.
-    fn rss_mib(&self) -> Result<(f64, f64)> {
+    pub(super) fn rss_mib(&self) -> Result<(f64, f64)> {
         let pid = self.child.as_ref().context("not running")?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let kib = |key: &str| -> Result<f64> {

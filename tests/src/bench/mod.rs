@@ -4,6 +4,7 @@
 
 pub mod csi;
 pub mod csi_scale;
+pub mod gateway;
 pub mod ingress;
 pub mod ingress_scale;
 pub mod load;

@@ -1,4 +1,4 @@
-//! berth benchmarks: `bench csi|node|ingress|ingress-rss|ingress-scale|all` (subjects live in `berth_tests::bench`).
+//! berth benchmarks: `bench csi|node|ingress|ingress-rss|ingress-scale|gateway|all` (subjects live in `berth_tests::bench`).
 //! Prints a table, or one JSON object with `--json`. Build the binaries under test first
 //! (`cargo build --release --workspace --bins`): the harness finds them next to this executable.
 
@@ -30,6 +30,8 @@ enum Subject {
     IngressScale,
     /// berth-ingress RSS holding 10 000 Ingresses only (also part of `ingress`).
     IngressRss,
+    /// berth-ingress Gateway API: render 10 000 HTTPRoutes, RSS holding them.
+    Gateway,
     /// All of the above, one after the other.
     All,
 }
@@ -45,6 +47,7 @@ fn main() -> Result<()> {
         Subject::Ingress => &["ingress"],
         Subject::IngressScale => &["ingress-scale"],
         Subject::IngressRss => &["ingress-rss"],
+        Subject::Gateway => &["gateway"],
         Subject::All => &["csi", "node", "ingress"],
     };
     let mut json = serde_json::Map::new();
@@ -54,6 +57,7 @@ fn main() -> Result<()> {
             "node" => rt.block_on(berth_tests::bench::node::run())?,
             "ingress-scale" => berth_tests::bench::ingress_scale::run()?,
             "ingress-rss" => berth_tests::bench::ingress::run_rss()?,
+            "gateway" => berth_tests::bench::gateway::run()?,
             _ => berth_tests::bench::ingress::run()?,
         };
         if args.json {

@@ -1,0 +1,140 @@
+//! Gateway API at scale (issue 15): render 10 000 HTTPRoutes (goal <= 50 ms, render only, best
+//! of 5) and the RSS of berth-ingress holding them through the files source (goal <= 64 MiB).
+//! One host per route (`gw-<i>.example.com`), a PathPrefix `/` rule; every tenth route also
+//! has a header-matched rule, so the config carries condition maps and internal locations too.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use serde_json::{Value, json};
+
+use super::ingress::{Controller, service};
+use super::{Figures, figure};
+use crate::backend::Backend;
+
+const ROUTES: usize = 10_000;
+
+fn base() -> [Value; 2] {
+    [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": "berth"}, "spec": {"controllerName": "berth.dev/gateway"}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "namespace": "bench"},
+               "spec": {"gatewayClassName": "berth",
+                        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    ]
+}
+
+fn route(i: usize, port: u16) -> Value {
+    let web = json!([{"name": "web", "port": port}]);
+    let mut rules = vec![
+        json!({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": web}),
+    ];
+    if i.is_multiple_of(10) {
+        rules.push(
+            json!({"matches": [{"path": {"type": "PathPrefix", "value": "/api"},
+                                       "headers": [{"name": "X-Canary", "value": "on"}]}],
+                          "backendRefs": web}),
+        );
+    }
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": format!("r-{i}"), "namespace": "bench"},
+           "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [format!("gw-{i}.example.com")],
+                    "rules": rules}})
+}
+
+/// The class, the Gateway, the Service and `ROUTES` HTTPRoutes in files of 100 (`kind: List`).
+fn write_routes(dir: &std::path::Path, port: u16) -> Result<()> {
+    std::fs::write(dir.join("svc.json"), service(port).to_string())?;
+    for (i, v) in base().iter().enumerate() {
+        std::fs::write(dir.join(format!("base-{i}.json")), v.to_string())?;
+    }
+    for f in 0..ROUTES.div_ceil(100) {
+        let items: Vec<Value> = (f * 100..((f + 1) * 100).min(ROUTES))
+            .map(|i| route(i, port))
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+        std::fs::write(dir.join(format!("routes-{f}.json")), list.to_string())?;
+    }
+    Ok(())
+}
+
+/// Best of 5 renders of 10 000 HTTPRoutes in ms, and the config's size in bytes.
+fn render_ms() -> Result<(f64, usize)> {
+    use berth_ingress::render::{RenderConfig, render};
+    use berth_ingress::source::Source as _;
+    use berth_ingress::source::files::FilesSource;
+    use berth_ingress::translate::{TranslateConfig, build};
+    let dir = crate::new_state_dir("bench-gateway")?;
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    write_routes(&dir, 80)?;
+    let snap = FilesSource::new(&dir).snapshot();
+    let model = build(&snap, &TranslateConfig::default());
+    ensure!(
+        model.gateway.len() == ROUTES,
+        "{} Gateway API hosts: {:?}",
+        model.gateway.len(),
+        model.reports.first()
+    );
+    let rc = RenderConfig::new("/run/berth", 80, 443)?;
+    let (mut best, mut size) = (Duration::MAX, 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let text = render(&model, &rc);
+        best = best.min(t.elapsed());
+        size = text.len();
+        std::hint::black_box(text);
+    }
+    Ok((best.as_secs_f64() * 1000.0, size))
+}
+
+pub fn run() -> Result<Figures> {
+    let (ms, size) = render_ms()?;
+    let backend = Backend::start("rss")?;
+    let ctl = Controller::start(|dir| write_routes(dir, backend.port))?;
+    ctl.await_served("gw-9999.example.com", "rss /", Duration::from_secs(60))?;
+    // One more change, so the figure includes a reload with 10 000 routes held.
+    ctl.write("extra", &route(ROUTES, backend.port))?;
+    ctl.await_served(
+        &format!("gw-{ROUTES}.example.com"),
+        "rss /",
+        Duration::from_secs(60),
+    )?;
+    let (hwm, rss) = ctl.rss_mib()?;
+    Ok(vec![
+        figure(
+            "render_10k_httproutes_ms",
+            ms,
+            "ms",
+            "<= 50",
+            Some(ms <= 50.0),
+        ),
+        figure(
+            "config_10k_httproutes_mib",
+            size as f64 / 1_048_576.0,
+            "MiB",
+            "",
+            None,
+        ),
+        figure(
+            "rss_10k_httproutes_hwm_mib",
+            hwm,
+            "MiB",
+            "<= 64",
+            Some(hwm <= 64.0),
+        ),
+        figure(
+            "rss_10k_httproutes_mib",
+            rss,
+            "MiB",
+            "<= 64",
+            Some(rss <= 64.0),
+        ),
+    ])
+}
