@@ -35,6 +35,8 @@ pub struct Files {
     /// StorageClass-like parameters with `csi.storage.k8s.io/fstype: ext4` / `: xfs`.
     pub params_ext4: PathBuf,
     pub params_xfs: PathBuf,
+    /// Mutable parameters (a VolumeAttributesClass's): RBD QoS limits.
+    pub mutable_params: PathBuf,
     /// csi-sanity's secrets YAML (0600).
     pub secrets: PathBuf,
     /// `--controller-secrets-dir`: the controller's own credentials (files userID, userKey),
@@ -56,12 +58,17 @@ pub fn write_files(dir: &Path, c: &Cluster, cluster_id: &str) -> Result<Files> {
     let files = Files {
         params_ext4: dir.join("csi-sanity-params.yaml"),
         params_xfs: dir.join("csi-sanity-params-xfs.yaml"),
+        mutable_params: dir.join("csi-sanity-mutable-params.yaml"),
         secrets: dir.join("csi-sanity-secrets.yaml"),
         controller_secrets_dir: dir.join("controller-secrets"),
         list_pools: format!("{cluster_id}/{}", c.pool),
     };
     std::fs::write(&files.params_ext4, params("ext4"))?;
     std::fs::write(&files.params_xfs, params("xfs"))?;
+    std::fs::write(
+        &files.mutable_params,
+        "rbd_qos_iops_limit: \"1000\"\nrbd_qos_bps_limit: \"104857600\"\n",
+    )?;
     let mut s = String::new();
     for key in SECRET_SECTIONS {
         s.push_str(&format!(

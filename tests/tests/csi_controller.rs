@@ -13,6 +13,8 @@ mod introspection;
 mod lean;
 #[path = "csi_controller/lifecycle.rs"]
 mod lifecycle;
+#[path = "csi_controller/qos.rs"]
+mod qos;
 #[path = "csi_controller/resilience.rs"]
 mod resilience;
 #[path = "csi_controller/snapshots.rs"]
@@ -35,6 +37,7 @@ fn main() {
         ),
         ("validate_volume_capabilities", lifecycle::validate),
         ("expand_volume", lifecycle::expand),
+        ("qos_mutable_parameters", qos::qos_mutable_parameters),
         (
             "list_volumes_paginated_and_bad_token",
             introspection::list_volumes,

@@ -328,6 +328,10 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<Ran> {
             format!("--csi.mountdir={}", dir.join("csi-mount").display()),
             format!("--csi.testvolumeparameters={}", params.display()),
             format!("--csi.secrets={}", files.secrets.display()),
+            format!(
+                "--csi.testvolumemutableparameters={}",
+                files.mutable_params.display()
+            ),
         ];
         if run.block {
             args.push("--csi.testvolumeaccesstype=block".into());

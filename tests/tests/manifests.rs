@@ -169,6 +169,7 @@ fn every_manifest_is_a_valid_api_object() {
             "Pod" => drop(strict::<Pod>(&file, &v)),
             "PersistentVolumeClaim" => drop(strict::<PersistentVolumeClaim>(&file, &v)),
             "PersistentVolume" => drop(strict::<PersistentVolume>(&file, &v)),
+            "VolumeAttributesClass" => csi::volume_attributes_class(&file, &v),
             "CSIDriver" => drop(strict::<CSIDriver>(&file, &v)),
             "StorageClass" => drop(strict::<StorageClass>(&file, &v)),
             "IngressClass" => drop(strict::<IngressClass>(&file, &v)),

@@ -90,6 +90,7 @@ pub(super) async fn create_volume(
     params::check_capabilities(&req.volume_capabilities)?;
     let p = VolumeParams::parse(&req.parameters)?;
     let size = params::size_for(req.capacity_range.as_ref())?;
+    let qos = super::modify::metadata(&req.mutable_parameters)?;
     let ns = c.config_namespace(&p.cluster_id).to_string();
     let (source, source_key) = Source::from_request(req.volume_content_source.as_ref(), &p, &ns)?;
     let fp = params::fingerprint(&req.parameters, &req.volume_capabilities, &source_key);
@@ -118,7 +119,10 @@ pub(super) async fn create_volume(
                 source: &source,
                 fp,
             };
-            reserve_and_create(io, req, &flattening)
+            let (entry, deep) = reserve_and_create(io, req, &flattening)?;
+            // The VolumeAttributesClass's QoS (a repeat sets the same values again).
+            super::modify::apply(io, &entry.image, &qos)?;
+            Ok((entry, deep))
         })
         .await
         .map_err(|e| match e {

@@ -18,6 +18,7 @@ mod delete;
 mod expand;
 mod flatten;
 mod list;
+mod modify;
 mod publish;
 mod purge;
 mod service;
@@ -25,6 +26,7 @@ mod snapshot;
 mod validate;
 
 pub use list::Token;
+pub use modify::QOS_KEYS;
 
 use std::collections::HashMap;
 use std::path::Path;

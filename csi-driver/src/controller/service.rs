@@ -21,6 +21,7 @@ impl Controller {
             T::GetSnapshot,
             T::SingleNodeMultiWriter,
             T::PublishUnpublishVolume,
+            T::ModifyVolume,
         ];
         // Listing all snapshots covers the pools --list-pools names; without any it would
         // answer an empty list, so it is not advertised (ListSnapshots carries secrets).
@@ -229,9 +230,14 @@ impl controller_server::Controller for Controller {
 
     async fn controller_modify_volume(
         &self,
-        _req: Request<csi::ControllerModifyVolumeRequest>,
+        req: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        unimplemented("ControllerModifyVolume")
+        observe(
+            self.metrics(),
+            "ControllerModifyVolume",
+            super::modify::modify_volume(self, req.into_inner()),
+        )
+        .await
     }
 }
 

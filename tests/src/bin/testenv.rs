@@ -164,6 +164,7 @@ fn write_files(dir: &std::path::Path, c: &Cluster) -> Result<()> {
          export BERTH_CLUSTER_CONFIG={cfg}\nexport BERTH_CONTROLLER_SECRETS_DIR={csd}\n\
          export BERTH_LIST_POOLS={lp}\nexport BERTH_CSI_SANITY_PARAMS={params}\n\
          export BERTH_CSI_SANITY_PARAMS_XFS={params_xfs}\n\
+         export BERTH_CSI_SANITY_MUTABLE_PARAMS={mutable}\n\
          export BERTH_CSI_SANITY_SECRETS={secrets}\n{sanity}",
         conf = c.conf.display(),
         d = c.dir.display(),
@@ -175,6 +176,7 @@ fn write_files(dir: &std::path::Path, c: &Cluster) -> Result<()> {
         lp = f.list_pools,
         params = f.params_ext4.display(),
         params_xfs = f.params_xfs.display(),
+        mutable = f.mutable_params.display(),
         secrets = f.secrets.display(),
     );
     std::fs::write(dir.join("env"), env)?;

@@ -127,3 +127,27 @@ fn csi_attach_is_required_and_the_attacher_may_do_its_job() {
         assert!(sc["parameters"][&k].is_string(), "StorageClass lacks {k}");
     }
 }
+
+/// A VolumeAttributesClass (storage.k8s.io/v1, newer than the API types these tests build
+/// with): berth's driver and only the QoS mutable parameters berth-csi accepts.
+pub fn volume_attributes_class(file: &Path, v: &Value) {
+    let ctx = file.display();
+    assert_eq!(v["apiVersion"], "storage.k8s.io/v1", "{ctx}");
+    assert_eq!(v["driverName"], "rbd.csi.berth.dev", "{ctx}");
+    let params = v["parameters"].as_object().expect("parameters");
+    for (k, val) in params {
+        assert!(
+            berth_csi::controller::QOS_KEYS.contains(&k.as_str()),
+            "{ctx}: {k} is not a mutable parameter of berth-csi"
+        );
+        let n = val.as_str().expect("string values");
+        assert!(n.parse::<u64>().is_ok(), "{ctx}: {k}: {n:?}");
+    }
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    for k in keys {
+        assert!(
+            ["apiVersion", "kind", "metadata", "driverName", "parameters"].contains(&k.as_str()),
+            "{ctx}: unknown field {k}"
+        );
+    }
+}

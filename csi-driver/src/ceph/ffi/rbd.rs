@@ -218,6 +218,13 @@ impl<'a> Image<'a> {
         check(unsafe { sys::rbd_resize(self.h, size) })
     }
 
+    /// Set image metadata `key` to `value` (librbd clients read `conf_*` keys as options).
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<(), Errno> {
+        let (key, value) = (cstr(key)?, cstr(value)?);
+        // SAFETY: open image; NUL-terminated strings that outlive the call.
+        check(unsafe { sys::rbd_metadata_set(self.h, key.as_ptr(), value.as_ptr()) })
+    }
+
     pub fn flatten(&self) -> Result<(), Errno> {
         // SAFETY: open image.
         check(unsafe { sys::rbd_flatten(self.h) })

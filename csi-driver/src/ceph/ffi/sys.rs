@@ -220,6 +220,7 @@ ceph_api! {
     fn rbd_close(image: ImageT) -> c_int;
     fn rbd_get_size(image: ImageT, size: *mut u64) -> c_int;
     fn rbd_resize(image: ImageT, size: u64) -> c_int;
+    fn rbd_metadata_set(image: ImageT, key: *const c_char, value: *const c_char) -> c_int;
     fn rbd_flatten(image: ImageT) -> c_int;
     fn rbd_flatten_with_progress(image: ImageT, cb: ProgressFn, cbdata: *mut c_void) -> c_int;
     fn rbd_snap_create(image: ImageT, snapname: *const c_char) -> c_int;
