@@ -180,3 +180,101 @@ fn published_addresses_become_typed_gateway_addresses() {
     assert_eq!(types, ["IPAddress", "IPAddress", "Hostname"]);
     assert_eq!(a[2].value, "lb.example.com");
 }
+
+mod writer {
+    //! [`GatewayStatusWriter`] against a mocked API server (tower-test): the patch carries the
+    //! resourceVersion it was computed from; no second write while the store shows the version
+    //! written from or the one the write produced; a 409 is skipped, not an error.
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tokio::sync::watch;
+
+    use super::*;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    /// Answers status patches of GatewayClass `berth`: 409 when `conflict` is set, else the
+    /// object at resourceVersion "4". Records each patch body.
+    async fn api_server(
+        mut handle: Handle,
+        conflict: watch::Receiver<bool>,
+        bodies: watch::Sender<Vec<Value>>,
+    ) {
+        while let Some((req, send)) = handle.next_request().await {
+            assert_eq!(req.method(), http::Method::PATCH);
+            assert_eq!(
+                req.uri().path(),
+                "/apis/gateway.networking.k8s.io/v1/gatewayclasses/berth/status"
+            );
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            bodies.send_modify(|b| b.push(body.clone()));
+            let resp = if *conflict.borrow() {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "the object has been modified", "reason": "Conflict", "code": 409});
+                Response::builder()
+                    .status(409)
+                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                    .unwrap()
+            } else {
+                let obj = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                    "metadata": {"name": "berth", "resourceVersion": "4", "generation": 1},
+                    "spec": {"controllerName": OURS}, "status": body["status"]});
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&obj).unwrap()))
+                    .unwrap()
+            };
+            send.send_response(resp);
+        }
+    }
+
+    fn class(rv: &str, status: Value) -> Snapshot {
+        let class: GatewayClass = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "berth", "resourceVersion": rv, "generation": 1},
+            "spec": {"controllerName": OURS}, "status": status}))
+        .unwrap();
+        Snapshot {
+            gateway_classes: vec![Arc::new(class)],
+            ..Snapshot::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_once_with_a_precondition_and_skips_conflicts() {
+        let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(mock, "default");
+        let (conflict_tx, conflict) = watch::channel(false);
+        let (bodies_tx, bodies) = watch::channel(Vec::new());
+        tokio::spawn(api_server(handle, conflict, bodies_tx));
+        let mut w = GatewayStatusWriter::new(client, crate::translate::TranslateConfig::default());
+        let pending = json!({"conditions": [{"type": "Accepted", "status": "Unknown",
+            "reason": "Pending", "message": "Waiting for controller",
+            "lastTransitionTime": "1970-01-01T00:00:00Z"}]});
+        let published = ["192.0.2.1".to_owned()];
+        assert_eq!(
+            w.sync(&class("3", pending.clone()), &published)
+                .await
+                .unwrap(),
+            1
+        );
+        let first = bodies.borrow()[0].clone();
+        assert_eq!(first["metadata"]["resourceVersion"], "3");
+        assert_eq!(first["status"]["conditions"][0]["status"], "True");
+        // The store still shows "3", then shows our write ("4"): no second write.
+        assert_eq!(
+            w.sync(&class("3", pending.clone()), &published)
+                .await
+                .unwrap(),
+            0
+        );
+        let stored = first["status"].clone();
+        assert_eq!(w.sync(&class("4", stored), &published).await.unwrap(), 0);
+        assert_eq!(bodies.borrow().len(), 1);
+        // Someone else changed it meanwhile: our write loses (409), no error, tried again later.
+        conflict_tx.send_replace(true);
+        assert_eq!(w.sync(&class("5", pending), &published).await.unwrap(), 0);
+        assert_eq!(bodies.borrow().len(), 2);
+    }
+}
