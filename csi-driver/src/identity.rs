@@ -31,6 +31,8 @@ impl Identity {
         let mut caps = Vec::new();
         if self.controller {
             caps.push(service(service::Type::ControllerService));
+            // Volume group snapshots: served with the Controller (controller/group.rs).
+            caps.push(service(service::Type::GroupControllerService));
             caps.push(PluginCapability {
                 r#type: Some(Type::VolumeExpansion(VolumeExpansion {
                     r#type: volume_expansion::Type::Online as i32,
@@ -89,7 +91,8 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(caps.capabilities.len(), 2);
+        // Controller, GroupController, online expansion.
+        assert_eq!(caps.capabilities.len(), 3);
     }
 
     #[tokio::test]

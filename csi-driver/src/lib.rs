@@ -23,6 +23,7 @@
 //! - [`procs`]: processes found by their argv (rbd-fuse daemons, leftovers of a killed stage).
 //! - [`params`]: StorageClass parameters, capacity ranges, capabilities (pure).
 //! - [`snapshot_id`]: the self-describing snapshot ID layout (pure).
+//! - [`group_snapshot_id`]: the self-describing volume group snapshot ID layout (pure).
 //! - [`ceph`]: the only module talking to Ceph (librados/librbd FFI, connections, journal).
 //! - [`controller`]: the Controller service (create/delete/snapshot/clone/expand/list).
 //! - [`metrics`]: Prometheus metrics and /healthz over HTTP.
@@ -35,6 +36,7 @@ pub mod controller;
 pub mod credentials;
 pub mod csi;
 pub mod error;
+pub mod group_snapshot_id;
 pub mod identity;
 pub mod locks;
 pub mod logging;

@@ -13,6 +13,7 @@ use tonic::transport::Server;
 use crate::args::{Args, socket_path};
 use crate::controller::{self, Controller};
 use crate::csi::controller_server::ControllerServer;
+use crate::csi::group_controller_server::GroupControllerServer;
 use crate::csi::identity_server::IdentityServer;
 use crate::csi::node_server::NodeServer;
 use crate::error::{Error, Result};
@@ -79,8 +80,15 @@ pub async fn serve(
         let c = Controller::new(config.controller_opts.clone(), config.metrics.clone());
         // Purges a previous run left in the trash resume in the background.
         c.resume_purges();
-        ControllerServer::new(c)
+        (
+            GroupControllerServer::new(c.clone()),
+            ControllerServer::new(c),
+        )
     });
+    let (group, controller) = match controller {
+        Some((g, c)) => (Some(g), Some(c)),
+        None => (None, None),
+    };
     // Node restart recovery runs before serving (it may re-attach volumes: blocking work).
     let node = match config.node_config.clone().filter(|_| config.node) {
         Some(nc) => Some(NodeServer::new(
@@ -97,6 +105,7 @@ pub async fn serve(
         .add_service(IdentityServer::new(identity))
         .add_optional_service(node)
         .add_optional_service(controller)
+        .add_optional_service(group)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Internal(format!("gRPC server: {e}")))

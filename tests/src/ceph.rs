@@ -257,15 +257,22 @@ impl Cluster {
     }
 
     /// What berth-csi left in the pool: images, RBD trash entries and keys of its idempotency
-    /// journal (`csi.volumes.berth`, `csi.snapshots.berth`). Empty after every volume and
-    /// snapshot was deleted.
+    /// journal (`csi.volumes.berth`, `csi.snapshots.berth`, `csi.groups.berth`) and RBD groups.
+    /// Empty after every volume and (group) snapshot was deleted.
     pub fn pool_leftovers(&self) -> Vec<String> {
         let mut left: Vec<String> = self.images().unwrap_or_else(|e| vec![format!("{e:#}")]);
         match self.rbd(&["trash", "ls", &self.pool]) {
             Ok(s) => left.extend(s.lines().map(|l| format!("trash: {l}"))),
             Err(e) => left.push(format!("{e:#}")),
         }
-        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+        if let Ok(s) = self.rbd(&["group", "ls", &self.pool]) {
+            left.extend(s.lines().map(|l| format!("group: {l}")));
+        }
+        for obj in [
+            "csi.volumes.berth",
+            "csi.snapshots.berth",
+            "csi.groups.berth",
+        ] {
             // A journal object that does not exist (yet) holds nothing.
             if let Ok(s) = self.rados(&["-p", &self.pool, "listomapkeys", obj]) {
                 left.extend(s.lines().map(|l| format!("{obj}: {l}")));

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_csi::csi::controller_client::ControllerClient;
+use berth_csi::csi::group_controller_client::GroupControllerClient;
 use berth_csi::csi::identity_client::IdentityClient;
 use berth_csi::csi::node_client::NodeClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// Clients of the three CSI services sharing one connection.
+/// Clients of the CSI services sharing one connection.
 #[derive(Debug, Clone)]
 pub struct CsiClient {
     pub identity: IdentityClient<Channel>,
     pub controller: ControllerClient<Channel>,
+    pub group: GroupControllerClient<Channel>,
     pub node: NodeClient<Channel>,
 }
 
@@ -40,6 +42,7 @@ impl CsiClient {
         Ok(CsiClient {
             identity: IdentityClient::new(ch.clone()),
             controller: ControllerClient::new(ch.clone()),
+            group: GroupControllerClient::new(ch.clone()),
             node: NodeClient::new(ch),
         })
     }

@@ -7,6 +7,8 @@
 mod common;
 #[path = "csi_controller/flatten.rs"]
 mod flatten;
+#[path = "csi_controller/group.rs"]
+mod group;
 #[path = "csi_controller/introspection.rs"]
 mod introspection;
 #[path = "csi_controller/lean.rs"]
@@ -52,6 +54,10 @@ fn main() {
             snapshots::snapshot_lifecycle,
         ),
         ("clone_from_snapshot_and_volume", snapshots::clones),
+        (
+            "group_snapshot_restore_and_delete",
+            group::group_snapshot_restore_and_delete,
+        ),
         (
             "delete_volume_with_snapshots_keeps_data",
             snapshots::delete_source_with_snapshot,

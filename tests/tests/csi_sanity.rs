@@ -14,7 +14,10 @@
 //! Needs `bash tests/scripts/build-k8s-tools.sh` (csi-sanity) and the berth-csi binary.
 
 use anyhow::{Result, ensure};
-use berth_csi::csi::{self, controller_service_capability as csc, plugin_capability as pc};
+use berth_csi::csi::{
+    self, controller_service_capability as csc, group_controller_service_capability as gcc,
+    plugin_capability as pc,
+};
 use berth_tests::ceph::Cluster;
 use berth_tests::csi_sanity::{self, Case, Outcome};
 use berth_tests::driver::Driver;
@@ -27,6 +30,8 @@ const CLUSTER_ID: &str = "berth-local";
 enum Needs {
     Controller(csc::rpc::Type),
     Plugin(pc::service::Type),
+    /// A GroupController capability (GroupControllerGetCapabilities).
+    Group(gcc::rpc::Type),
     /// A capability of CSI v1.13 (csi-test's spec), absent from berth's v1.12 proto.
     Csi113,
     /// NodeGetInfo's max_volumes_per_node: berth reports none (0: no limit of its own), so the
@@ -74,6 +79,10 @@ const SKIPS: &[(&str, Needs)] = {
         (
             "skipped - GroupControllerService not supported",
             Plugin(pc::service::Type::GroupControllerService),
+        ),
+        (
+            "skipped - VolumeGroupSnapshots not supported",
+            Group(gcc::rpc::Type::CreateDeleteGetVolumeGroupSnapshot),
         ),
         ("skipped - ControllerGetVolumeHealth not supported", Csi113),
         ("skipped - ControllerListVolumeHealth not supported", Csi113),
@@ -230,6 +239,7 @@ fn run_recipe(c: &Cluster, run: &Run) -> Vec<Trial> {
 struct Advertised {
     controller: Vec<i32>,
     plugin: Vec<i32>,
+    group: Vec<i32>,
 }
 
 fn case_trial(prefix: &str, case: Case, adv: &Advertised) -> Trial {
@@ -258,6 +268,10 @@ fn case_trial(prefix: &str, case: Case, adv: &Advertised) -> Trial {
                     ))
                 }
                 Some((_, Needs::Plugin(t))) if adv.plugin.contains(&(*t as i32)) => Some(format!(
+                    "skipped although berth advertises {t:?}: {:?}",
+                    case.message
+                )),
+                Some((_, Needs::Group(t))) if adv.group.contains(&(*t as i32)) => Some(format!(
                     "skipped although berth advertises {t:?}: {:?}",
                     case.message
                 )),
@@ -316,6 +330,21 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<Ran> {
                     _ => None,
                 })
                 .collect(),
+            group: match client
+                .group
+                .group_controller_get_capabilities(csi::GroupControllerGetCapabilitiesRequest {})
+                .await
+            {
+                Ok(r) => r
+                    .into_inner()
+                    .capabilities
+                    .iter()
+                    .filter_map(|c| c.r#type.as_ref().map(|gcc::Type::Rpc(r)| r.r#type))
+                    .collect(),
+                // Not served: nothing advertised.
+                Err(s) if s.code() == tonic::Code::Unimplemented => Vec::new(),
+                Err(s) => return Err(s.into()),
+            },
         };
         let params = if run.xfs {
             &files.params_xfs

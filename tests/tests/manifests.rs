@@ -119,7 +119,8 @@ fn strict<T: DeserializeOwned + serde::Serialize>(file: &Path, v: &Value) -> T {
     typed
 }
 
-/// snapshot.storage.k8s.io/v1 VolumeSnapshotClass is a CRD, not in k8s-openapi.
+/// snapshot.storage.k8s.io/v1 VolumeSnapshotClass is a CRD, not in k8s-openapi; so is
+/// groupsnapshot.storage.k8s.io/v1beta2 VolumeGroupSnapshotClass, of the same shape.
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct VolumeSnapshotClass {
@@ -174,7 +175,9 @@ fn every_manifest_is_a_valid_api_object() {
             "StorageClass" => drop(strict::<StorageClass>(&file, &v)),
             "IngressClass" => drop(strict::<IngressClass>(&file, &v)),
             "Ingress" => drop(strict::<Ingress>(&file, &v)),
-            "VolumeSnapshotClass" => drop(strict::<VolumeSnapshotClass>(&file, &v)),
+            "VolumeSnapshotClass" | "VolumeGroupSnapshotClass" => {
+                drop(strict::<VolumeSnapshotClass>(&file, &v))
+            }
             "CustomResourceDefinition" => drop(strict::<CustomResourceDefinition>(&file, &v)),
             "GatewayClass" | "Gateway" | "HTTPRoute" => ingress::gateway_api_object(&file, &v),
             other => panic!("{}: no schema check for kind {other:?}", file.display()),
@@ -187,6 +190,7 @@ fn every_manifest_is_a_valid_api_object() {
         "Deployment",
         "StorageClass",
         "VolumeSnapshotClass",
+        "VolumeGroupSnapshotClass",
         "IngressClass",
         "ClusterRole",
         "CustomResourceDefinition",

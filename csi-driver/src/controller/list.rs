@@ -251,7 +251,11 @@ pub(super) async fn list_snapshots(
                 let Some(name) = journal::owner(io, Kind::Snapshot, &id.image, &id.snap)? else {
                     return Ok(None);
                 };
-                journal::lookup(io, Kind::Snapshot, &name)
+                // A member of a volume group snapshot (owner `group:<id>`).
+                if let Some(s) = super::group::member_snapshot(io, &place, &name, &id.image)? {
+                    return Ok(Some(s));
+                }
+                Ok(journal::lookup(io, Kind::Snapshot, &name)?.and_then(|e| to_wire(&place, &e)))
             })
             .await;
         let found = match found {
@@ -259,7 +263,6 @@ pub(super) async fn list_snapshots(
             r => r?,
         };
         let entries = found
-            .and_then(|e| to_wire(&place, &e))
             .filter(|s| {
                 req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id
             })

@@ -12,11 +12,15 @@
 //!
 //! ControllerPublish / ControllerUnpublish record which nodes hold a volume (see
 //! [`publish`]); the node attaches at NodeStage.
+//!
+//! The GroupController (volume group snapshots, [`group`]) is served by the same state.
 
 mod create;
 mod delete;
 mod expand;
 mod flatten;
+mod group;
+mod group_service;
 mod list;
 mod modify;
 mod publish;

@@ -181,6 +181,12 @@ pub(super) async fn delete_snapshot(
                 tracing::info!(snapshot = %id, "DeleteSnapshot of a snapshot berth did not create: left alone");
                 return Ok(());
             };
+            if let Some(group) = owner.strip_prefix(crate::ceph::group_journal::GROUP_OWNER) {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {id} belongs to a volume group snapshot (group id {group}): \
+                     DeleteVolumeGroupSnapshot deletes it"
+                )));
+            }
             match Image::open(io, &id.image, false) {
                 Ok(img) => match img.snap_remove(&id.snap) {
                     Ok(()) | Err(Errno(libc::ENOENT)) => {}

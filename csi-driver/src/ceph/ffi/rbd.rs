@@ -9,16 +9,16 @@ use super::sys;
 use super::{Errno, check, cstr};
 
 /// Image creation options (`rbd_image_options_t`), destroyed on drop.
-struct Options(sys::ImageOptionsT);
+pub(super) struct Options(pub(super) sys::ImageOptionsT);
 
 impl Options {
-    fn new() -> Options {
+    pub(super) fn new() -> Options {
         let mut h: sys::ImageOptionsT = ptr::null_mut();
         // SAFETY: out-pointer to a local.
         unsafe { sys::rbd_image_options_create(&mut h) };
         Options(h)
     }
-    fn set_u64(&self, opt: i32, v: u64) -> Result<(), Errno> {
+    pub(super) fn set_u64(&self, opt: i32, v: u64) -> Result<(), Errno> {
         // SAFETY: valid options handle.
         check(unsafe { sys::rbd_image_options_set_uint64(self.0, opt, v) })
     }
@@ -174,13 +174,15 @@ pub fn list(io: &IoCtx<'_>) -> Result<Vec<String>, Errno> {
 /// An open image; closed on drop. Never outlives its [`IoCtx`].
 #[derive(Debug)]
 pub struct Image<'a> {
-    h: sys::ImageT,
+    pub(super) h: sys::ImageT,
     _io: std::marker::PhantomData<&'a IoCtx<'a>>,
 }
 
 /// A snapshot as librbd lists it.
 #[derive(Debug, Clone)]
 pub struct SnapInfo {
+    /// librbd's snapshot id (every namespace: user, group, trash).
+    pub id: u64,
     pub name: String,
     pub size: u64,
 }
@@ -287,6 +289,7 @@ impl<'a> Image<'a> {
                 let out = buf
                     .iter()
                     .map(|s| SnapInfo {
+                        id: s.id,
                         name: owned(s.name),
                         size: s.size,
                     })

@@ -69,6 +69,17 @@ pub struct SnapSpecT {
     pub name: *mut c_char,
 }
 
+/// `rbd_snap_group_namespace_t` (librbd.h): the group snapshot an image snapshot belongs to.
+#[repr(C)]
+pub struct SnapGroupNamespaceT {
+    pub group_pool: i64,
+    pub group_name: *mut c_char,
+    pub group_snap_name: *mut c_char,
+}
+
+/// `RBD_SNAP_NAMESPACE_TYPE_GROUP` (librbd.h).
+pub const SNAP_NAMESPACE_TYPE_GROUP: c_int = 1;
+
 #[repr(C)]
 pub struct ImageWatcherT {
     pub addr: *mut c_char,
@@ -241,4 +252,48 @@ ceph_api! {
         max_watchers: *mut usize,
     ) -> c_int;
     fn rbd_watchers_list_cleanup(watchers: *mut ImageWatcherT, num_watchers: usize);
+
+    // Groups (librbd.h "RBD groups support functions"; all in Pacific 16.2).
+    fn rbd_group_create(io: IoCtxT, name: *const c_char) -> c_int;
+    fn rbd_group_remove(io: IoCtxT, name: *const c_char) -> c_int;
+    fn rbd_group_image_add(
+        group_io: IoCtxT,
+        group_name: *const c_char,
+        image_io: IoCtxT,
+        image_name: *const c_char,
+    ) -> c_int;
+    fn rbd_group_image_remove(
+        group_io: IoCtxT,
+        group_name: *const c_char,
+        image_io: IoCtxT,
+        image_name: *const c_char,
+    ) -> c_int;
+    fn rbd_group_snap_create(
+        group_io: IoCtxT,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
+    fn rbd_group_snap_remove(
+        group_io: IoCtxT,
+        group_name: *const c_char,
+        snap_name: *const c_char,
+    ) -> c_int;
+    fn rbd_snap_get_namespace_type(image: ImageT, snap_id: u64, ns_type: *mut c_int) -> c_int;
+    fn rbd_snap_get_group_namespace(
+        image: ImageT,
+        snap_id: u64,
+        group_snap: *mut SnapGroupNamespaceT,
+        group_snap_size: usize,
+    ) -> c_int;
+    fn rbd_snap_group_namespace_cleanup(
+        group_snap: *mut SnapGroupNamespaceT,
+        group_snap_size: usize,
+    ) -> c_int;
+    fn rbd_snap_set_by_id(image: ImageT, snap_id: u64) -> c_int;
+    fn rbd_copy3(
+        src: ImageT,
+        dest_io: IoCtxT,
+        dest_name: *const c_char,
+        dest_opts: ImageOptionsT,
+    ) -> c_int;
 }
