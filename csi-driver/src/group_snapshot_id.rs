@@ -92,7 +92,11 @@ impl fmt::Display for GroupSnapshotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.namespace.as_str() {
             "" => write!(f, "{}/group-{}@{}", self.pool, self.id, self.cluster_id),
-            ns => write!(f, "{}/{ns}/group-{}@{}", self.pool, self.id, self.cluster_id),
+            ns => write!(
+                f,
+                "{}/{ns}/group-{}@{}",
+                self.pool, self.id, self.cluster_id
+            ),
         }
     }
 }

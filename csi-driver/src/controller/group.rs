@@ -67,10 +67,7 @@ fn to_wire(place: &Place, e: &GroupEntry, ready: bool) -> Result<VolumeGroupSnap
                     .snapshot(&m.image, &m.snap)
                     .encode()
                     .ok_or_else(too_long)?,
-                source_volume_id: place
-                    .volume(&m.source)
-                    .encode()
-                    .ok_or_else(too_long)?,
+                source_volume_id: place.volume(&m.source).encode().ok_or_else(too_long)?,
                 creation_time: Some(created),
                 ready_to_use: ready,
                 group_snapshot_id: gid.clone(),

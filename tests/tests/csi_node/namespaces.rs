@@ -1,15 +1,17 @@
 //! RADOS namespaces end to end: a cluster config with `"rbd": {"radosNamespace": …}` puts
 //! every volume, snapshot, clone and journal key in that namespace, and a client whose caps
 //! are limited to it creates, stages (the node's rbd-fuse, image-meta and `rbd status` calls),
-//! snapshots, clones and deletes.
+//! snapshots, clones, takes a volume group snapshot (restored and read through the node path)
+//! and deletes.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, ensure};
 use berth_csi::csi::volume_capability::access_mode::Mode;
 use berth_csi::csi::{
-    CapacityRange, CreateSnapshotRequest, CreateVolumeRequest, DeleteSnapshotRequest,
-    DeleteVolumeRequest, VolumeContentSource, volume_content_source,
+    CapacityRange, CreateSnapshotRequest, CreateVolumeGroupSnapshotRequest, CreateVolumeRequest,
+    DeleteSnapshotRequest, DeleteVolumeGroupSnapshotRequest, DeleteVolumeRequest,
+    VolumeContentSource, volume_content_source,
 };
 use berth_tests::ceph::Cluster;
 use berth_tests::driver::Driver;
@@ -76,7 +78,11 @@ impl<'a> Namespace<'a> {
     /// Keys of the driver's volume and snapshot journals in the namespace.
     pub fn journal_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
-        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+        for obj in [
+            "csi.volumes.berth",
+            "csi.snapshots.berth",
+            "csi.groups.berth",
+        ] {
             if let Ok(s) = self.cluster.rados(&[
                 "-p",
                 &self.cluster.pool,
@@ -118,7 +124,11 @@ impl Drop for Namespace<'_> {
             let _ = c.rbd(&["rm", "--no-progress", &spec]);
         }
         let _ = c.rbd(&["trash", "purge", &self.spec()]);
-        for obj in ["csi.volumes.berth", "csi.snapshots.berth"] {
+        for obj in [
+            "csi.volumes.berth",
+            "csi.snapshots.berth",
+            "csi.groups.berth",
+        ] {
             let _ = c.rados(&["-p", &c.pool, "--namespace", &self.name, "rm", obj]);
         }
         let _ = c.rbd(&["namespace", "remove", &self.spec()]);
@@ -226,6 +236,63 @@ pub async fn rados_namespace_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
     ensure!(got == b"namespaced", "clone read {got:?}");
     e.unstage(&clone.volume_id, &staging).await?;
 
+    // A volume group snapshot stays in the namespace too (its ID says which); its member is
+    // restored and read through the node path.
+    let group = e
+        .csi
+        .group
+        .create_volume_group_snapshot(CreateVolumeGroupSnapshotRequest {
+            name: "group-ns".into(),
+            source_volume_ids: vec![vol.volume_id.clone()],
+            secrets: ns.secrets(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .group_snapshot
+        .context("no group snapshot")?;
+    ensure!(
+        group.group_snapshot_id.starts_with("g002-") && group.snapshots.len() == 1,
+        "{group:?}"
+    );
+    let member = VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(
+            volume_content_source::SnapshotSource {
+                snapshot_id: group.snapshots[0].snapshot_id.clone(),
+            },
+        )),
+    };
+    let restored = e
+        .csi
+        .controller
+        .create_volume(create("pvc-ns-group", Some(member)))
+        .await?
+        .into_inner()
+        .volume
+        .context("no restored volume")?;
+    let mut stage = e.stage_req(&restored.volume_id, &staging, cap());
+    stage.secrets = ns.secrets();
+    stage.volume_context = restored.volume_context.clone();
+    e.csi.node.node_stage_volume(stage).await?;
+    let got = std::fs::read(staging.join("hello"))?;
+    ensure!(got == b"namespaced", "group member read {got:?}");
+    e.unstage(&restored.volume_id, &staging).await?;
+    e.csi
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: restored.volume_id.clone(),
+            secrets: ns.secrets(),
+        })
+        .await?;
+    e.csi
+        .group
+        .delete_volume_group_snapshot(DeleteVolumeGroupSnapshotRequest {
+            group_snapshot_id: group.group_snapshot_id.clone(),
+            secrets: ns.secrets(),
+            ..Default::default()
+        })
+        .await?;
+
     // Delete all: nothing left in the namespace (images, journal).
     for id in [&clone.volume_id, &vol.volume_id] {
         e.csi
@@ -243,6 +310,12 @@ pub async fn rados_namespace_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
             secrets: ns.secrets(),
         })
         .await?;
+    // Images whose clones went to the trash leave once the purger removed those.
+    let _ = berth_tests::proc::wait_until(
+        "an empty namespace",
+        std::time::Duration::from_secs(30),
+        || ns.images().is_ok_and(|i| i.is_empty()),
+    );
     ensure!(ns.images()?.is_empty(), "left: {:?}", ns.images()?);
     ensure!(
         ns.journal_keys().is_empty(),
