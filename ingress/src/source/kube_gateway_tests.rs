@@ -151,9 +151,14 @@ async fn on_and_off_never_ask() {
 
 /// A whole kube source against an API server that has the Gateway API CRDs or not: lists
 /// hold one HTTPRoute and one Namespace; every watch hangs. Records every path asked for.
-async fn cluster(mut handle: Handle, installed: bool, paths: watch::Sender<Vec<String>>) {
+async fn cluster(
+    mut handle: Handle,
+    installed: watch::Receiver<bool>,
+    paths: watch::Sender<Vec<String>>,
+) {
     let mut hanging = Vec::new();
     while let Some((req, send)) = handle.next_request().await {
+        let installed = *installed.borrow();
         let path = req.uri().path().to_owned();
         let watch = req.uri().query().unwrap_or("").contains("watch=true");
         paths.send_modify(|p| p.push(path.clone()));
@@ -204,12 +209,20 @@ async fn cluster(mut handle: Handle, installed: bool, paths: watch::Sender<Vec<S
     }
 }
 
-async fn start_source(installed: bool) -> (KubeSource, watch::Receiver<Vec<String>>) {
+async fn start_source(
+    installed: bool,
+) -> (
+    KubeSource,
+    watch::Receiver<Vec<String>>,
+    watch::Sender<bool>,
+    watch::Receiver<u64>,
+) {
     use super::super::kube::{KubeConfig, KubeSource};
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock, "default");
     let (paths_tx, paths) = watch::channel(Vec::new());
-    tokio::spawn(cluster(handle, installed, paths_tx));
+    let (installed_tx, installed_rx) = watch::channel(installed);
+    tokio::spawn(cluster(handle, installed_rx, paths_tx));
     let (changes, mut seen) = watch::channel(0u64);
     let (source, driver) = KubeSource::start(client, &KubeConfig::default(), changes);
     tokio::spawn(driver);
@@ -217,7 +230,7 @@ async fn start_source(installed: bool) -> (KubeSource, watch::Receiver<Vec<Strin
         .await
         .expect("initial lists announced")
         .unwrap();
-    (source, paths)
+    (source, paths, installed_tx, seen)
 }
 
 use super::super::Source as _;
@@ -225,7 +238,7 @@ use super::super::kube::KubeSource;
 
 #[tokio::test]
 async fn without_the_crds_the_source_is_ready_and_never_watches_them() {
-    let (source, paths) = start_source(false).await;
+    let (source, paths, _, _) = start_source(false).await;
     let snap = source.snapshot();
     assert!(snap.http_routes.is_empty() && snap.namespaces.is_empty());
     let asked = paths.borrow().clone();
@@ -234,11 +247,21 @@ async fn without_the_crds_the_source_is_ready_and_never_watches_them() {
         !asked.iter().any(|p| p == "/api/v1/namespaces"),
         "{asked:?}"
     );
+    // Discovery only: no list or watch of a Gateway API kind.
+    let gateway: Vec<&String> = asked
+        .iter()
+        .filter(|p| p.starts_with("/apis/gateway.networking.k8s.io/"))
+        .collect();
+    assert!(!gateway.is_empty(), "discovery was asked");
+    assert!(
+        gateway.iter().all(|p| p.matches('/').count() == 3),
+        "{gateway:?}"
+    );
 }
 
 #[tokio::test]
 async fn with_the_crds_routes_and_namespace_labels_are_in_the_first_snapshot() {
-    let (source, _) = start_source(true).await;
+    let (source, _, _, _) = start_source(true).await;
     let snap = source.snapshot();
     assert_eq!(snap.http_routes.len(), 1);
     assert!(
@@ -252,4 +275,22 @@ async fn with_the_crds_routes_and_namespace_labels_are_in_the_first_snapshot() {
     let ns = &snap.namespaces[0].metadata;
     assert_eq!(ns.labels.as_ref().unwrap()["team"], "a");
     assert!(ns.annotations.is_none(), "only labels are kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn crds_installed_later_are_watched_at_the_next_look() {
+    let (source, _, installed, mut seen) = start_source(false).await;
+    assert!(source.snapshot().http_routes.is_empty());
+    installed.send_replace(true);
+    let before = *seen.borrow_and_update();
+    // Within one RECHECK_EVERY (paused clock), the route arrives and the sync loop is told.
+    tokio::time::timeout(RECHECK_EVERY + Duration::from_secs(2), async {
+        while source.snapshot().http_routes.is_empty() {
+            seen.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the HTTPRoute in the snapshot after the next look");
+    assert!(*seen.borrow() > before);
+    assert_eq!(source.snapshot().namespaces.len(), 1);
 }
