@@ -482,7 +482,7 @@ fn hostile_values_never_reach_nginx_conf() {
 /// The Gateway API fields (issue 15): every corpus value in every field of an HTTPRoute
 /// attached to our Gateway. The route (or its rule) is refused and reported, nothing reaches
 /// nginx.conf outside a quoted header value (where only `"`, `\` and `$` would matter, and
-/// those are refused), and a good route still renders.
+/// those are refused, as are braces), and a good route still renders.
 #[test]
 fn hostile_gateway_values_never_reach_nginx_conf() {
     use berth_ingress::gateway::*;

@@ -114,7 +114,8 @@ impl<'a> Parents<'a> {
                 },
             );
         }
-        let empty: &'static BTreeMap<String, String> = Box::leak(Box::default());
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        let empty = &EMPTY;
         let namespaces = snapshot
             .namespaces
             .iter()
