@@ -9,7 +9,8 @@
 //! default) asks discovery (`GET /apis/gateway.networking.k8s.io/{v1,v1beta1}`, allowed to
 //! every authenticated client) at start and again every [`RECHECK_EVERY`] until all five are
 //! served, and watches each kind from the moment it is. Kinds served at start are part of the
-//! first config; kinds installed later arrive with their initial list. A failed discovery
+//! first config (waited for at most [`LISTS_TIMEOUT`]: a ClusterRole without the Gateway API
+//! rules must not stop the Ingresses); kinds installed later arrive with their initial list. A failed discovery
 //! counts as "not served yet" (it never holds up the Ingress config) and is retried within
 //! [`WATCH_BACKOFF_MAX`]. CRDs removed while watched are not noticed by discovery: their
 //! watches fail and log like any other watch.
@@ -47,6 +48,9 @@ pub enum GatewayApi {
 
 /// How often `auto` looks again for kinds that are not served.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// With `auto`, how long the first config waits for the lists of the kinds served at start.
+pub const LISTS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API group of the Gateway API.
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -205,6 +209,7 @@ fn keep_only_labels(n: &mut Namespace) {
 /// Gateways are served).
 #[derive(Clone)]
 pub struct GatewayStores {
+    mode: GatewayApi,
     served: watch::Receiver<Served>,
     classes: Store<GatewayClass>,
     gateways: Store<Gateway>,
@@ -247,6 +252,7 @@ impl GatewayStores {
         let (namespaces, d) = optional(all_ns, KINDS[1], s, ch, r, keep_only_labels);
         drivers.push(d);
         let stores = GatewayStores {
+            mode,
             served,
             classes,
             gateways,
@@ -269,14 +275,30 @@ impl GatewayStores {
     }
 
     /// Resolves when discovery has answered once and every store of a kind served then
-    /// holds its initial list.
+    /// holds its initial list. With `auto`, at most [`LISTS_TIMEOUT`] after that answer: a
+    /// kind that is served but cannot be listed (an older ClusterRole without the Gateway API
+    /// rules) must not keep the Ingresses from being served; its objects join when they come.
     pub async fn wait_ready(&self) {
         let mut served = self.served.clone();
         let at_start = match served.wait_for(Option::is_some).await {
             Ok(s) => s.clone(),
             Err(_) => None,
         };
-        let now = |key: &str| is_served(&at_start, key);
+        let lists = self.lists_at(&at_start);
+        if self.mode != GatewayApi::Auto {
+            return lists.await;
+        }
+        if tokio::time::timeout(LISTS_TIMEOUT, lists).await.is_err() {
+            tracing::warn!(
+                "Gateway API kinds are served but not all could be listed within {} s \
+                 (RBAC?): serving without them until they can",
+                LISTS_TIMEOUT.as_secs()
+            );
+        }
+    }
+
+    async fn lists_at(&self, at_start: &Served) {
+        let now = |key: &str| is_served(at_start, key);
         if now(KINDS[0]) {
             let _ = self.classes.wait_until_ready().await;
         }

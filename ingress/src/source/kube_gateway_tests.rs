@@ -149,16 +149,17 @@ async fn on_and_off_never_ask() {
     }
 }
 
-/// A whole kube source against an API server that has the Gateway API CRDs or not: lists
-/// hold one HTTPRoute and one Namespace; every watch hangs. Records every path asked for.
+/// A whole kube source against an API server that has the Gateway API CRDs or not (and
+/// forbids listing them or not): lists hold one HTTPRoute and one Namespace; every watch
+/// hangs. Records every path asked for.
 async fn cluster(
     mut handle: Handle,
-    installed: watch::Receiver<bool>,
+    installed: watch::Receiver<(bool, bool)>,
     paths: watch::Sender<Vec<String>>,
 ) {
     let mut hanging = Vec::new();
     while let Some((req, send)) = handle.next_request().await {
-        let installed = *installed.borrow();
+        let (installed, forbidden) = *installed.borrow();
         let path = req.uri().path().to_owned();
         let watch = req.uri().query().unwrap_or("").contains("watch=true");
         paths.send_modify(|p| p.push(path.clone()));
@@ -191,6 +192,7 @@ async fn cluster(
                     &["referencegrants"],
                 )))
                 .unwrap(),
+            p if p.starts_with("/apis/gateway.networking.k8s.io/v1/") && forbidden => status(403),
             "/apis/gateway.networking.k8s.io/v1/httproutes" => list(vec![json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                 "metadata": {"name": "r", "namespace": "default", "resourceVersion": "1",
@@ -210,11 +212,11 @@ async fn cluster(
 }
 
 async fn start_source(
-    installed: bool,
+    installed: (bool, bool),
 ) -> (
     KubeSource,
     watch::Receiver<Vec<String>>,
-    watch::Sender<bool>,
+    watch::Sender<(bool, bool)>,
     watch::Receiver<u64>,
 ) {
     use super::super::kube::{KubeConfig, KubeSource};
@@ -226,7 +228,7 @@ async fn start_source(
     let (changes, mut seen) = watch::channel(0u64);
     let (source, driver) = KubeSource::start(client, &KubeConfig::default(), changes);
     tokio::spawn(driver);
-    tokio::time::timeout(Duration::from_secs(5), seen.wait_for(|n| *n > 0))
+    tokio::time::timeout(Duration::from_secs(15), seen.wait_for(|n| *n > 0))
         .await
         .expect("initial lists announced")
         .unwrap();
@@ -238,7 +240,7 @@ use super::super::kube::KubeSource;
 
 #[tokio::test]
 async fn without_the_crds_the_source_is_ready_and_never_watches_them() {
-    let (source, paths, _, _) = start_source(false).await;
+    let (source, paths, _, _) = start_source((false, false)).await;
     let snap = source.snapshot();
     assert!(snap.http_routes.is_empty() && snap.namespaces.is_empty());
     let asked = paths.borrow().clone();
@@ -261,7 +263,7 @@ async fn without_the_crds_the_source_is_ready_and_never_watches_them() {
 
 #[tokio::test]
 async fn with_the_crds_routes_and_namespace_labels_are_in_the_first_snapshot() {
-    let (source, _, _, _) = start_source(true).await;
+    let (source, _, _, _) = start_source((true, false)).await;
     let snap = source.snapshot();
     assert_eq!(snap.http_routes.len(), 1);
     assert!(
@@ -279,9 +281,9 @@ async fn with_the_crds_routes_and_namespace_labels_are_in_the_first_snapshot() {
 
 #[tokio::test(start_paused = true)]
 async fn crds_installed_later_are_watched_at_the_next_look() {
-    let (source, _, installed, mut seen) = start_source(false).await;
+    let (source, _, installed, mut seen) = start_source((false, false)).await;
     assert!(source.snapshot().http_routes.is_empty());
-    installed.send_replace(true);
+    installed.send_replace((true, false));
     let before = *seen.borrow_and_update();
     // Within one RECHECK_EVERY (paused clock), the route arrives and the sync loop is told.
     tokio::time::timeout(RECHECK_EVERY + Duration::from_secs(2), async {
@@ -293,4 +295,20 @@ async fn crds_installed_later_are_watched_at_the_next_look() {
     .expect("the HTTPRoute in the snapshot after the next look");
     assert!(*seen.borrow() > before);
     assert_eq!(source.snapshot().namespaces.len(), 1);
+}
+
+/// A ClusterRole from before the Gateway API (CRDs served, lists forbidden): the Ingress
+/// config is held up for at most LISTS_TIMEOUT.
+#[tokio::test(start_paused = true)]
+async fn served_but_forbidden_kinds_hold_up_the_first_config_at_most_10s() {
+    let t = tokio::time::Instant::now();
+    let (source, paths, _, _) = start_source((true, true)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= LISTS_TIMEOUT && waited < LISTS_TIMEOUT + Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(source.snapshot().http_routes.is_empty());
+    let asked = paths.borrow().clone();
+    assert!(asked.iter().any(|p| p == "/api/v1/services"), "{asked:?}");
 }
