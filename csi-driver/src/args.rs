@@ -109,7 +109,11 @@ pub struct Args {
 }
 
 /// Turn `unix:///path` (or `unix:/path`, or a bare path) into the socket path.
-pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, crate::error::Error> {
+    let bad = |reason| crate::error::Error::BadEndpoint {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
     let path = if let Some(rest) = endpoint.strip_prefix("unix://") {
         rest
     } else if let Some(rest) = endpoint.strip_prefix("unix:") {
@@ -117,14 +121,10 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
     } else if endpoint.starts_with('/') {
         endpoint
     } else {
-        return Err(format!(
-            "endpoint {endpoint:?} is not a unix socket (expected unix:///path/csi.sock)"
-        ));
+        return Err(bad("not a unix socket (expected unix:///path/csi.sock)"));
     };
     if !path.starts_with('/') {
-        return Err(format!(
-            "endpoint {endpoint:?}: socket path must be absolute"
-        ));
+        return Err(bad("socket path must be absolute"));
     }
     Ok(PathBuf::from(path))
 }

@@ -129,10 +129,8 @@ impl ClusterConfig {
         self.monitors
             .get(cluster_id)
             .map(Vec::as_slice)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "clusterID {cluster_id:?} is not in the cluster config"
-                ))
+            .ok_or_else(|| Error::UnknownCluster {
+                cluster: cluster_id.to_string(),
             })
     }
 

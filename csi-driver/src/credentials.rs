@@ -40,23 +40,21 @@ impl Credentials {
         let user = secrets.get("userID").map(|s| s.trim()).unwrap_or_default();
         let key = secrets.get("userKey").map(|s| s.trim()).unwrap_or_default();
         if user.is_empty() || key.is_empty() {
-            return Err(Error::Unauthenticated(
-                "secrets must contain userID and userKey".into(),
-            ));
+            return Err(Error::SecretsMissing);
         }
         let user = user.strip_prefix("client.").unwrap_or(user);
         if !user
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         {
-            return Err(Error::Unauthenticated("secret userID is malformed".into()));
+            return Err(Error::SecretMalformed { key: "userID" });
         }
         // cephx keys are base64: refusing anything else keeps config-file injection out.
         if !key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
         {
-            return Err(Error::Unauthenticated("secret userKey is malformed".into()));
+            return Err(Error::SecretMalformed { key: "userKey" });
         }
         Ok(Credentials {
             user: user.to_string(),

@@ -27,7 +27,9 @@ impl Locks {
     pub fn try_lock(&self, key: &str) -> Result<LockGuard, Error> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if !held.insert(key.to_string()) {
-            return Err(Error::OperationPending(key.to_string()));
+            return Err(Error::OperationPending {
+                key: key.to_string(),
+            });
         }
         Ok(LockGuard {
             held: self.held.clone(),

@@ -9,6 +9,9 @@ use crate::ceph::ffi::features;
 use crate::csi::{CapacityRange, VolumeCapability, volume_capability};
 use crate::error::{Error, Result};
 
+mod error;
+pub use error::{CapabilityError, CapacityError, ParamError};
+
 pub const DEFAULT_VOLUME_PREFIX: &str = "csi-vol-";
 pub const DEFAULT_SNAPSHOT_PREFIX: &str = "csi-snap-";
 /// `imageFeatures` default: older kernels refuse anything else ("image feature set mismatch").
@@ -57,18 +60,12 @@ impl VolumeParams {
             ) || NODE_KEYS.contains(&key.as_str())
                 || key.starts_with("csi.storage.k8s.io/");
             if !known {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown parameter {key:?} (known: clusterID, pool, dataPool, imageFeatures, \
-                     volumeNamePrefix, snapshotNamePrefix, mkfsOptions, mounter, mapOptions, \
-                     unmapOptions, csi.storage.k8s.io/fstype)"
-                )));
+                return Err(ParamError::Unknown { key: key.clone() }.into());
             }
         }
         let get = |k: &str| params.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let cluster_id = get("clusterID")
-            .ok_or_else(|| Error::InvalidArgument("parameter clusterID is required".into()))?;
-        let pool = get("pool")
-            .ok_or_else(|| Error::InvalidArgument("parameter pool is required".into()))?;
+        let cluster_id = get("clusterID").ok_or(ParamError::Missing { key: "clusterID" })?;
+        let pool = get("pool").ok_or(ParamError::Missing { key: "pool" })?;
         check_name("pool", pool)?;
         let data_pool = get("dataPool").map(str::to_string);
         if let Some(dp) = &data_pool {
@@ -114,24 +111,24 @@ impl VolumeParams {
     }
 }
 
-fn check_name(what: &str, v: &str) -> Result<()> {
+fn check_name(what: &'static str, v: &str) -> Result<()> {
     let ok = v.len() <= 64
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "parameter {what} {v:?} is not a valid name"
-        )))
+        Err(ParamError::BadName {
+            key: what,
+            value: v.to_string(),
+        }
+        .into())
     }
 }
 
-fn check_prefix(what: &str, v: &str) -> Result<()> {
+fn check_prefix(what: &'static str, v: &str) -> Result<()> {
     if v.len() > 24 {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is longer than 24 bytes"
-        )));
+        return Err(ParamError::PrefixTooLong { key: what }.into());
     }
     check_name(what, v)
 }
@@ -148,18 +145,16 @@ pub fn parse_features(text: &str) -> Result<u64> {
             "deep-flatten" => features::DEEP_FLATTEN,
             "journaling" => features::JOURNALING,
             other => {
-                return Err(Error::InvalidArgument(format!(
-                    "imageFeatures: unknown feature {other:?} (known: layering, exclusive-lock, \
-                     object-map, fast-diff, deep-flatten, journaling)"
-                )));
+                return Err(ParamError::UnknownFeature {
+                    feature: other.to_string(),
+                }
+                .into());
             }
         };
     }
-    let needs = |bit: u64, dep: u64, a: &str, b: &str| {
+    let needs = |bit: u64, dep: u64, feature: &'static str, needs: &'static str| {
         if bits & bit != 0 && bits & dep == 0 {
-            Err(Error::InvalidArgument(format!(
-                "imageFeatures: {a} requires {b}"
-            )))
+            Err(ParamError::FeatureNeeds { feature, needs })
         } else {
             Ok(())
         }
@@ -191,15 +186,15 @@ pub fn parse_features(text: &str) -> Result<u64> {
 pub fn size_for(range: Option<&CapacityRange>) -> Result<u64> {
     let (req, lim) = range.map_or((0, 0), |r| (r.required_bytes, r.limit_bytes));
     if req < 0 || lim < 0 {
-        return Err(Error::OutOfRange(
-            "capacity bytes must not be negative".into(),
-        ));
+        return Err(CapacityError::Negative.into());
     }
     let (req, lim) = (req as u64, lim as u64);
     if lim > 0 && lim < req {
-        return Err(Error::OutOfRange(format!(
-            "limit_bytes {lim} is below required_bytes {req}"
-        )));
+        return Err(CapacityError::LimitBelowRequired {
+            limit: lim,
+            required: req,
+        }
+        .into());
     }
     let size = if req == 0 {
         if lim > 0 {
@@ -212,14 +207,14 @@ pub fn size_for(range: Option<&CapacityRange>) -> Result<u64> {
         if lim > 0 && up > lim { req } else { up }
     };
     if size == 0 {
-        return Err(Error::OutOfRange(format!(
-            "limit_bytes {lim} is below the 1 MiB minimum"
-        )));
+        return Err(CapacityError::LimitBelowMinimum { limit: lim }.into());
     }
     if size > MAX_SIZE {
-        return Err(Error::OutOfRange(format!(
-            "{size} bytes is over the {MAX_SIZE}-byte maximum"
-        )));
+        return Err(CapacityError::OverMaximum {
+            size,
+            max: MAX_SIZE,
+        }
+        .into());
     }
     Ok(size)
 }
@@ -230,19 +225,6 @@ pub fn fits(size: u64, range: Option<&CapacityRange>) -> bool {
         (r.required_bytes.max(0) as u64, r.limit_bytes.max(0) as u64)
     });
     size >= req && (lim == 0 || size <= lim)
-}
-
-/// Why a volume capability is not supported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CapabilityError {
-    #[error("filesystem {0:?} is not supported")]
-    Filesystem(String),
-    #[error("capability has no access type (block or mount)")]
-    NoAccessType,
-    #[error("capability has no access mode")]
-    NoAccessMode,
-    #[error("{0} is supported for block volumes only")]
-    BlockOnly(&'static str),
 }
 
 /// Why a capability is not supported, or Ok. Block: every access mode. Mount: every mode but
@@ -276,9 +258,9 @@ pub fn check_capability(cap: &VolumeCapability) -> std::result::Result<(), Capab
 /// Check every capability of a request (at least one required).
 pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<()> {
     if caps.is_empty() {
-        return Err(Error::InvalidArgument(
-            "volume_capabilities is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "volume_capabilities",
+        });
     }
     for cap in caps {
         check_capability(cap)?;

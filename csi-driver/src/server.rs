@@ -33,10 +33,9 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => {
-            return Err(Error::FailedPrecondition(format!(
-                "another process is serving on {}",
-                path.display()
-            )));
+            return Err(Error::SocketInUse {
+                path: path.to_path_buf(),
+            });
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(_) => {
@@ -97,7 +96,10 @@ pub async fn serve(
                 move || crate::node::Node::start(nc, metrics)
             })
             .await
-            .map_err(|e| Error::Internal(format!("node start: {e}")))??,
+            .map_err(|source| Error::Task {
+                what: "node start",
+                source,
+            })??,
         )),
         None => None,
     };
@@ -108,7 +110,7 @@ pub async fn serve(
         .add_optional_service(group)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+        .map_err(Error::Serve)
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -139,8 +141,7 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
     Ok(controller::Options {
         cluster_config: crate::cluster_config::ClusterConfig::load(&args.cluster_config)?,
         controller_creds,
-        list_pools: controller::Options::parse_list_pools(&args.list_pools)
-            .map_err(Error::InvalidArgument)?,
+        list_pools: controller::Options::parse_list_pools(&args.list_pools)?,
         call_deadline: args
             .ceph_call_deadline_ms
             .map(std::time::Duration::from_millis),
@@ -150,7 +151,7 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
 
 /// The binary's whole life: typed config from flags, bind, serve, clean up the socket.
 pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
-    let path: PathBuf = socket_path(&args.endpoint).map_err(anyhow::Error::msg)?;
+    let path: PathBuf = socket_path(&args.endpoint)?;
     let listener = bind(&path)?;
     let node_config = match args.mode.node() {
         true => Some(crate::node::NodeConfig::from_args(&args)?),

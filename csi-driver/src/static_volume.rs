@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
+use crate::params::ParamError;
 use crate::volume_id::{VolumeId, legal_name};
 
 /// The volume-context key marking a static volume.
@@ -27,9 +28,10 @@ pub fn image(handle: &str, ctx: &HashMap<String, String>) -> Result<VolumeId, Er
     let get = |k: &str| ctx.get(k).map(String::as_str).unwrap_or("");
     let cluster = get("clusterID");
     if cluster.is_empty() || !cluster.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::InvalidArgument(format!(
-            "static volume {handle:?}: volumeAttributes need a clusterID"
-        )));
+        return Err(ParamError::StaticNoCluster {
+            handle: handle.to_string(),
+        }
+        .into());
     }
     let image = match get("imageName") {
         "" => handle,
@@ -41,9 +43,12 @@ pub fn image(handle: &str, ctx: &HashMap<String, String>) -> Result<VolumeId, Er
         ("radosNamespace", get("radosNamespace"), true),
     ] {
         if !(legal_name(value) || optional && value.is_empty()) {
-            return Err(Error::InvalidArgument(format!(
-                "static volume {handle:?}: {key} {value:?} is not a legal RBD name"
-            )));
+            return Err(ParamError::StaticBadName {
+                handle: handle.to_string(),
+                key,
+                value: value.to_string(),
+            }
+            .into());
         }
     }
     Ok(VolumeId::new(cluster, get("pool"), image).in_namespace(get("radosNamespace")))

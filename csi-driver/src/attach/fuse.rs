@@ -47,10 +47,6 @@ pub struct FuseMount {
 #[derive(Debug)]
 pub struct Fuse;
 
-fn failed(msg: String) -> AttachError {
-    AttachError::Failed(msg)
-}
-
 /// The last lines of rbd-fuse's log (it never contains the key: that is only in the key file).
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -77,12 +73,11 @@ fn wait_ready(
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!(
-                "rbd-fuse for {}/{} exited ({status}) before exposing the image; its log: {}",
-                t.pool_spec(),
-                t.image,
-                log_tail(log)
-            )));
+            return Err(AttachError::FuseExited {
+                spec: t.spec(),
+                status: status.to_string(),
+                log: log_tail(log),
+            });
         }
         if std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
             return Ok(());
@@ -101,12 +96,11 @@ fn wait_ready(
             }
         }
         if Instant::now() > deadline {
-            return Err(failed(format!(
-                "rbd-fuse did not expose {}/{} within {READY_TIMEOUT:?}; its log: {}",
-                t.pool_spec(),
-                t.image,
-                log_tail(log)
-            )));
+            return Err(AttachError::FuseNotReady {
+                spec: t.spec(),
+                after: READY_TIMEOUT,
+                log: log_tail(log),
+            });
         }
         std::thread::sleep(POLL);
     }
@@ -237,9 +231,7 @@ fn spawn(t: &Target<'_>, dir: &Path, log_path: &Path) -> Result<Child, AttachErr
 impl Attacher for Fuse {
     fn attach(&self, t: &Target<'_>) -> Result<Attached, AttachError> {
         if !Path::new("/dev/fuse").exists() {
-            return Err(AttachError::Unsupported(
-                "/dev/fuse is missing: this host cannot use mounter=fuse".into(),
-            ));
+            return Err(AttachError::NoDevFuse);
         }
         let dir = t.work_dir.join("fuse");
         if mountinfo::is_mounted(&dir) {
@@ -290,10 +282,9 @@ impl Attacher for Fuse {
 
     fn detach(&self, a: &Attached, _want: &ImageSpec) -> Result<(), AttachError> {
         let Some(f) = &a.fuse else {
-            return Err(failed(format!(
-                "fuse attachment of {} has no fuse mount recorded",
-                a.device.display()
-            )));
+            return Err(AttachError::NoFuseMount {
+                device: a.device.clone(),
+            });
         };
         // Every loop device bound to this volume's image file is ours, whatever number the
         // stash recorded; a recorded device bound to anything else is never touched.
@@ -313,7 +304,7 @@ impl Attacher for Fuse {
             tracing::warn!(device = %a.device.display(), file = %f.file.display(),
                 "the recorded loop device is bound to another file now: not ours, left alone");
         }
-        unmount_fuse(&f.dir).map_err(|e| failed(e.to_string()))?;
+        unmount_fuse(&f.dir).map_err(AttachError::FuseUnmount)?;
         stop_processes(&f.dir);
         let _ = std::fs::remove_dir(&f.dir);
         Ok(())
@@ -352,7 +343,9 @@ impl Attacher for Fuse {
 
     fn refresh_size(&self, a: &Attached, want: u64) -> Result<u64, AttachError> {
         let Some(f) = &a.fuse else {
-            return Err(failed("no fuse mount recorded".into()));
+            return Err(AttachError::NoFuseMount {
+                device: a.device.clone(),
+            });
         };
         let deadline = Instant::now() + SIZE_WAIT;
         loop {

@@ -28,12 +28,11 @@ fn rbd(client: &ClientFiles) -> Command {
 
 /// The mark in `rbd image-meta list --format json` output (pure). Pacific prints nothing
 /// at all for an image without metadata.
-pub fn parse_list(out: &str) -> Result<Option<String>, String> {
+pub fn parse_list(out: &str) -> Result<Option<String>, serde_json::Error> {
     if out.trim().is_empty() {
         return Ok(None);
     }
-    let map: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(out).map_err(|e| format!("unexpected image-meta output: {e}"))?;
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(out)?;
     Ok(map.get(FORMATTED).cloned())
 }
 
@@ -46,7 +45,10 @@ pub fn formatted(client: &ClientFiles, spec: &str) -> Result<Option<String>, Att
             .arg(spec),
         SHORT,
     )?;
-    parse_list(&out).map_err(|e| AttachError::Failed(format!("{spec}: {e}")))
+    parse_list(&out).map_err(|source| AttachError::MetaOutput {
+        spec: spec.to_string(),
+        source,
+    })
 }
 
 /// Record that the image holds a `fs` filesystem made by berth.
@@ -67,11 +69,11 @@ mod tests {
 
     #[test]
     fn list_output_forms() {
-        assert_eq!(parse_list(""), Ok(None));
-        assert_eq!(parse_list("{}\n"), Ok(None));
+        assert_eq!(parse_list("").unwrap(), None);
+        assert_eq!(parse_list("{}\n").unwrap(), None);
         assert_eq!(
-            parse_list(r#"{"berth.dev/formatted":"xfs","other":"x"}"#),
-            Ok(Some("xfs".into()))
+            parse_list(r#"{"berth.dev/formatted":"xfs","other":"x"}"#).unwrap(),
+            Some("xfs".into())
         );
         assert!(parse_list("there are 2 metadata").is_err());
     }

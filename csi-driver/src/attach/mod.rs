@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::params::ParamError;
 use crate::program::ProgramError;
 use client::ClientFiles;
 pub use identity::ImageSpec;
@@ -62,9 +63,10 @@ impl Mounter {
             "fuse" | "rbd-fuse" => Mounter::Fixed(Kind::Fuse),
             "auto" => Mounter::Auto,
             other => {
-                return Err(Error::InvalidArgument(format!(
-                    "mounter {other:?} is not one of krbd, rbd-nbd, fuse, auto"
-                )));
+                return Err(ParamError::Mounter {
+                    value: other.to_string(),
+                }
+                .into());
             }
         })
     }
@@ -151,12 +153,40 @@ pub enum AttachError {
     UnsupportedFeatures { features: String },
     #[error("image {pool}/{image} does not exist")]
     ImageNotFound { pool: String, image: String },
-    #[error("{0}")]
-    Unsupported(String),
+    #[error("/dev/fuse is missing: this host cannot use mounter=fuse")]
+    NoDevFuse,
     #[error(transparent)]
     Program(#[from] ProgramError),
-    #[error("{0}")]
-    Failed(String),
+    /// rbd-fuse exited before the image file showed up (`log`: the tail of its log).
+    #[error("rbd-fuse for {spec} exited ({status}) before exposing the image; its log: {log}")]
+    FuseExited {
+        spec: String,
+        status: String,
+        log: String,
+    },
+    /// rbd-fuse did not show the image file in time.
+    #[error("rbd-fuse did not expose {spec} within {after:?}; its log: {log}")]
+    FuseNotReady {
+        spec: String,
+        after: std::time::Duration,
+        log: String,
+    },
+    /// A fuse attachment without its fuse mount recorded.
+    #[error("fuse attachment of {} has no fuse mount recorded", device.display())]
+    NoFuseMount { device: PathBuf },
+    /// The rbd-fuse mount could not be unmounted.
+    #[error("unmount rbd-fuse")]
+    FuseUnmount(#[source] crate::mount::MountError),
+    /// `rbd image-meta list` printed something we cannot read.
+    #[error("{spec}: unexpected image-meta output")]
+    MetaOutput {
+        spec: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The background format-mark lookup panicked.
+    #[error("the image-meta lookup panicked")]
+    LookupPanicked,
     #[error("{context}: {error}")]
     Io {
         context: String,
@@ -243,16 +273,18 @@ pub fn attacher(kind: Kind) -> &'static dyn Attacher {
 
 /// `mapOptions` / `unmapOptions` (named by `field`): comma-separated krbd/nbd options;
 /// characters limited so nothing but an option list reaches `rbd map -o` / `rbd unmap -o`.
-pub fn map_options_field(field: &str, value: Option<&str>) -> Result<String, Error> {
+pub fn map_options_field(field: &'static str, value: Option<&str>) -> Result<String, Error> {
     let v = value.map(str::trim).unwrap_or("");
     if v.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"=,._:-".contains(&b))
     {
         Ok(v.to_string())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "{field} {v:?} may contain only letters, digits and =,._:-"
-        )))
+        Err(ParamError::Options {
+            key: field,
+            value: v.to_string(),
+        }
+        .into())
     }
 }
 

@@ -28,6 +28,8 @@ use crate::metrics::Metrics;
 /// seconds rides out a monitor election but answers a dead cluster well inside the 30 s a
 /// sidecar waits.
 pub const CEPH_TIMEOUT_SECS: &str = "10";
+/// [`CEPH_TIMEOUT_SECS`] as a duration (for messages).
+const CEPH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Backstop over one whole blocking call (several ops): librados should have given up long
 /// before; if it has not, the RPC still answers DEADLINE_EXCEEDED.
@@ -104,7 +106,7 @@ impl Connections {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::Unavailable("shutting down".into()))
+            .map_err(|_| Error::ShuttingDown)
     }
 
     /// Connections currently cached (the `berth_csi_ceph_connections` gauge).
@@ -179,12 +181,17 @@ impl Connections {
         });
         let rados = match tokio::time::timeout(self.deadline, connect).await {
             Err(_) => {
-                return Err(Error::DeadlineExceeded(format!(
-                    "connect to ceph at {}: no answer within {:?}",
-                    t.mon_host, self.deadline
-                )));
+                return Err(Error::ConnectTimeout {
+                    mon_host: t.mon_host.clone(),
+                    after: self.deadline,
+                });
             }
-            Ok(Err(join)) => return Err(Error::Internal(format!("connect task: {join}"))),
+            Ok(Err(source)) => {
+                return Err(Error::Task {
+                    what: "connect",
+                    source,
+                });
+            }
             Ok(Ok(Err(e))) => return Err(e),
             Ok(Ok(Ok(r))) => Arc::new(r),
         };
@@ -233,7 +240,10 @@ impl Connections {
         let (pool, ns) = (t.pool.clone(), t.namespace.clone());
         tokio::task::spawn_blocking(move || f(&open_pool(&rados, &pool, &ns)?))
             .await
-            .map_err(|join| Error::Internal(format!("ceph task: {join}")))?
+            .map_err(|source| Error::Task {
+                what: "ceph",
+                source,
+            })?
     }
 
     /// Run `f` with the bare connection (cluster-wide calls such as `cluster_stat`).
@@ -249,11 +259,13 @@ impl Connections {
             f(&rados)
         });
         let result = match tokio::time::timeout(self.deadline, call).await {
-            Err(_) => Err(Error::DeadlineExceeded(format!(
-                "ceph did not answer within {:?}",
-                self.deadline
-            ))),
-            Ok(Err(join)) => Err(Error::Internal(format!("ceph task: {join}"))),
+            Err(_) => Err(Error::CallTimeout {
+                after: self.deadline,
+            }),
+            Ok(Err(source)) => Err(Error::Task {
+                what: "ceph",
+                source,
+            }),
             Ok(Ok(r)) => r,
         };
         if let Err(e) = &result
@@ -303,25 +315,31 @@ pub fn ceph_err(context: impl Into<String>, errno: Errno) -> Error {
 
 fn connect_error(mon_host: &str, user: &str, errno: Errno) -> Error {
     match errno.0 {
-        libc::EACCES | libc::EPERM | libc::EKEYREJECTED => Error::Unauthenticated(format!(
-            "ceph at {mon_host} rejected the credentials of client.{user}"
-        )),
-        libc::ETIMEDOUT => Error::DeadlineExceeded(format!(
-            "connect to ceph at {mon_host}: timed out after {CEPH_TIMEOUT_SECS} s"
-        )),
-        libc::EINVAL => Error::Unauthenticated(format!(
-            "ceph refused the configuration for client.{user} (malformed key?)"
-        )),
-        _ => Error::Unavailable(format!(
-            "connect to ceph at {mon_host}: {}",
-            std::io::Error::from_raw_os_error(errno.0)
-        )),
+        libc::EACCES | libc::EPERM | libc::EKEYREJECTED => Error::CredentialsRejected {
+            mon_host: mon_host.to_string(),
+            user: user.to_string(),
+        },
+        libc::ETIMEDOUT => Error::ConnectTimeout {
+            mon_host: mon_host.to_string(),
+            after: CEPH_TIMEOUT,
+        },
+        libc::EINVAL => Error::ConfigRefused {
+            user: user.to_string(),
+        },
+        _ => Error::CephUnreachable {
+            mon_host: mon_host.to_string(),
+            errno: errno.0,
+        },
     }
 }
 
 fn breaks_connection(e: &Error) -> bool {
     match e {
-        Error::DeadlineExceeded(_) | Error::Unavailable(_) | Error::Unauthenticated(_) => true,
+        Error::ConnectTimeout { .. }
+        | Error::CallTimeout { .. }
+        | Error::CephUnreachable { .. }
+        | Error::CredentialsRejected { .. }
+        | Error::ConfigRefused { .. } => true,
         Error::Ceph { errno, .. } => matches!(
             *errno,
             libc::ETIMEDOUT | libc::ENOTCONN | libc::ESHUTDOWN | libc::EACCES | libc::EPERM

@@ -63,8 +63,10 @@ fn read(io: &IoCtx<'_>, key: &str) -> Result<Option<String>> {
 }
 
 fn decode(key: &str, v: &str) -> Result<GroupEntry> {
-    serde_json::from_str(v)
-        .map_err(|e| Error::Internal(format!("journal entry {key:?} is corrupt: {e}")))
+    serde_json::from_str(v).map_err(|source| Error::JournalCorrupt {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// The group snapshot reserved for request `name`, if any.
@@ -87,9 +89,9 @@ pub fn put(io: &IoCtx<'_>, name: &str, entry: &GroupEntry) -> Result<()> {
     let k2 = format!("{GID_PREFIX}{}", entry.id);
     let v = serde_json::to_string(entry).expect("group entry serialises");
     match io.omap_update_if_absent(GROUPS_OID, &k1, &[(&k1, &v), (&k2, name)], &[]) {
-        Err(e) if e.0 == libc::ECANCELED => Err(Error::OperationPending(format!(
-            "{name:?} was reserved by another call meanwhile"
-        ))),
+        Err(e) if e.0 == libc::ECANCELED => Err(Error::NameRaced {
+            name: name.to_string(),
+        }),
         r => r.map_err(|e| ceph_err(format!("write journal {GROUPS_OID}"), e)),
     }
 }

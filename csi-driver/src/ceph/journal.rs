@@ -73,8 +73,10 @@ impl Entry {
         serde_json::to_string(self).expect("entry serialises")
     }
     fn decode(key: &str, v: &str) -> Result<Entry> {
-        serde_json::from_str(v)
-            .map_err(|e| Error::Internal(format!("journal entry {key:?} is corrupt: {e}")))
+        serde_json::from_str(v).map_err(|source| Error::JournalCorrupt {
+            key: key.to_string(),
+            source,
+        })
     }
 }
 
@@ -140,13 +142,13 @@ pub fn owner(io: &IoCtx<'_>, kind: Kind, image: &str, snap: &str) -> Result<Opti
 
 /// Reserve `name` -> `entry` and its reverse key, atomically, only if `name` is not reserved
 /// yet: the OSD checks and writes in one operation, so of two creators racing for one name
-/// exactly one wins; the other gets [`Error::OperationPending`] (ABORTED) and writes nothing.
+/// exactly one wins; the other gets [`Error::NameRaced`] (ABORTED) and writes nothing.
 pub fn put(io: &IoCtx<'_>, kind: Kind, name: &str, entry: &Entry) -> Result<()> {
     let (k1, k2) = (kind.name_key(name), kind.object_key(entry));
     match io.omap_update_if_absent(kind.oid(), &k1, &[(&k1, &entry.encode()), (&k2, name)], &[]) {
-        Err(e) if e.0 == libc::ECANCELED => Err(Error::OperationPending(format!(
-            "{name:?} was reserved by another call meanwhile"
-        ))),
+        Err(e) if e.0 == libc::ECANCELED => Err(Error::NameRaced {
+            name: name.to_string(),
+        }),
         r => r.map_err(|e| ceph_err(format!("write journal {}", kind.oid()), e)),
     }
 }
@@ -308,8 +310,10 @@ pub fn publications(io: &IoCtx<'_>, image: &str) -> Result<(Option<String>, Publ
     let Some(raw) = vals.get(&key) else {
         return Ok((None, Publications::default()));
     };
-    let p = serde_json::from_str(raw)
-        .map_err(|e| Error::Internal(format!("journal entry {key:?} is corrupt: {e}")))?;
+    let p = serde_json::from_str(raw).map_err(|source| Error::JournalCorrupt {
+        key: key.clone(),
+        source,
+    })?;
     Ok((Some(raw.clone()), p))
 }
 

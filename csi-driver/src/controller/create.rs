@@ -12,7 +12,7 @@ use crate::csi::{
     volume_content_source,
 };
 use crate::error::{Error, Result};
-use crate::params::{self, VolumeParams};
+use crate::params::{self, CapacityError, VolumeParams};
 use crate::snapshot_id::SnapshotId;
 use crate::volume_id::VolumeId;
 
@@ -43,20 +43,18 @@ impl Source {
             if c == p.cluster_id && pool == p.pool && src_ns == ns {
                 Ok(())
             } else {
-                Err(Error::InvalidArgument(format!(
-                    "content source is in {c}/{pool} (namespace {src_ns:?}); clones must be \
-                     created in the source's cluster, pool and RADOS namespace ({}/{}, {ns:?})",
-                    p.cluster_id, p.pool
-                )))
+                Err(Error::SourceElsewhere {
+                    from: format!("{c}/{pool} (namespace {src_ns:?})"),
+                    want: format!("{}/{}, {ns:?}", p.cluster_id, p.pool),
+                })
             }
         };
         match t {
             Type::Snapshot(s) => {
                 let id = SnapshotId::decode(&s.snapshot_id).map_err(|_| {
-                    Error::NotFound(format!(
-                        "source snapshot {:?} does not exist",
-                        s.snapshot_id
-                    ))
+                    Error::SourceSnapshotNotFound {
+                        id: s.snapshot_id.clone(),
+                    }
                 })?;
                 same_pool(&id.cluster_id, &id.pool, &id.namespace)?;
                 let key = format!("snapshot:{}", s.snapshot_id);
@@ -69,9 +67,10 @@ impl Source {
                 ))
             }
             Type::Volume(v) => {
-                let id = VolumeId::decode(&v.volume_id).map_err(|_| {
-                    Error::NotFound(format!("source volume {:?} does not exist", v.volume_id))
-                })?;
+                let id =
+                    VolumeId::decode(&v.volume_id).map_err(|_| Error::SourceVolumeNotFound {
+                        id: v.volume_id.clone(),
+                    })?;
                 same_pool(&id.cluster_id, &id.pool, &id.namespace)?;
                 let key = format!("volume:{}", v.volume_id);
                 Ok((Source::Volume { image: id.image }, key))
@@ -85,7 +84,7 @@ pub(super) async fn create_volume(
     req: CreateVolumeRequest,
 ) -> Result<CreateVolumeResponse> {
     if req.name.is_empty() {
-        return Err(Error::InvalidArgument("name is required".into()));
+        return Err(Error::Missing { field: "name" });
     }
     params::check_capabilities(&req.volume_capabilities)?;
     let p = VolumeParams::parse(&req.parameters)?;
@@ -96,11 +95,8 @@ pub(super) async fn create_volume(
     let fp = params::fingerprint(&req.parameters, &req.volume_capabilities, &source_key);
     let target = c
         .target(&p.cluster_id, &p.pool, &ns, &req.secrets)?
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "clusterID {:?} is not in the cluster config",
-                p.cluster_id
-            ))
+        .ok_or_else(|| Error::UnknownCluster {
+            cluster: p.cluster_id.clone(),
         })?;
     let guard = c.locks().try_lock(&format!("create-volume/{}", req.name))?;
 
@@ -126,7 +122,8 @@ pub(super) async fn create_volume(
         })
         .await
         .map_err(|e| match e {
-            e @ Error::PoolNotFound { .. } => Error::InvalidArgument(e.to_string()),
+            // The StorageClass names the pool: the request is wrong, not the volume gone.
+            Error::PoolNotFound { pool } => Error::ClassPoolNotFound { pool },
             e => e,
         })?;
     if deep {
@@ -138,9 +135,7 @@ pub(super) async fn create_volume(
     let volume_id = VolumeId::new(&p.cluster_id, &p.pool, &entry.image)
         .in_namespace(&ns)
         .encode()
-        .ok_or_else(|| {
-            Error::InvalidArgument("clusterID and pool are too long for a volume id".into())
-        })?;
+        .ok_or_else(|| Error::VolumeIdTooLong)?;
     Ok(CreateVolumeResponse {
         volume: Some(Volume {
             capacity_bytes: entry.size as i64,
@@ -181,10 +176,9 @@ fn reserve_and_create(
     let entry = match journal::lookup(io, Kind::Volume, name)? {
         Some(e) => {
             if e.fp != fp || !params::fits(e.size, range) {
-                return Err(Error::AlreadyExists(format!(
-                    "volume {name:?} exists with a different size, capabilities, parameters or \
-                     source"
-                )));
+                return Err(Error::VolumeExists {
+                    name: name.to_string(),
+                });
             }
             e
         }
@@ -218,9 +212,11 @@ fn clone_size(size: u64, range: Option<&CapacityRange>, src: u64) -> Result<u64>
     let size = if asked { size.max(src) } else { src };
     let lim = range.map_or(0, |r| r.limit_bytes.max(0) as u64);
     if lim > 0 && size > lim {
-        return Err(Error::OutOfRange(format!(
-            "the source holds {src} bytes, over limit_bytes {lim}"
-        )));
+        return Err(CapacityError::SourceTooLarge {
+            source_size: src,
+            limit: lim,
+        }
+        .into());
     }
     Ok(size)
 }
@@ -228,13 +224,13 @@ fn clone_size(size: u64, range: Option<&CapacityRange>, src: u64) -> Result<u64>
 fn not_found_source(source: &Source) -> impl Fn(Errno) -> Error + '_ {
     move |errno| {
         if errno.0 == libc::ENOENT {
-            Error::NotFound(match source {
-                Source::Snapshot { image, snap } => {
-                    format!("source snapshot {image}@{snap} does not exist")
-                }
-                Source::Volume { image } => format!("source volume {image} does not exist"),
-                Source::Empty => "source does not exist".into(),
-            })
+            match source {
+                Source::Snapshot { image, snap } => Error::SourceSnapshotNotFound {
+                    id: format!("{image}@{snap}"),
+                },
+                Source::Volume { image } => Error::SourceVolumeNotFound { id: image.clone() },
+                Source::Empty => Error::SourceVolumeNotFound { id: String::new() },
+            }
         } else {
             ceph_err("read content source", errno)
         }

@@ -31,7 +31,7 @@ pub(super) async fn delete_volume(
     req: DeleteVolumeRequest,
 ) -> Result<DeleteVolumeResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
     // An ID we could not have issued names nothing: deleting nothing succeeds.
     let Ok(id) = VolumeId::decode(&req.volume_id) else {
@@ -54,7 +54,7 @@ pub(super) async fn delete_volume(
         c.kick_purge(target);
     }
     match result {
-        Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => Ok(DeleteVolumeResponse {}),
+        Err(Error::PoolNotFound { .. }) => Ok(DeleteVolumeResponse {}),
         r => r.map(|()| DeleteVolumeResponse {}),
     }
 }
@@ -73,17 +73,17 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
     // Still published to a node (ControllerPublish): the CO has not detached it yet.
     let (_, published) = journal::publications(io, image)?;
     if !published.nodes.is_empty() {
-        let nodes: Vec<&str> = published.nodes.keys().map(String::as_str).collect();
-        return Err(Error::FailedPrecondition(format!(
-            "volume {image} is still published to node(s) {nodes:?}; ControllerUnpublish first"
-        )));
+        return Err(Error::DeletePublished {
+            image: image.to_string(),
+            nodes: published.nodes.into_keys().collect(),
+        });
     }
     // Watchers first: an attached image must not be removed, nor marked gone because it
     // also has snapshots.
     if in_use(io, image)? {
-        return Err(Error::FailedPrecondition(format!(
-            "volume {image} is in use (the image has watchers: still attached on a node?)"
-        )));
+        return Err(Error::ImageInUse {
+            image: image.to_string(),
+        });
     }
     if has_snapshots(io, image)? {
         // Snapshots (and the clones made from them) depend on it: keep the data.
@@ -102,9 +102,9 @@ fn remove_volume(io: &IoCtx<'_>, image: &str) -> Result<()> {
         }
         Err(Errno(libc::ENOENT)) => {}
         Err(Errno(libc::EBUSY)) => {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {image} is in use (the image has watchers: still attached on a node?)"
-            )));
+            return Err(Error::ImageInUse {
+                image: image.to_string(),
+            });
         }
         Err(Errno(libc::ENOTEMPTY)) => {
             // Snapshots (or clones through trashed snapshots) depend on it: keep the data.
@@ -152,7 +152,7 @@ pub(super) fn collect_gone(io: &IoCtx<'_>) {
     let gone = match journal::gone_images(io) {
         Ok(g) => g,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read gone images");
+            tracing::warn!(error = %e.chain(), "cannot read gone images");
             return;
         }
     };
@@ -162,7 +162,7 @@ pub(super) fn collect_gone(io: &IoCtx<'_>) {
             Ok(false) => {}
             Ok(true) => continue,
             Err(e) => {
-                tracing::warn!(image, error = %e, "cannot check a gone image");
+                tracing::warn!(image, error = %e.chain(), "cannot check a gone image");
                 continue;
             }
         }
@@ -174,7 +174,7 @@ pub(super) fn collect_gone(io: &IoCtx<'_>) {
         };
         match done {
             Ok(()) => tracing::info!(image, "a deleted volume's image has no dependents left"),
-            Err(e) => tracing::warn!(image, error = %e, "cannot collect a gone image"),
+            Err(e) => tracing::warn!(image, error = %e.chain(), "cannot collect a gone image"),
         }
     }
 }

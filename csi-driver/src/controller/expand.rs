@@ -9,7 +9,7 @@ use crate::csi::{
     ControllerExpandVolumeRequest, ControllerExpandVolumeResponse, volume_capability,
 };
 use crate::error::{Error, Result};
-use crate::params;
+use crate::params::{self, CapacityError};
 use crate::volume_id::VolumeId;
 
 use super::Controller;
@@ -19,12 +19,14 @@ pub(super) async fn expand_volume(
     req: ControllerExpandVolumeRequest,
 ) -> Result<ControllerExpandVolumeResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
-    let range = req
-        .capacity_range
-        .ok_or_else(|| Error::InvalidArgument("capacity_range is required".into()))?;
-    let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
+    let range = req.capacity_range.ok_or(Error::Missing {
+        field: "capacity_range",
+    })?;
+    let missing = || Error::VolumeNotFound {
+        id: req.volume_id.clone(),
+    };
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     let target = c
         .target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)?
@@ -37,7 +39,7 @@ pub(super) async fn expand_volume(
     let size = c
         .ceph()
         .with_pool_held(&target, guard, move |io| {
-            let missing = || Error::NotFound(format!("volume {vid:?} does not exist"));
+            let missing = || Error::VolumeNotFound { id: vid.clone() };
             let Some(name) = journal::owner(io, Kind::Volume, &image, "")? else {
                 return Err(missing());
             };
@@ -48,10 +50,7 @@ pub(super) async fn expand_volume(
             let cur = img.size().map_err(|e| ceph_err("read image size", e))?;
             if cur >= want {
                 if limit > 0 && cur > limit {
-                    return Err(Error::OutOfRange(format!(
-                        "volume is already {cur} bytes, over limit_bytes {limit}; shrinking is \
-                         not supported"
-                    )));
+                    return Err(CapacityError::WouldShrink { size: cur, limit }.into());
                 }
                 return Ok(cur);
             }

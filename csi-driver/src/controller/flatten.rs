@@ -153,7 +153,7 @@ impl Controller {
                 }
                 Err(e) => {
                     metrics.flatten_error();
-                    tracing::warn!(image, error = %e, "flatten of a deep clone failed");
+                    tracing::warn!(image, error = %e.chain(), "flatten of a deep clone failed");
                     set(
                         &jobs,
                         metrics,

@@ -48,7 +48,9 @@ fn group_names(id: &str) -> (String, String) {
 
 /// The wire form of a journaled group snapshot; `ready` says every member is complete.
 fn to_wire(place: &Place, e: &GroupEntry, ready: bool) -> Result<VolumeGroupSnapshot> {
-    let too_long = || Error::Internal("group snapshot id too long".into());
+    let too_long = || Error::IdTooLong {
+        what: "group snapshot",
+    };
     let gid = GroupSnapshotId::new(&place.cluster_id, &place.pool, &e.id)
         .in_namespace(&place.namespace)
         .encode()
@@ -106,14 +108,13 @@ pub(super) fn member_snapshot(
 /// Source volume IDs -> the sources' place and images (one pool and namespace for all).
 fn sources(ids: &[String]) -> Result<(Place, Vec<String>)> {
     if ids.is_empty() {
-        return Err(Error::InvalidArgument(
-            "source_volume_ids is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "source_volume_ids",
+        });
     }
     let mut decoded = Vec::with_capacity(ids.len());
     for id in ids {
-        let v = VolumeId::decode(id)
-            .map_err(|_| Error::NotFound(format!("source volume {id:?} does not exist")))?;
+        let v = VolumeId::decode(id).map_err(|_| Error::SourceVolumeNotFound { id: id.clone() })?;
         decoded.push(v);
     }
     let place = Place {
@@ -124,19 +125,14 @@ fn sources(ids: &[String]) -> Result<(Place, Vec<String>)> {
     if decoded.iter().any(|v| {
         v.cluster_id != place.cluster_id || v.pool != place.pool || v.namespace != place.namespace
     }) {
-        return Err(Error::InvalidArgument(
-            "the volumes of a group snapshot must be in one cluster, pool and RADOS namespace"
-                .into(),
-        ));
+        return Err(Error::GroupAcrossPools);
     }
     let mut images: Vec<String> = decoded.into_iter().map(|v| v.image).collect();
     let n = images.len();
     images.sort();
     images.dedup();
     if images.len() != n {
-        return Err(Error::InvalidArgument(
-            "source_volume_ids names a volume twice".into(),
-        ));
+        return Err(Error::DuplicateSource);
     }
     Ok((place, images))
 }
@@ -148,16 +144,13 @@ pub(super) async fn create(
     secrets: &HashMap<String, String>,
 ) -> Result<VolumeGroupSnapshot> {
     if name.is_empty() {
-        return Err(Error::InvalidArgument("name is required".into()));
+        return Err(Error::Missing { field: "name" });
     }
     let (place, images) = sources(&source_ids)?;
     let target = c
         .target(&place.cluster_id, &place.pool, &place.namespace, secrets)?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "clusterID {:?} is not in the cluster config",
-                place.cluster_id
-            ))
+        .ok_or_else(|| Error::VolumeClusterUnknown {
+            cluster: place.cluster_id.clone(),
         })?;
     // The name, and every source volume (a DeleteVolume meanwhile gets ABORTED).
     let mut guards: Vec<LockGuard> = vec![c.locks().try_lock(&format!("create-group/{name}"))?];
@@ -183,16 +176,16 @@ pub(super) async fn create(
 fn reserve(io: &IoCtx<'_>, name: &str, images: &[String], fp: String) -> Result<GroupEntry> {
     if let Some(e) = gj::lookup(io, name)? {
         if e.fp != fp {
-            return Err(Error::AlreadyExists(format!(
-                "group snapshot {name:?} exists for other source volumes"
-            )));
+            return Err(Error::GroupSnapshotExists {
+                name: name.to_string(),
+            });
         }
         return Ok(e);
     }
     let id = random_hex(16);
     let mut members = Vec::with_capacity(images.len());
     for (i, image) in images.iter().enumerate() {
-        let missing = || Error::NotFound(format!("source volume {image} does not exist"));
+        let missing = || Error::SourceVolumeNotFound { id: image.clone() };
         if journal::owner(io, Kind::Volume, image, "")?.is_none() {
             return Err(missing());
         }
@@ -283,11 +276,9 @@ fn copy_member(io: &IoCtx<'_>, m: &Member, grp: &str, gsnap: &str) -> Result<()>
     let snap_id = src
         .group_snap_id(grp, gsnap)
         .map_err(|x| ceph_err(format!("list snapshots of {}", m.source), x))?
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "{} has no snapshot of group {grp}@{gsnap}",
-                m.source
-            ))
+        .ok_or_else(|| Error::GroupSnapshotMissing {
+            image: m.source.clone(),
+            group: format!("{grp}@{gsnap}"),
         })?;
     src.set_snap_id(snap_id)
         .map_err(|x| ceph_err(format!("read {} at {grp}@{gsnap}", m.source), x))?;
@@ -319,11 +310,13 @@ pub(super) async fn get(
     secrets: &HashMap<String, String>,
 ) -> Result<VolumeGroupSnapshot> {
     if gid.is_empty() {
-        return Err(Error::InvalidArgument(
-            "group_snapshot_id is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "group_snapshot_id",
+        });
     }
-    let missing = || Error::NotFound(format!("group snapshot {gid:?} does not exist"));
+    let missing = || Error::GroupSnapshotNotFound {
+        id: gid.to_string(),
+    };
     let id = GroupSnapshotId::decode(gid).map_err(|_| missing())?;
     let target = c
         .target_with(&id.cluster_id, &id.pool, &id.namespace, secrets, true)?
@@ -359,9 +352,9 @@ pub(super) async fn delete(
     secrets: &HashMap<String, String>,
 ) -> Result<()> {
     if gid.is_empty() {
-        return Err(Error::InvalidArgument(
-            "group_snapshot_id is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "group_snapshot_id",
+        });
     }
     // An ID we could not have issued names nothing: deleting nothing succeeds.
     let Ok(id) = GroupSnapshotId::decode(gid) else {
@@ -394,7 +387,7 @@ pub(super) async fn delete(
         c.kick_purge(purge);
     }
     match result {
-        Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => Ok(()),
+        Err(Error::PoolNotFound { .. }) => Ok(()),
         r => r,
     }
 }

@@ -37,10 +37,8 @@ impl Token {
 
     /// Parse a `starting_token` for `pools` list pools; anything we did not issue is ABORTED.
     pub fn decode(s: &str, pools: usize) -> Result<Token> {
-        let bad = || {
-            Error::BadToken(format!(
-                "starting_token {s:?} was not issued by this driver"
-            ))
+        let bad = || Error::BadToken {
+            token: s.to_string(),
         };
         if s.is_empty() {
             return Ok(Token {
@@ -77,9 +75,7 @@ impl Token {
 
 fn max_entries(n: i32) -> Result<usize> {
     if n < 0 {
-        return Err(Error::InvalidArgument(
-            "max_entries must not be negative".into(),
-        ));
+        return Err(Error::NegativeMaxEntries);
     }
     Ok(if n == 0 { usize::MAX } else { n as usize })
 }
@@ -259,7 +255,7 @@ pub(super) async fn list_snapshots(
             })
             .await;
         let found = match found {
-            Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => None,
+            Err(Error::PoolNotFound { .. }) => None,
             r => r?,
         };
         let entries = found
@@ -334,9 +330,7 @@ pub(super) async fn get_capacity(
     };
     let ns = c.config_namespace(&cluster).to_string();
     let Some(target) = c.target_with(&cluster, &pool, &ns, &HashMap::new(), true)? else {
-        return Err(Error::InvalidArgument(format!(
-            "clusterID {cluster:?} is not in the cluster config"
-        )));
+        return Err(Error::UnknownCluster { cluster });
     };
     let stat = c
         .ceph()

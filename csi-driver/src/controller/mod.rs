@@ -75,9 +75,7 @@ impl Options {
     }
 
     /// `clusterID/pool` items.
-    pub fn parse_list_pools(
-        items: &[String],
-    ) -> std::result::Result<Vec<(String, String)>, String> {
+    pub fn parse_list_pools(items: &[String]) -> Result<Vec<(String, String)>> {
         items
             .iter()
             .filter(|s| !s.is_empty())
@@ -85,7 +83,7 @@ impl Options {
                 s.split_once('/')
                     .filter(|(c, p)| !c.is_empty() && !p.is_empty())
                     .map(|(c, p)| (c.to_string(), p.to_string()))
-                    .ok_or_else(|| format!("--list-pools item {s:?} is not clusterID/pool"))
+                    .ok_or_else(|| Error::BadListPools { item: s.clone() })
             })
             .collect()
     }

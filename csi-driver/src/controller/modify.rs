@@ -14,6 +14,7 @@ use crate::ceph::ffi::rbd::Image;
 use crate::ceph::journal;
 use crate::csi::{ControllerModifyVolumeRequest, ControllerModifyVolumeResponse};
 use crate::error::{Error, Result};
+use crate::params::ParamError;
 use crate::volume_id::VolumeId;
 
 use super::Controller;
@@ -34,19 +35,18 @@ pub fn metadata(params: &HashMap<String, String>) -> Result<Vec<(String, String)
     let mut out = Vec::with_capacity(params.len());
     for (k, v) in params {
         if !QOS_KEYS.contains(&k.as_str()) {
-            return Err(Error::InvalidArgument(format!(
-                "mutable parameter {k:?} is not supported (supported: {})",
-                QOS_KEYS.join(", ")
-            )));
+            return Err(ParamError::UnknownMutable { key: k.clone() }.into());
         }
         let number = v.trim();
         if number.is_empty()
             || !number.bytes().all(|b| b.is_ascii_digit())
             || number.parse::<u64>().is_err()
         {
-            return Err(Error::InvalidArgument(format!(
-                "mutable parameter {k}: {v:?} is not a non-negative integer"
-            )));
+            return Err(ParamError::BadLimit {
+                key: k.clone(),
+                value: v.clone(),
+            }
+            .into());
         }
         out.push((format!("conf_{k}"), number.to_string()));
     }
@@ -72,10 +72,12 @@ pub(super) async fn modify_volume(
     req: ControllerModifyVolumeRequest,
 ) -> Result<ControllerModifyVolumeResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
     let meta = metadata(&req.mutable_parameters)?;
-    let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
+    let missing = || Error::VolumeNotFound {
+        id: req.volume_id.clone(),
+    };
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     let target = c
         .target_with(&id.cluster_id, &id.pool, &id.namespace, &req.secrets, true)?
@@ -85,7 +87,7 @@ pub(super) async fn modify_volume(
     let (image, vid) = (id.image.clone(), req.volume_id.clone());
     c.ceph()
         .with_pool_held(&target, guard, move |io| {
-            let missing = || Error::NotFound(format!("volume {vid:?} does not exist"));
+            let missing = || Error::VolumeNotFound { id: vid.clone() };
             if journal::is_gone(io, &image)? {
                 return Err(missing());
             }

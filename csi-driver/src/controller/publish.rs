@@ -64,12 +64,15 @@ pub fn admit(p: &Publications, node: &str, want: &Holder) -> Result<Option<Publi
         if h == want {
             return Ok(None);
         }
-        return Err(Error::AlreadyExists(format!(
-            "the volume is already published to node {node:?} as {}{} ({}); unpublish it first",
-            mode_name(h.mode),
-            if h.readonly { ", read-only" } else { "" },
-            if h.block { "block" } else { "filesystem" }
-        )));
+        return Err(Error::PublishedAs {
+            node: node.to_string(),
+            how: format!(
+                "{}{} ({})",
+                mode_name(h.mode),
+                if h.readonly { ", read-only" } else { "" },
+                if h.block { "block" } else { "filesystem" }
+            ),
+        });
     }
     let others: Vec<(&String, &Holder)> = p.nodes.iter().collect();
     if !others.is_empty() {
@@ -81,18 +84,11 @@ pub fn admit(p: &Publications, node: &str, want: &Holder) -> Result<Option<Publi
                 .join(", ")
         };
         if single_node(want.mode) || others.iter().any(|(_, h)| single_node(h.mode)) {
-            return Err(Error::FailedPrecondition(format!(
-                "the volume is published to node {} with a single-node access mode; a \
-                 single-node volume is on one node at a time (unpublish it there first)",
-                names()
-            )));
+            return Err(Error::HeldBySingleNode { holders: names() });
         }
         let writer = |h: &Holder| h.mode == Mode::MultiNodeSingleWriter as i32 && !h.readonly;
         if writer(want) && others.iter().any(|(_, h)| writer(h)) {
-            return Err(Error::FailedPrecondition(format!(
-                "MULTI_NODE_SINGLE_WRITER: node {} already writes this volume",
-                names()
-            )));
+            return Err(Error::SingleWriterTaken { holders: names() });
         }
     }
     let mut next = p.clone();
@@ -105,33 +101,33 @@ pub(super) async fn publish_volume(
     req: ControllerPublishVolumeRequest,
 ) -> Result<ControllerPublishVolumeResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
     if req.node_id.is_empty() {
-        return Err(Error::InvalidArgument("node_id is required".into()));
+        return Err(Error::Missing { field: "node_id" });
     }
-    let cap = req
-        .volume_capability
-        .as_ref()
-        .ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
+    let cap = req.volume_capability.as_ref().ok_or(Error::Missing {
+        field: "volume_capability",
+    })?;
     params::check_capability(cap)?;
-    let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
+    let missing = || Error::VolumeNotFound {
+        id: req.volume_id.clone(),
+    };
     let id = crate::static_volume::resolve(&req.volume_id, &req.volume_context)
         .map_err(|e| e.unwrap_or_else(missing))?;
     let is_static = crate::static_volume::is_static(&req.volume_context);
     if req.node_id.len() > MAX_NODE_ID {
-        return Err(Error::NotFound(format!(
-            "node {:?} does not exist",
-            req.node_id
-        )));
+        return Err(Error::NodeNotFound {
+            node: req.node_id.clone(),
+        });
     }
     if let Some(own) = &c.opts().local_node
         && *own != req.node_id
     {
-        return Err(Error::NotFound(format!(
-            "node {:?} does not exist (this plugin serves node {own:?} only)",
-            req.node_id
-        )));
+        return Err(Error::NotThisNode {
+            node: req.node_id.clone(),
+            own: own.clone(),
+        });
     }
     let target = c
         .target_with(&id.cluster_id, &id.pool, &id.namespace, &req.secrets, true)?
@@ -145,7 +141,7 @@ pub(super) async fn publish_volume(
     let (image, node, vid) = (id.image.clone(), req.node_id.clone(), req.volume_id.clone());
     c.ceph()
         .with_pool_held(&target, guard, move |io| {
-            let missing = || Error::NotFound(format!("volume {vid:?} does not exist"));
+            let missing = || Error::VolumeNotFound { id: vid.clone() };
             if journal::is_gone(io, &image)? {
                 return Err(missing());
             }
@@ -184,9 +180,9 @@ fn swap(
             return Ok(());
         }
     }
-    Err(Error::OperationPending(format!(
-        "the publish record of {image} (other controllers keep changing it)"
-    )))
+    Err(Error::PublishRecordContended {
+        image: image.to_string(),
+    })
 }
 
 pub(super) async fn unpublish_volume(
@@ -194,7 +190,7 @@ pub(super) async fn unpublish_volume(
     req: ControllerUnpublishVolumeRequest,
 ) -> Result<ControllerUnpublishVolumeResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
     // A volume we cannot find is not published anywhere we know of.
     let Ok(id) = VolumeId::decode(&req.volume_id) else {
@@ -222,7 +218,7 @@ pub(super) async fn unpublish_volume(
         })
         .await;
     match result {
-        Ok(()) | Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => {}
+        Ok(()) | Err(Error::PoolNotFound { .. }) => {}
         Err(e) => return Err(e),
     }
     tracing::info!(volume = %req.volume_id, node = %req.node_id, "unpublished");

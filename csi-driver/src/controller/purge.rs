@@ -104,7 +104,7 @@ impl Controller {
                         }
                         Err(e) => {
                             c.metrics().trash_purge_error();
-                            tracing::warn!(pool = target.pool, attempt, error = %e, "trash purge failed");
+                            tracing::warn!(pool = target.pool, attempt, error = %e.chain(), "trash purge failed");
                         }
                     }
                     tokio::time::sleep(RETRY_AFTER).await;

@@ -47,8 +47,8 @@ impl Controller {
     }
 }
 
-fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Error::Unimplemented(format!("{what} is not supported by berth-csi")).into())
+fn unimplemented<T>(rpc: &'static str) -> Result<Response<T>, Status> {
+    Err(Error::Unsupported { rpc }.into())
 }
 
 #[tonic::async_trait]
@@ -189,7 +189,9 @@ impl controller_server::Controller for Controller {
         let req = req.into_inner();
         observe(self.metrics(), "GetSnapshot", async {
             if req.snapshot_id.is_empty() {
-                return Err(Error::InvalidArgument("snapshot_id is required".into()));
+                return Err(Error::Missing {
+                    field: "snapshot_id",
+                });
             }
             let list = csi::ListSnapshotsRequest {
                 snapshot_id: req.snapshot_id.clone(),
@@ -200,10 +202,9 @@ impl controller_server::Controller for Controller {
             let snapshot = found.entries.into_iter().next().and_then(|e| e.snapshot);
             match snapshot {
                 Some(s) => Ok(csi::GetSnapshotResponse { snapshot: Some(s) }),
-                None => Err(Error::NotFound(format!(
-                    "snapshot {:?} does not exist",
-                    req.snapshot_id
-                ))),
+                None => Err(Error::SnapshotNotFound {
+                    id: req.snapshot_id,
+                }),
             }
         })
         .await

@@ -15,7 +15,7 @@ use crate::csi::{
     Snapshot,
 };
 use crate::error::{Error, Result};
-use crate::params::DEFAULT_SNAPSHOT_PREFIX;
+use crate::params::{DEFAULT_SNAPSHOT_PREFIX, ParamError};
 use crate::snapshot_id::SnapshotId;
 use crate::volume_id::VolumeId;
 
@@ -49,9 +49,7 @@ fn snapshot_prefix(params: &HashMap<String, String>) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "snapshotNamePrefix {prefix:?} is not a valid name prefix"
-        )));
+        return Err(ParamError::SnapshotPrefix { prefix }.into());
     }
     Ok(prefix)
 }
@@ -61,19 +59,16 @@ pub(super) async fn create_snapshot(
     req: CreateSnapshotRequest,
 ) -> Result<CreateSnapshotResponse> {
     if req.name.is_empty() {
-        return Err(Error::InvalidArgument("name is required".into()));
+        return Err(Error::Missing { field: "name" });
     }
     if req.source_volume_id.is_empty() {
-        return Err(Error::InvalidArgument(
-            "source_volume_id is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "source_volume_id",
+        });
     }
     let prefix = snapshot_prefix(&req.parameters)?;
-    let missing = || {
-        Error::NotFound(format!(
-            "source volume {:?} does not exist",
-            req.source_volume_id
-        ))
+    let missing = || Error::SourceVolumeNotFound {
+        id: req.source_volume_id.clone(),
     };
     let src = VolumeId::decode(&req.source_volume_id).map_err(|_| missing())?;
     let target = c
@@ -98,8 +93,7 @@ pub(super) async fn create_snapshot(
         pool: src.pool.clone(),
         namespace: src.namespace.clone(),
     };
-    let snapshot =
-        to_wire(&place, &entry).ok_or_else(|| Error::Internal("snapshot id too long".into()))?;
+    let snapshot = to_wire(&place, &entry).ok_or(Error::IdTooLong { what: "snapshot" })?;
     Ok(CreateSnapshotResponse {
         snapshot: Some(snapshot),
     })
@@ -112,12 +106,14 @@ fn reserve_and_snap(
     source_id: &str,
     prefix: &str,
 ) -> Result<Entry> {
-    let missing = || Error::NotFound(format!("source volume {source_id:?} does not exist"));
+    let missing = || Error::SourceVolumeNotFound {
+        id: source_id.to_string(),
+    };
     let entry = match journal::lookup(io, Kind::Snapshot, name)? {
         Some(e) if e.fp != source_id => {
-            return Err(Error::AlreadyExists(format!(
-                "snapshot {name:?} exists for another source volume"
-            )));
+            return Err(Error::SnapshotExists {
+                name: name.to_string(),
+            });
         }
         Some(e) => e,
         None => {
@@ -161,7 +157,9 @@ pub(super) async fn delete_snapshot(
     req: DeleteSnapshotRequest,
 ) -> Result<DeleteSnapshotResponse> {
     if req.snapshot_id.is_empty() {
-        return Err(Error::InvalidArgument("snapshot_id is required".into()));
+        return Err(Error::Missing {
+            field: "snapshot_id",
+        });
     }
     let Ok(id) = SnapshotId::decode(&req.snapshot_id) else {
         return Ok(DeleteSnapshotResponse {});
@@ -182,10 +180,10 @@ pub(super) async fn delete_snapshot(
                 return Ok(());
             };
             if let Some(group) = owner.strip_prefix(crate::ceph::group_journal::GROUP_OWNER) {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {id} belongs to a volume group snapshot (group id {group}): \
-                     DeleteVolumeGroupSnapshot deletes it"
-                )));
+                return Err(Error::SnapshotInGroup {
+                    snapshot: id.to_string(),
+                    group: group.to_string(),
+                });
             }
             match Image::open(io, &id.image, false) {
                 Ok(img) => match img.snap_remove(&id.snap) {
@@ -207,7 +205,7 @@ pub(super) async fn delete_snapshot(
         c.kick_purge(purge);
     }
     match result {
-        Err(Error::NotFound(_) | Error::PoolNotFound { .. }) => Ok(DeleteSnapshotResponse {}),
+        Err(Error::PoolNotFound { .. }) => Ok(DeleteSnapshotResponse {}),
         r => r.map(|()| DeleteSnapshotResponse {}),
     }
 }

@@ -20,14 +20,16 @@ pub(super) async fn validate(
     req: ValidateVolumeCapabilitiesRequest,
 ) -> Result<ValidateVolumeCapabilitiesResponse> {
     if req.volume_id.is_empty() {
-        return Err(Error::InvalidArgument("volume_id is required".into()));
+        return Err(Error::Missing { field: "volume_id" });
     }
     if req.volume_capabilities.is_empty() {
-        return Err(Error::InvalidArgument(
-            "volume_capabilities is required".into(),
-        ));
+        return Err(Error::Missing {
+            field: "volume_capabilities",
+        });
     }
-    let missing = || Error::NotFound(format!("volume {:?} does not exist", req.volume_id));
+    let missing = || Error::VolumeNotFound {
+        id: req.volume_id.clone(),
+    };
     let id = VolumeId::decode(&req.volume_id).map_err(|_| missing())?;
     let target = c
         .target(&id.cluster_id, &id.pool, &id.namespace, &req.secrets)?
@@ -36,7 +38,7 @@ pub(super) async fn validate(
     let vid = req.volume_id.clone();
     c.ceph()
         .with_pool(&target, move |io| {
-            let missing = || Error::NotFound(format!("volume {vid:?} does not exist"));
+            let missing = || Error::VolumeNotFound { id: vid.clone() };
             if journal::owner(io, Kind::Volume, &image, "")?.is_none() {
                 return Err(missing());
             }

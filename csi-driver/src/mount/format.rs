@@ -88,9 +88,9 @@ pub fn fs_type(requested: &str) -> Result<String, MountError> {
     if SUPPORTED.contains(&t.as_str()) {
         Ok(t)
     } else {
-        Err(MountError::Invalid(format!(
-            "fs_type {requested:?} is not supported (use one of {SUPPORTED:?})"
-        )))
+        Err(MountError::FsType {
+            requested: requested.to_string(),
+        })
     }
 }
 
@@ -114,9 +114,9 @@ pub fn mkfs_args(fstype: &str, options: Option<&str>) -> Result<Vec<String>, Mou
             {
                 Ok(w.to_string())
             } else {
-                Err(MountError::Invalid(format!(
-                    "mkfsOptions word {w:?} is not allowed (letters, digits and =,._:+- only)"
-                )))
+                Err(MountError::MkfsOption {
+                    word: w.to_string(),
+                })
             }
         })
         .collect()
@@ -157,7 +157,7 @@ mod tests {
     fn fs_types() {
         assert_eq!(fs_type("").unwrap(), "ext4");
         assert_eq!(fs_type("XFS").unwrap(), "xfs");
-        assert!(matches!(fs_type("ntfs"), Err(MountError::Invalid(_))));
+        assert!(matches!(fs_type("ntfs"), Err(MountError::FsType { .. })));
     }
 
     #[test]

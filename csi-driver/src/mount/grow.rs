@@ -21,17 +21,15 @@ pub fn online(fstype: &str, device: &Path, mount_path: &Path) -> Result<(), Moun
         }
         "ext4" | "ext3" => match program::run(Command::new("resize2fs").arg(device), LONG) {
             Ok(_) => Ok(()),
-            Err(e) if refused(e.stderr()) => Err(MountError::GrowRefused(format!(
-                "the kernel refused to grow the mounted {fstype} filesystem on {} (this node \
-                 plugin lacks CAP_SYS_RESOURCE, which online ext4 resize needs); grant the \
-                 capability, or unstage and stage the volume again: staging grows ext4 offline",
-                device.display()
-            ))),
+            Err(e) if refused(e.stderr()) => Err(MountError::GrowRefused {
+                fs: fstype.to_string(),
+                device: device.to_path_buf(),
+            }),
             Err(e) => Err(e.into()),
         },
-        other => Err(MountError::Invalid(format!(
-            "cannot grow a {other} filesystem"
-        ))),
+        other => Err(MountError::CannotGrow {
+            fs: other.to_string(),
+        }),
     }
 }
 
@@ -43,11 +41,8 @@ fn refused(stderr: &str) -> bool {
 /// Size in bytes of the ext2/3/4 filesystem on an unmounted `device` (dumpe2fs -h).
 pub fn ext_size(device: &Path) -> Result<u64, MountError> {
     let out = program::run(Command::new("dumpe2fs").arg("-h").arg(device), SHORT)?;
-    parse_dumpe2fs_size(&out).ok_or_else(|| {
-        MountError::Invalid(format!(
-            "dumpe2fs {}: no block count/size in its output",
-            device.display()
-        ))
+    parse_dumpe2fs_size(&out).ok_or_else(|| MountError::Dumpe2fsOutput {
+        device: device.to_path_buf(),
     })
 }
 

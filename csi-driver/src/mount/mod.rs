@@ -11,6 +11,8 @@ pub mod options;
 
 pub use options::MountOptions;
 
+use std::path::PathBuf;
+
 use nix::errno::Errno;
 
 use crate::program::ProgramError;
@@ -29,15 +31,44 @@ pub enum MountError {
     /// blkid, mkfs, resize2fs … failed.
     #[error(transparent)]
     Program(#[from] ProgramError),
-    /// The request asks for something not allowed (fs type, option characters).
-    #[error("{0}")]
-    Invalid(String),
-    /// The device holds something that is not a filesystem we may use: never formatted.
-    #[error("{0}")]
-    Refused(String),
+    /// The request asks for a filesystem type we do not make or mount.
+    #[error(
+        "fs_type {requested:?} is not supported (use one of {:?})",
+        format::SUPPORTED
+    )]
+    FsType { requested: String },
+    /// A mkfsOptions word with characters that are not allowed.
+    #[error("mkfsOptions word {word:?} is not allowed (letters, digits and =,._:+- only)")]
+    MkfsOption { word: String },
+    /// A mount flag with characters that are not allowed.
+    #[error("mount option {option:?} has characters that are not allowed")]
+    MountOption { option: String },
+    /// A filesystem type we cannot grow.
+    #[error("cannot grow a {fs} filesystem")]
+    CannotGrow { fs: String },
+    /// dumpe2fs printed no block count or size.
+    #[error("dumpe2fs {}: no block count/size in its output", device.display())]
+    Dumpe2fsOutput { device: PathBuf },
+    /// The device holds a filesystem this driver does not mount: left untouched.
+    #[error(
+        "{} holds a {fs} filesystem, which this driver does not mount; it is left untouched",
+        device.display()
+    )]
+    ForeignFilesystem { device: PathBuf, fs: String },
+    /// The device holds something that is not a filesystem: never formatted.
+    #[error("{} holds {what}; refusing to format or mount it", device.display())]
+    NotAFilesystem { device: PathBuf, what: String },
+    /// A publish target that is a symbolic link (mount(2) would follow it).
+    #[error("target {} is a symbolic link; refusing to mount through it", target.display())]
+    SymlinkTarget { target: PathBuf },
     /// The filesystem cannot grow now (ext4 online without CAP_SYS_RESOURCE).
-    #[error("{0}")]
-    GrowRefused(String),
+    #[error(
+        "the kernel refused to grow the mounted {fs} filesystem on {} (this node plugin lacks \
+         CAP_SYS_RESOURCE, which online ext4 resize needs); grant the capability, or unstage \
+         and stage the volume again: staging grows ext4 offline",
+        device.display()
+    )]
+    GrowRefused { fs: String, device: PathBuf },
     /// blkid found nothing, but the device could not be read back: never formatted.
     #[error(
         "cannot prove {} is empty: blkid found nothing, but reading it back failed; not \

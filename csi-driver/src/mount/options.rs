@@ -71,9 +71,9 @@ impl MountOptions {
                     }
                 }
                 None => {
-                    return Err(MountError::Invalid(format!(
-                        "mount option {opt:?} has characters that are not allowed"
-                    )));
+                    return Err(MountError::MountOption {
+                        option: opt.to_string(),
+                    });
                 }
             }
         }
@@ -152,7 +152,7 @@ mod tests {
     fn hostile_options_are_refused() {
         for bad in ["a b", "x\ny", "data=\"q\"", "é", "a;b"] {
             let err = MountOptions::parse(&v(&[bad]), "ext4").unwrap_err();
-            assert!(matches!(err, MountError::Invalid(_)), "{bad}");
+            assert!(matches!(err, MountError::MountOption { .. }), "{bad}");
         }
     }
 }

@@ -19,12 +19,9 @@ pub fn expand(node: &Shared, id: &str, path: &Path, required: u64) -> Result<u64
         .attached
         .as_ref()
         .filter(|_| s.complete)
-        .ok_or_else(|| Error::FailedPrecondition(format!("volume {id} is not fully staged")))?;
+        .ok_or_else(|| Error::NotFullyStaged { volume: id.into() })?;
     if s.capability.read_only_mode() {
-        return Err(Error::FailedPrecondition(format!(
-            "volume {id} is staged reader-only (read-only device and mount): it is never \
-             grown here; expand it from a writer"
-        )));
+        return Err(Error::ReaderOnlyNotGrown { volume: id.into() });
     }
     // Never refresh or grow a device that no longer maps this volume's image.
     attacher(a.kind)

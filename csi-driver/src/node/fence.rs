@@ -38,10 +38,10 @@ struct Status {
 }
 
 /// The watchers in `rbd status --format json` output. Pure.
-pub fn parse_status(json: &str) -> Result<Vec<Watcher>, String> {
+pub fn parse_status(json: &str) -> Result<Vec<Watcher>, Error> {
     serde_json::from_str::<Status>(json)
         .map(|s| s.watchers)
-        .map_err(|e| format!("unexpected `rbd status` output ({e})"))
+        .map_err(Error::StatusOutput)
 }
 
 /// Does `mode` (wire value) allow one node only?
@@ -50,7 +50,7 @@ pub fn single_node(mode: i32) -> bool {
 }
 
 /// Why staging must be refused, or `None` when nobody has the image open. Pure.
-pub fn refusal(volume: &VolumeId, mode: i32, watchers: &[Watcher]) -> Option<String> {
+pub fn refusal(volume: &VolumeId, mode: i32, watchers: &[Watcher]) -> Option<Error> {
     if watchers.is_empty() {
         return None;
     }
@@ -58,15 +58,11 @@ pub fn refusal(volume: &VolumeId, mode: i32, watchers: &[Watcher]) -> Option<Str
         .iter()
         .map(|w| format!("client.{} at {}", w.client, w.address))
         .collect();
-    Some(format!(
-        "image {} is open by another client ({} holds a watch on it): a {} volume is \
-         staged on one node at a time; unstage it there first. If that client is gone (a \
-         crashed rbd-fuse or node), its watch lingers until the OSD times it out (about 30 s): \
-         retry after that",
-        volume.spec(),
-        who.join(", "),
-        Mode::try_from(mode).map_or("single-node", |m| m.as_str_name()),
-    ))
+    Some(Error::OpenElsewhere {
+        spec: volume.spec(),
+        watchers: who.join(", "),
+        mode: Mode::try_from(mode).map_or("single-node", |m| m.as_str_name()),
+    })
 }
 
 /// Refuse (FAILED_PRECONDITION) when `mode` is single-node and another client has the image
@@ -84,18 +80,19 @@ pub fn check(client: &ClientFiles, volume: &VolumeId, mode: i32) -> Result<(), E
             .arg(&spec),
         SHORT,
     )
-    .map_err(|e| {
-        if e.stderr().contains("No such file or directory") {
-            Error::NotFound(format!("image {spec} does not exist"))
+    .map_err(|source| {
+        // rbd's own words for a missing image (its exit code is not specific).
+        if source.stderr().contains("No such file or directory") {
+            Error::ImageNotFound { spec }
         } else {
-            Error::Unavailable(format!(
-                "cannot tell whether another client has {spec} open ({e}); not staging it"
-            ))
+            Error::WatchersUnknown {
+                spec,
+                source: Box::new(source),
+            }
         }
     })?;
-    let watchers = parse_status(&out).map_err(Error::Internal)?;
-    match refusal(volume, mode, &watchers) {
-        Some(why) => Err(Error::FailedPrecondition(why)),
+    match refusal(volume, mode, &parse_status(&out)?) {
+        Some(refused) => Err(refused),
         None => Ok(()),
     }
 }
@@ -126,8 +123,10 @@ mod tests {
             client: 4215,
         }];
         let mode = Mode::SingleNodeWriter as i32;
-        assert_eq!(refusal(&v, mode, &[]), None);
+        assert!(refusal(&v, mode, &[]).is_none());
         let why = refusal(&v, mode, &w).unwrap();
+        assert_eq!(why.code(), tonic::Code::FailedPrecondition);
+        let why = why.to_string();
         for part in [
             "rbd/img",
             "client.4215 at 127.0.0.1:0/3712829405",

@@ -67,9 +67,7 @@ impl NodeConfig {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(info::host_name);
         if node_id.is_empty() || node_id.len() > 256 {
-            return Err(Error::InvalidArgument(
-                "node id must be 1..=256 bytes (--node-id)".into(),
-            ));
+            return Err(Error::BadNodeId);
         }
         Ok(NodeConfig {
             node_id,
@@ -144,7 +142,10 @@ impl Node {
             f(&shared)
         })
         .await
-        .map_err(Error::Task)?
+        .map_err(|source| Error::Task {
+            what: "node",
+            source,
+        })?
     }
 }
 
@@ -286,7 +287,10 @@ impl node_server::Node for Node {
                 stats::stats(&shared, &r.volume_id, std::path::Path::new(&r.volume_path))
             })
             .await
-            .map_err(Error::Task)?
+            .map_err(|source| Error::Task {
+                what: "node",
+                source,
+            })?
         })
         .await
     }

@@ -26,23 +26,19 @@ pub fn publish(node: &Shared, a: PublishArgs) -> Result<(), Error> {
         .store
         .load(&a.staging)?
         .filter(|s| s.volume_id == a.id && s.complete)
-        .ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "volume {} is not staged at {}: call NodeStageVolume first",
-                a.id,
-                a.staging.display()
-            ))
+        .ok_or_else(|| Error::NotStagedAt {
+            volume: a.id.clone(),
+            staging: a.staging.clone(),
         })?;
     if s.capability.is_block() != a.capability.is_block() {
-        return Err(Error::InvalidArgument(format!(
-            "volume {} was staged for {} access",
-            a.id,
-            if s.capability.is_block() {
+        return Err(Error::StagedForOtherAccess {
+            volume: a.id.clone(),
+            staged: if s.capability.is_block() {
                 "block"
             } else {
                 "filesystem"
-            }
-        )));
+            },
+        });
     }
     let want = Publish {
         readonly: a.readonly,
@@ -50,11 +46,10 @@ pub fn publish(node: &Shared, a: PublishArgs) -> Result<(), Error> {
     };
     match s.publishes.get(&a.target) {
         Some(p) if *p != want => {
-            return Err(Error::AlreadyExists(format!(
-                "{} is already published for volume {} with different arguments",
-                a.target.display(),
-                a.id
-            )));
+            return Err(Error::PublishedDifferently {
+                target: a.target.clone(),
+                volume: a.id.clone(),
+            });
         }
         Some(_) if mountinfo::is_mounted(&a.target) => return Ok(()),
         Some(_) => {
@@ -64,17 +59,15 @@ pub fn publish(node: &Shared, a: PublishArgs) -> Result<(), Error> {
             let single = a.capability.single_writer()
                 || s.publishes.values().any(|p| p.capability.single_writer());
             if single && let Some(other) = s.publishes.keys().next() {
-                return Err(Error::FailedPrecondition(format!(
-                    "volume {} is SINGLE_NODE_SINGLE_WRITER and already published at {}",
-                    a.id,
-                    other.display()
-                )));
+                return Err(Error::SingleWriterPublished {
+                    volume: a.id.clone(),
+                    target: other.clone(),
+                });
             }
             if mountinfo::is_mounted(&a.target) {
-                return Err(Error::AlreadyExists(format!(
-                    "{} already has something else mounted",
-                    a.target.display()
-                )));
+                return Err(Error::TargetBusy {
+                    target: a.target.clone(),
+                });
             }
         }
     }
@@ -99,17 +92,15 @@ pub(super) fn bind(
     // mount(2) follows a symlink at the target: the volume would land on the link's
     // destination, outside the pod's volume directory. The target is ours to create.
     if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(MountError::Refused(format!(
-            "target {} is a symbolic link; refusing to mount through it",
-            target.display()
-        ))
+        return Err(MountError::SymlinkTarget {
+            target: target.to_path_buf(),
+        }
         .into());
     }
     if s.capability.is_block() {
-        let a = s
-            .attached
-            .as_ref()
-            .ok_or_else(|| Error::Internal(format!("volume {} has no device", s.volume_id)))?;
+        let a = s.attached.as_ref().ok_or_else(|| Error::NoDevice {
+            volume: s.volume_id.clone(),
+        })?;
         // The recorded device is bound into a pod only while it maps this volume's image.
         crate::attach::attacher(a.kind)
             .check(a, &s.want()?)

@@ -42,7 +42,7 @@ pub enum Outcome {
 }
 
 /// Recover every stashed volume; returns (volume id, result) per stash, for logs and tests.
-pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, String>)> {
+pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, Error>)> {
     let mut report = Vec::new();
     for s in node.store.all() {
         let id = s.volume_id.clone();
@@ -55,9 +55,9 @@ pub fn run(node: &Shared) -> Vec<(String, Result<Outcome, String>)> {
             Ok(Outcome::Healthy) => tracing::debug!(volume = %id, "recovery: healthy"),
             Ok(outcome) => tracing::info!(volume = %id, ?outcome, "recovery: repaired"),
             Err(e) => tracing::error!(volume = %id,
-                "recovery failed: {e}; stats report the volume abnormal, unstage still cleans up"),
+                "recovery failed: {}; stats report the volume abnormal, unstage still cleans up", e.chain()),
         }
-        report.push((id, result.map_err(|e| e.to_string())));
+        report.push((id, result));
     }
     report
 }
@@ -93,7 +93,7 @@ pub fn watch(node: Arc<Shared>) {
             let id = s.volume_id.clone();
             match heal(&node, s) {
                 Ok(outcome) => tracing::info!(volume = %id, ?outcome, "watch: repaired"),
-                Err(e) => tracing::error!(volume = %id, "watch: repair failed: {e}"),
+                Err(e) => tracing::error!(volume = %id, "watch: repair failed: {}", e.chain()),
             }
         }
     }
@@ -138,10 +138,9 @@ fn bind_missing(s: &Stash) -> Result<usize, Error> {
 }
 
 fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
-    let old = s
-        .attached
-        .clone()
-        .ok_or_else(|| Error::Internal("complete stash without a device".into()))?;
+    let old = s.attached.clone().ok_or_else(|| Error::NoDevice {
+        volume: s.volume_id.clone(),
+    })?;
     let want = s.want()?;
     let broken = attacher(old.kind).check(&old, &want).err();
     if broken.is_none() && staging_mounted(&s, &old.device) {
@@ -161,13 +160,12 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
     if let Err(e) = attacher(old.kind).detach(&old, &want) {
         tracing::warn!(volume = %s.volume_id, "detaching the broken device: {e}");
     }
-    let volume = s
-        .volume()
-        .ok_or_else(|| Error::Internal(format!("stash of {} names no image", s.volume_id)))?;
-    let dir = node.store.dir(&s.staging_path);
-    let client = ClientFiles::existing(&dir, &s.user).ok_or_else(|| {
-        Error::FailedPrecondition(format!("client files in {} are gone", dir.display()))
+    let volume = s.volume().ok_or_else(|| Error::StashVolumeId {
+        volume: s.volume_id.clone(),
     })?;
+    let dir = node.store.dir(&s.staging_path);
+    let client = ClientFiles::existing(&dir, &s.user)
+        .ok_or_else(|| Error::ClientFilesGone { dir: dir.clone() })?;
     let fresh = attacher(s.mounter).attach(&Target {
         pool: &volume.pool,
         namespace: &volume.namespace,
@@ -185,11 +183,11 @@ fn heal(node: &Shared, mut s: Stash) -> Result<Outcome, Error> {
         match format::detect(&fresh.device)? {
             Content::Filesystem(_) => {}
             other => {
-                return Err(Error::FailedPrecondition(format!(
-                    "after re-attach {} holds {other:?}, not the {fs} filesystem staged before; \
-                     not formatting it",
-                    fresh.device.display()
-                )));
+                return Err(Error::ReattachedOther {
+                    device: fresh.device.clone(),
+                    found: format!("{other:?}"),
+                    fs,
+                });
             }
         }
         ops::ensure_dir(&s.staging_path)?;

@@ -10,7 +10,8 @@ use crate::csi::volume_capability::AccessType;
 use crate::csi::volume_capability::access_mode::Mode;
 use crate::error::Error;
 use crate::mount::format;
-use crate::volume_id::VolumeId;
+use crate::params::CapabilityError;
+use crate::volume_id::{NotOurs, VolumeId};
 
 /// How the volume is consumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,21 +45,22 @@ impl Capability {
 }
 
 /// A required string field.
-pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Error> {
+pub fn required<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Error> {
     if value.is_empty() {
-        Err(Error::InvalidArgument(format!("{field} is required")))
+        Err(Error::Missing { field })
     } else {
         Ok(value)
     }
 }
 
 /// A required absolute path without `..` (staging and target paths).
-pub fn path(field: &str, value: &str) -> Result<PathBuf, Error> {
+pub fn path(field: &'static str, value: &str) -> Result<PathBuf, Error> {
     let p = Path::new(required(field, value)?);
     if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::InvalidArgument(format!(
-            "{field} {value:?} must be an absolute path without '..'"
-        )));
+        return Err(Error::BadPath {
+            field,
+            value: value.to_string(),
+        });
     }
     Ok(p.components().collect())
 }
@@ -69,11 +71,8 @@ pub fn volume(
     id: &str,
     ctx: &std::collections::HashMap<String, String>,
 ) -> Result<VolumeId, Error> {
-    crate::static_volume::resolve(id, ctx).map_err(|e| {
-        e.unwrap_or_else(|| {
-            Error::NotFound(format!("{id:?} is not a volume id issued by this driver"))
-        })
-    })
+    crate::static_volume::resolve(id, ctx)
+        .map_err(|e| e.unwrap_or_else(|| NotOurs(id.to_string()).into()))
 }
 
 /// The volume-context key of the StorageClass's fs type.
@@ -82,38 +81,31 @@ pub const FSTYPE_KEY: &str = "csi.storage.k8s.io/fstype";
 /// A required, checked capability. `context_fs` (the volume context's
 /// [`FSTYPE_KEY`]) is the fs type when the capability's own is empty; then ext4.
 pub fn capability(cap: Option<&VolumeCapability>, context_fs: &str) -> Result<Capability, Error> {
-    let cap = cap.ok_or_else(|| Error::InvalidArgument("volume_capability is required".into()))?;
+    let cap = cap.ok_or(Error::Missing {
+        field: "volume_capability",
+    })?;
     let mode = cap
         .access_mode
         .as_ref()
         .map(|m| m.mode)
         .and_then(|m| Mode::try_from(m).ok())
         .filter(|m| *m != Mode::Unknown)
-        .ok_or_else(|| {
-            Error::InvalidArgument("volume_capability.access_mode is missing or unknown".into())
-        })?;
+        .ok_or(CapabilityError::NoAccessMode)?;
     let access = match &cap.access_type {
         None => {
-            return Err(Error::InvalidArgument(
-                "volume_capability needs an access type (block or mount)".into(),
-            ));
+            return Err(CapabilityError::NoAccessType.into());
         }
         Some(AccessType::Block(_)) => Access::Block,
         Some(AccessType::Mount(m)) => {
             if !m.volume_mount_group.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "volume_mount_group is not supported by this driver".into(),
-                ));
+                return Err(CapabilityError::MountGroup.into());
             }
             if matches!(
                 mode,
                 Mode::MultiNodeMultiWriter | Mode::MultiNodeSingleWriter
             ) {
-                return Err(Error::InvalidArgument(format!(
-                    "access mode {} with a filesystem would corrupt it: a filesystem on RBD \
-                     is written from one node only (use block access for multi-node writers)",
-                    mode.as_str_name()
-                )));
+                // A filesystem on RBD is written from one node only: two corrupt it.
+                return Err(CapabilityError::BlockOnly(mode.as_str_name()).into());
             }
             let requested = if m.fs_type.trim().is_empty() {
                 context_fs

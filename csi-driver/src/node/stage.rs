@@ -61,18 +61,16 @@ fn healthy(s: &Stash) -> bool {
 pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     if let Some(s) = node.store.load(&a.staging)? {
         if s.volume_id != a.id {
-            return Err(Error::AlreadyExists(format!(
-                "staging path {} already holds volume {}",
-                a.staging.display(),
-                s.volume_id
-            )));
+            return Err(Error::StagingPathTaken {
+                path: a.staging.clone(),
+                volume: s.volume_id,
+            });
         }
         if s.capability != a.capability {
-            return Err(Error::AlreadyExists(format!(
-                "volume {} is already staged at {} with a different volume capability",
-                a.id,
-                a.staging.display()
-            )));
+            return Err(Error::StagedDifferently {
+                volume: a.id.clone(),
+                path: a.staging.clone(),
+            });
         }
         if s.complete && healthy(&s) {
             return Ok(());
@@ -87,11 +85,10 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
         .into_iter()
         .find(|s| s.staging_path != a.staging)
     {
-        return Err(Error::FailedPrecondition(format!(
-            "volume {} is already staged at {} on this node",
-            a.id,
-            other.staging_path.display()
-        )));
+        return Err(Error::StagedElsewhere {
+            volume: a.id.clone(),
+            path: other.staging_path,
+        });
     }
     let mon_host = node.config.clusters.mon_host(&a.volume.cluster_id)?;
     let (kind, why) = a.mounter.resolve();
@@ -100,11 +97,9 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     }
     if kind == Kind::Fuse && !a.unmap_options.is_empty() {
         if a.mounter == Mounter::Fixed(Kind::Fuse) {
-            return Err(Error::InvalidArgument(format!(
-                "unmapOptions {:?} apply to krbd and rbd-nbd only; mounter=fuse has nothing to \
-                 pass them to",
-                a.unmap_options
-            )));
+            return Err(Error::UnmapOptionsWithFuse {
+                options: a.unmap_options.clone(),
+            });
         }
         tracing::warn!(volume = %a.id, unmap_options = %a.unmap_options,
             "mounter=auto chose fuse, which has no unmap options: ignoring unmapOptions");
@@ -215,9 +210,7 @@ impl MarkLookup {
 
     fn join(&mut self) -> Result<Option<String>, AttachError> {
         match self.0.take() {
-            Some(lookup) => lookup.join().unwrap_or_else(|_| {
-                Err(AttachError::Failed("the image-meta lookup panicked".into()))
-            }),
+            Some(lookup) => lookup.join().unwrap_or(Err(AttachError::LookupPanicked)),
             None => Ok(None),
         }
     }
@@ -258,51 +251,42 @@ fn mount_filesystem(
     tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, ?content, "probed");
     let (fs, existing) = match content {
         Content::Empty if read_only => {
-            return Err(Error::FailedPrecondition(format!(
-                "volume {} holds no filesystem, and a reader-only volume is never formatted: \
-                 stage it once with a writer access mode first",
-                image.name()
-            )));
+            return Err(Error::BlankReaderOnly {
+                image: image.name(),
+            });
         }
         Content::Empty => {
-            let marked = mark.wait().map_err(|e| {
-                Error::Unavailable(format!(
-                    "{} looks empty, but the format mark of image {} could not be read ({e}); \
-                     not formatting it",
-                    dev.display(),
-                    image.name()
-                ))
+            let marked = mark.wait().map_err(|source| Error::FormatMarkUnreadable {
+                device: dev.clone(),
+                image: image.name(),
+                source: Box::new(source),
             })?;
             if let Some(fs) = marked {
-                return Err(Error::FailedPrecondition(format!(
-                    "image {} is marked formatted as {fs} (image metadata {}), but no filesystem \
-                     was found on {}; refusing to format it. Restore the filesystem, or remove \
-                     the mark (rbd image-meta remove {} {}) to have it formatted anew",
-                    image.name(),
-                    meta::FORMATTED,
-                    dev.display(),
-                    image.name(),
-                    meta::FORMATTED
-                )));
+                return Err(Error::MarkedButEmpty {
+                    image: image.name(),
+                    fs,
+                    key: meta::FORMATTED,
+                    device: dev.clone(),
+                });
             }
             format::mkfs(dev, requested, req.mkfs_options)?;
-            meta::mark_formatted(image.client, &image.name(), requested).map_err(|e| {
-                Error::Internal(format!(
-                    "made {requested} on {} but could not mark image {} as formatted: {e}",
-                    dev.display(),
-                    image.name()
-                ))
+            meta::mark_formatted(image.client, &image.name(), requested).map_err(|source| {
+                Error::MarkFailed {
+                    fs: requested.to_string(),
+                    device: dev.clone(),
+                    image: image.name(),
+                    source: Box::new(source),
+                }
             })?;
             tracing::debug!(device = %dev.display(), ms = t0.elapsed().as_millis() as u64, "made {requested} and marked the image");
             (requested.to_string(), false)
         }
         Content::Filesystem(found) => {
             if !format::SUPPORTED.contains(&found.as_str()) {
-                return Err(MountError::Refused(format!(
-                    "{} holds a {found} filesystem, which this driver does not mount; it is \
-                     left untouched",
-                    dev.display()
-                ))
+                return Err(MountError::ForeignFilesystem {
+                    device: dev.clone(),
+                    fs: found,
+                }
                 .into());
             }
             if found != requested {
@@ -315,10 +299,10 @@ fn mount_filesystem(
             (found, true)
         }
         Content::Other(what) => {
-            return Err(MountError::Refused(format!(
-                "{} holds {what}; refusing to format or mount it",
-                dev.display()
-            ))
+            return Err(MountError::NotAFilesystem {
+                device: dev.clone(),
+                what,
+            }
             .into());
         }
     };
@@ -388,10 +372,10 @@ pub fn unstage(node: &Shared, id: &str, staging: &Path) -> Result<(), Error> {
         .map(|t| t.display().to_string())
         .collect();
     if !live.is_empty() {
-        return Err(Error::FailedPrecondition(format!(
-            "volume {id} is still published at {}; unpublish it first",
-            live.join(", ")
-        )));
+        return Err(Error::StillPublished {
+            volume: id.to_string(),
+            targets: live.join(", "),
+        });
     }
     teardown(node, &s)?;
     tracing::info!(volume = %id, staging = %staging.display(), "unstaged");

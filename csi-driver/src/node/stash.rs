@@ -84,11 +84,8 @@ impl Stash {
 
     /// [`Stash::image`], or an error naming the volume.
     pub fn want(&self) -> Result<ImageSpec, Error> {
-        self.image().ok_or_else(|| {
-            Error::Internal(format!(
-                "stash of {} names a volume id that does not decode",
-                self.volume_id
-            ))
+        self.image().ok_or_else(|| Error::StashVolumeId {
+            volume: self.volume_id.clone(),
         })
     }
 }
@@ -128,8 +125,7 @@ impl Store {
         private_dir(&dir).map_err(io(format!("create {}", dir.display())))?;
         let path = dir.join(FILE);
         let tmp = dir.join("stash.json.tmp");
-        let text = serde_json::to_vec_pretty(stash)
-            .map_err(|e| Error::Internal(format!("encode stash: {e}")))?;
+        let text = serde_json::to_vec_pretty(stash).map_err(Error::StashEncode)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -153,10 +149,9 @@ impl Store {
             .iter()
             .any(|m| m.target.starts_with(&dir))
         {
-            return Err(Error::FailedPrecondition(format!(
-                "{} still has a mount inside; not removing it",
-                dir.display()
-            )));
+            return Err(Error::MountInside {
+                dir: dir.to_path_buf(),
+            });
         }
         let _ = std::fs::remove_dir(dir.join("fuse"));
         for f in [
@@ -210,14 +205,16 @@ fn read(path: &Path) -> Result<Option<Stash>, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
     };
-    let stash: Stash = serde_json::from_slice(&text)
-        .map_err(|e| Error::Internal(format!("stash {}: {e}", path.display())))?;
+    let stash: Stash = serde_json::from_slice(&text).map_err(|source| Error::StashCorrupt {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if stash.version != VERSION {
-        return Err(Error::Internal(format!(
-            "stash {}: version {} is not {VERSION}",
-            path.display(),
-            stash.version
-        )));
+        return Err(Error::StashVersion {
+            path: path.to_path_buf(),
+            version: stash.version,
+            want: VERSION,
+        });
     }
     Ok(Some(stash))
 }

@@ -17,18 +17,14 @@ use crate::mount::mountinfo;
 pub(super) fn find_at(node: &Shared, id: &str, path: &Path) -> Result<Stash, Error> {
     let stashes = node.store.by_volume(id);
     if stashes.is_empty() {
-        return Err(Error::NotFound(format!(
-            "volume {id} is not staged on this node"
-        )));
+        return Err(Error::NotStaged { volume: id.into() });
     }
     stashes
         .into_iter()
         .find(|s| s.staging_path == path || s.publishes.contains_key(path))
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "volume {id} is not staged or published at {}",
-                path.display()
-            ))
+        .ok_or_else(|| Error::NotAtPath {
+            volume: id.into(),
+            path: path.to_path_buf(),
         })
 }
 
