@@ -414,9 +414,7 @@ pub async fn run(
             match &mut supervisor {
                 Some(s) => {
                     s.supervise(|_| {
-                        restarts
-                            .nginx_restarts
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        restarts.nginx_restarts.inc();
                     })
                     .await
                 }

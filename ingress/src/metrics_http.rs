@@ -52,6 +52,14 @@ pub(super) fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
+    if path == "/metrics" {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+    }
     resp
 }
 

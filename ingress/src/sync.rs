@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -187,7 +186,9 @@ impl<A: Apply> Syncer<A> {
         self.metrics.set_certificates(&model.certificates);
         let started = std::time::Instant::now();
         let text = render(&model, &self.config.render);
-        self.metrics.render_seconds.observe(started.elapsed());
+        self.metrics
+            .render_seconds
+            .observe(started.elapsed().as_secs_f64());
         let full_hash = hash(&text);
         let mut final_text = text;
         let known: Vec<Culprit> = self
@@ -260,7 +261,7 @@ impl<A: Apply> Syncer<A> {
                 Outcome::Reloaded
             }
             Err(NginxError::Rejected(msg)) => {
-                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reload_failures.inc();
                 tracing::warn!(nginx = %msg, "nginx refused the candidate; the last good config keeps serving; isolating the objects");
                 let hint = self.refused.take().map(|(_, c)| c).unwrap_or_default();
                 match quarantine::isolate(&mut self.nginx, model, &self.config.render, &hint).await
@@ -271,7 +272,7 @@ impl<A: Apply> Syncer<A> {
                         }
                         self.metrics
                             .nginx_rejected_objects
-                            .fetch_add(culprits.len() as u64, Ordering::Relaxed);
+                            .inc_by(culprits.len() as u64);
                         Self::drop_culprits(model, &culprits);
                         let mut all = known;
                         all.extend(culprits);
@@ -296,11 +297,9 @@ impl<A: Apply> Syncer<A> {
 
     /// Count a failed apply (and a reload nginx did not take).
     fn failed(&self, e: &NginxError) {
-        self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload_failures.inc();
         if matches!(e, NginxError::NotTaken { .. }) {
-            self.metrics
-                .reload_not_taken
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.reload_not_taken.inc();
         }
     }
 
@@ -310,14 +309,12 @@ impl<A: Apply> Syncer<A> {
     async fn reload_if_changed(&mut self, text: &str) -> Result<bool, NginxError> {
         let h = hash(text);
         if self.live_hash == Some(h) {
-            self.metrics
-                .unchanged_renders
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.unchanged_renders.inc();
             return Ok(false);
         }
-        self.metrics.reload_attempts.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload_attempts.inc();
         self.timed_apply(text, h).await?;
-        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reloads.inc();
         self.live_hash = Some(h);
         if self.nginx.serving() {
             // `apply` returned after nginx was verified serving it (live.rs).

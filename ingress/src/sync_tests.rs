@@ -1,6 +1,5 @@
 //! Sync loop tests with a fake nginx (the real one is exercised in the tests/ crate).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +75,7 @@ async fn reloads_only_when_text_changes() {
     assert_eq!(s.sync_model(model(&["a"])).await, Outcome::Unchanged);
     assert_eq!(s.sync_model(model(&["a", "b"])).await, Outcome::Reloaded);
     assert_eq!(nginx.applied.lock().unwrap().len(), 2);
-    assert_eq!(metrics.reloads.load(Ordering::Relaxed), 2);
+    assert_eq!(metrics.reloads.get(), 2);
 }
 
 #[tokio::test]
@@ -95,18 +94,18 @@ async fn refused_object_is_dropped_named_and_counted() {
     let applied = nginx.applied.lock().unwrap().clone();
     let live = applied.last().unwrap();
     assert!(live.contains("/other") && live.contains("/good") && !live.contains("/bad "));
-    assert_eq!(metrics.nginx_rejected_objects.load(Ordering::Relaxed), 1);
-    assert_eq!(metrics.reload_failures.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.nginx_rejected_objects.get(), 1);
+    assert_eq!(metrics.reload_failures.get(), 1);
     // The refused candidate is a failed attempt, not a reload.
-    assert_eq!(metrics.reloads.load(Ordering::Relaxed), 2);
-    assert_eq!(metrics.reload_attempts.load(Ordering::Relaxed), 3);
+    assert_eq!(metrics.reloads.get(), 2);
+    assert_eq!(metrics.reload_attempts.get(), 3);
     assert_eq!(metrics.rejected("nginx_rejected"), 1);
     // Same input again: known culprit, no new failure, no reload.
     assert_eq!(
         s.sync_model(model(&["good", "bad", "other"])).await,
         Outcome::Unchanged
     );
-    assert_eq!(metrics.reload_failures.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.reload_failures.get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
