@@ -84,7 +84,9 @@ const BYTES_PER_LOCATION: usize = 160;
 
 /// Render the whole nginx.conf.
 pub fn render(model: &Model, config: &RenderConfig) -> String {
-    let locations: usize = model.servers.iter().map(|s| s.locations.len()).sum();
+    let locations: usize = model.servers.iter().map(|s| s.locations.len()).sum::<usize>()
+        // A Gateway API host is a server block of its own: count it as two locations more.
+        + model.gateway.iter().map(|s| s.locations.len() + 2).sum::<usize>();
     let mut out = String::with_capacity(4096 + locations * BYTES_PER_LOCATION * 2);
     let (groups, in_shared) = shared::plan(model, config);
     main_context(&mut out, model, config, &groups);

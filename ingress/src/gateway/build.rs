@@ -33,15 +33,20 @@ pub struct Output {
     pub certificates: Vec<Certificate>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub reports: Vec<Report>,
-    /// The oldest route serving each host (host conflicts with Ingress use it).
-    pub claims: BTreeMap<Option<Host>, (Age, ObjectRef)>,
+    /// The oldest route serving each host (host conflicts with Ingress use it): an index
+    /// into `routes`.
+    pub claims: BTreeMap<Option<Host>, usize>,
+    /// Age and reference of every route that serves something.
+    pub routes: Vec<(Age, ObjectRef)>,
 }
 
 type Rank = (u8, Reverse<usize>, u8, Reverse<usize>, Reverse<usize>);
 
+/// One (rule, match) on one host. `route` indexes the routes' ages (no `Age` clone per
+/// entry: 10 000 routes must stay cheap).
 struct Ranked {
     rank: Rank,
-    age: Age,
+    route: usize,
     order: (usize, usize),
     located: Located,
 }
@@ -50,7 +55,9 @@ struct Ranked {
 struct HostAcc {
     tls: Option<TlsChoice>,
     entries: Vec<Ranked>,
-    routes: BTreeSet<ObjectRef>,
+    /// The last route added (a route attached through two listeners adds its entries once);
+    /// an index, not a set: a B-tree node per host cost ~700 bytes at 10 000 hosts.
+    last_route: Option<usize>,
 }
 
 /// One route of either kind, as build needs it.
@@ -142,7 +149,12 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
         for (name, u) in rr.upstreams {
             out.upstreams.entry(name).or_insert(u);
         }
+        if rr.located.is_empty() {
+            continue; // nothing to serve: it claims no host either
+        }
         let age = Age::of(r.meta, &origin);
+        let route = out.routes.len();
+        let mut targets: Vec<Option<Host>> = Vec::new();
         for (gw, p) in ours {
             let atts = match parents.attach(kind_str, ns, &route_hosts, &gw, p) {
                 Ok(a) => a,
@@ -169,27 +181,39 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
                             origin: ObjectRef::new(Kind::Gateway, gw.0.clone(), gw.1.clone()),
                         });
                     }
-                    if !acc.routes.insert(origin.clone()) {
+                    if acc.last_route == Some(route) {
                         continue;
                     }
-                    let claim = out
-                        .claims
-                        .entry(host)
-                        .or_insert_with(|| (age.clone(), origin.clone()));
-                    if age < claim.0 {
-                        *claim = (age.clone(), origin.clone());
+                    acc.last_route = Some(route);
+                    match out.claims.get_mut(&host) {
+                        Some(claim) if age < out.routes[*claim].0 => *claim = route,
+                        Some(_) => {}
+                        None => _ = out.claims.insert(host.clone(), route),
                     }
-                    for l in &rr.located {
-                        acc.entries.push(Ranked {
-                            rank: rank(l),
-                            age: age.clone(),
-                            order: l.order,
-                            located: l.clone(),
-                        });
-                    }
+                    targets.push(host);
                 }
             }
         }
+        // Every host gets the route's entries; the last one takes them without a copy.
+        let mut located = Some(rr.located);
+        let n = targets.len();
+        for (i, host) in targets.into_iter().enumerate() {
+            let Some(acc) = hosts.get_mut(&host) else {
+                continue;
+            };
+            let mine = if i + 1 == n {
+                located.take().unwrap_or_default()
+            } else {
+                located.clone().unwrap_or_default()
+            };
+            acc.entries.extend(mine.into_iter().map(|l| Ranked {
+                rank: rank(&l),
+                route,
+                order: l.order,
+                located: l,
+            }));
+        }
+        out.routes.push((age, origin));
     }
     out.certificates = certs.into_values().collect();
     out.servers = hosts
@@ -198,7 +222,7 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
         .map(|(host, acc)| GwServer {
             host,
             tls: acc.tls,
-            locations: locations(acc.entries),
+            locations: locations(acc.entries, &out.routes),
         })
         .collect();
     out
@@ -236,8 +260,9 @@ fn covering<'a>(prefix: &BTreeMap<&str, Vec<&'a Ranked>>, path: &str, out: &mut 
 }
 
 /// The locations of one host and their entries in precedence order.
-fn locations(mut entries: Vec<Ranked>) -> Vec<GwLocation> {
-    entries.sort_by(|a, b| (a.rank, &a.age, a.order).cmp(&(b.rank, &b.age, b.order)));
+fn locations(mut entries: Vec<Ranked>, routes: &[(Age, ObjectRef)]) -> Vec<GwLocation> {
+    let key = |r: &Ranked| (r.rank, &routes[r.route].0, r.order);
+    entries.sort_by(|a, b| key(a).cmp(&key(b)));
     let mut exact: BTreeMap<&str, Vec<&Ranked>> = BTreeMap::new();
     let mut prefix: BTreeMap<&str, Vec<&Ranked>> = BTreeMap::new();
     for r in &entries {
@@ -263,7 +288,7 @@ fn locations(mut entries: Vec<Ranked>) -> Vec<GwLocation> {
                 found.extend(exact.get(path).into_iter().flatten().copied());
             }
             covering(&prefix, path, &mut found);
-            found.sort_by(|a, b| (a.rank, &a.age, a.order).cmp(&(b.rank, &b.age, b.order)));
+            found.sort_by(|a, b| key(a).cmp(&key(b)));
             let mut out: Vec<GwEntry> = Vec::new();
             for r in found {
                 out.push(r.located.entry.clone());

@@ -54,7 +54,8 @@ pub fn resolve(t: &mut Translated, gw: &mut Output) {
     }
     let mut ingress_loses: BTreeMap<Option<Host>, ObjectRef> = BTreeMap::new();
     let mut gateway_loses: BTreeMap<Option<Host>, ObjectRef> = BTreeMap::new();
-    for (host, (gage, gorigin)) in &gw.claims {
+    for (host, &route) in &gw.claims {
+        let (gage, gorigin) = &gw.routes[route];
         if let Some((iage, iorigin)) = ingress.get(host) {
             if gage < *iage {
                 ingress_loses.insert(host.clone(), gorigin.clone());
