@@ -92,6 +92,34 @@ pub enum Error {
         source: crate::cluster_config::ConfigError,
     },
 
+    /// An encrypted clone of a source that is not encrypted (CSI: INVALID_ARGUMENT).
+    #[error(
+        "the content source {image} is not encrypted; an encrypted volume cannot be cloned \
+         from it"
+    )]
+    SourceNotEncrypted { image: String },
+    /// `encryptionType: "block"` (LUKS; ceph-csi's default type) needs dm-crypt, which
+    /// berth-csi does not ship (CSI: FAILED_PRECONDITION).
+    #[error(
+        "encryptionType \"block\" (LUKS) needs dm-crypt, which berth-csi does not support; use \
+         encryptionType: \"file\" (fscrypt on ext4). encryptionType defaults to block, as in \
+         ceph-csi"
+    )]
+    BlockEncryption,
+    /// An encrypted volume whose image holds no wrapped key (CSI: FAILED_PRECONDITION).
+    #[error(
+        "volume {spec} is marked encrypted but its image holds no wrapped key (was it created \
+         by berth-csi with encrypted: \"true\"?)"
+    )]
+    NoWrappedKey { spec: String },
+    /// File encryption asked for with block access (CSI: FAILED_PRECONDITION).
+    #[error("encryptionType file (fscrypt) needs a filesystem volume, not block access")]
+    EncryptionNeedsFilesystem,
+    /// A volume encryption key cannot be had or opened (UNAUTHENTICATED; a malformed wrapped
+    /// key FAILED_PRECONDITION).
+    #[error("volume encryption")]
+    Key(#[from] crate::kms::KeyError),
+
     // --- secrets (UNAUTHENTICATED) ---
     /// The request's secrets lack userID or userKey.
     #[error("secrets must contain userID and userKey")]
@@ -491,7 +519,10 @@ impl Error {
             | E::BadListPools { .. }
             | E::BadEndpoint { .. }
             | E::Topology(_)
-            | E::ClusterConfig { .. } => Code::InvalidArgument,
+            | E::ClusterConfig { .. }
+            | E::SourceNotEncrypted { .. } => Code::InvalidArgument,
+            E::Key(crate::kms::KeyError::Malformed { .. }) => Code::FailedPrecondition,
+            E::Key(_) => Code::Unauthenticated,
             E::SecretsMissing
             | E::SecretMalformed { .. }
             | E::CredentialsRejected { .. }
@@ -540,6 +571,9 @@ impl Error {
             | E::DeletePublished { .. }
             | E::ImageInUse { .. }
             | E::SnapshotInGroup { .. }
+            | E::BlockEncryption
+            | E::NoWrappedKey { .. }
+            | E::EncryptionNeedsFilesystem
             | E::CephLibrary(_)
             | E::DeviceBroken { .. } => Code::FailedPrecondition,
             E::Capacity(_) => Code::OutOfRange,

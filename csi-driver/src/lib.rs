@@ -11,6 +11,7 @@
 //! - [`csi`]: generated wire types from `proto/csi.proto`.
 //! - [`error`]: the error enum and its one mapping to gRPC status codes.
 //! - [`identity`]: the Identity service.
+//! - [`kms`]: volume encryption keys (KMS trait, Kubernetes-Secret KMS, key wrapping; redacted).
 //! - [`server`]: socket binding, serving, graceful shutdown.
 //! - [`volume_id`]: the self-describing volume ID layout (pure).
 //! - [`credentials`]: cephx user/key from request secrets, redacted everywhere (pure).
@@ -38,6 +39,7 @@ pub mod csi;
 pub mod error;
 pub mod group_snapshot_id;
 pub mod identity;
+pub mod kms;
 pub mod locks;
 pub mod logging;
 pub mod metrics;

@@ -30,7 +30,34 @@ pub const NODE_KEYS: &[&str] = &[
     "mounter",
     "mapOptions",
     "unmapOptions",
+    "encrypted",
+    "encryptionType",
 ];
+
+/// How a volume is encrypted at rest (`encrypted` + `encryptionType`, ceph-csi's keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    #[default]
+    None,
+    /// fscrypt v2 on ext4: a per-volume key wrapped in the image metadata ([`crate::kms`]).
+    File,
+}
+
+/// `encrypted` / `encryptionType` -> [`Encryption`]. `encryptionType` defaults to `block`, as
+/// in ceph-csi; block (LUKS) needs dm-crypt, which berth-csi does not ship: FAILED_PRECONDITION.
+pub fn encryption(params: &HashMap<String, String>) -> Result<Encryption> {
+    let get = |k: &str| params.get(k).map(|s| s.trim());
+    match get("encrypted") {
+        None | Some("" | "false") => return Ok(Encryption::None),
+        Some("true") => {}
+        Some(v) => return Err(ParamError::Encrypted { value: v.into() }.into()),
+    }
+    match get("encryptionType").unwrap_or("block") {
+        "file" => Ok(Encryption::File),
+        "block" => Err(Error::BlockEncryption),
+        v => Err(ParamError::EncryptionType { value: v.into() }.into()),
+    }
+}
 
 /// Everything the controller needs from a StorageClass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +71,8 @@ pub struct VolumeParams {
     pub snapshot_prefix: String,
     /// Node-side keys, passed through in volume_context.
     pub node: BTreeMap<String, String>,
+    /// Encryption at rest.
+    pub encryption: Encryption,
 }
 
 impl VolumeParams {
@@ -77,6 +106,12 @@ impl VolumeParams {
         let snapshot_prefix = get("snapshotNamePrefix").unwrap_or(DEFAULT_SNAPSHOT_PREFIX);
         check_prefix("volumeNamePrefix", volume_prefix)?;
         check_prefix("snapshotNamePrefix", snapshot_prefix)?;
+        let encryption = encryption(params)?;
+        if encryption == Encryption::File
+            && get("csi.storage.k8s.io/fstype").is_some_and(|f| f != "ext4")
+        {
+            return Err(ParamError::EncryptionFs.into());
+        }
         let node = NODE_KEYS
             .iter()
             .filter_map(|k| params.get(*k).map(|v| (k.to_string(), v.clone())))
@@ -90,6 +125,7 @@ impl VolumeParams {
             volume_prefix: volume_prefix.into(),
             snapshot_prefix: snapshot_prefix.into(),
             node,
+            encryption,
         })
     }
 

@@ -397,9 +397,18 @@ mod tests {
         assert!(text.contains("berth_ingress_reload_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("berth_ingress_reload_duration_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("berth_ingress_render_duration_seconds_count 1\n"));
-        assert!(text.contains("# TYPE berth_ingress_reloads counter\n"), "{text}");
-        assert!(text.contains("berth_ingress_reload_attempts_total 0\n"), "{text}");
-        assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+        assert!(
+            text.contains("# TYPE berth_ingress_reloads counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_ingress_reload_attempts_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
     }
 
     #[tokio::test]

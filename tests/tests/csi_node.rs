@@ -13,6 +13,8 @@ use berth_tests::node_fixture::{CLUSTER_ID, NodeEnv, block_cap, case, mount_cap,
 use berth_tests::sweep;
 use tonic::Code;
 
+#[path = "csi_node/encryption.rs"]
+mod encryption;
 #[path = "csi_node/namespaces.rs"]
 mod namespaces;
 
@@ -33,6 +35,9 @@ fn main() {
         }),
         case("rados_namespace_end_to_end", |e| {
             Box::pin(namespaces::rados_namespace_end_to_end(e))
+        }),
+        case("fscrypt_volume_end_to_end", |e| {
+            Box::pin(encryption::fscrypt_volume_end_to_end(e))
         }),
         case("static_volume_is_staged_and_never_deleted", |e| {
             Box::pin(namespaces::static_volume_is_staged_and_never_deleted(e))

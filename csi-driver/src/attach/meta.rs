@@ -51,6 +51,28 @@ pub fn formatted(client: &ClientFiles, spec: &str) -> Result<Option<String>, Att
     })
 }
 
+/// The wrapped encryption key in the image metadata ([`crate::kms::WRAPPED_KEY_META`]), if
+/// any. Read from stdout: nothing of it is ever an argument.
+pub fn wrapped_key(client: &ClientFiles, spec: &str) -> Result<Option<String>, AttachError> {
+    let out = program::run(
+        rbd(client)
+            .args(["image-meta", "list", "--format", "json"])
+            .arg(spec),
+        SHORT,
+    )?;
+    let meta = |out: &str| -> Result<Option<String>, serde_json::Error> {
+        if out.trim().is_empty() {
+            return Ok(None);
+        }
+        let map: std::collections::BTreeMap<String, String> = serde_json::from_str(out)?;
+        Ok(map.get(crate::kms::WRAPPED_KEY_META).cloned())
+    };
+    meta(&out).map_err(|source| AttachError::MetaOutput {
+        spec: spec.to_string(),
+        source,
+    })
+}
+
 /// Record that the image holds a `fs` filesystem made by berth.
 pub fn mark_formatted(client: &ClientFiles, spec: &str, fs: &str) -> Result<(), AttachError> {
     program::run(

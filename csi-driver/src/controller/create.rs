@@ -28,6 +28,14 @@ enum Source {
 }
 
 impl Source {
+    /// The image the new one is cloned from, if any.
+    fn image(&self) -> Option<&str> {
+        match self {
+            Source::Empty => None,
+            Source::Snapshot { image, .. } | Source::Volume { image } => Some(image),
+        }
+    }
+
     /// Decode the content source; IDs we could not have issued are NOT_FOUND, sources in
     /// another cluster or pool are INVALID_ARGUMENT (clones stay in their pool).
     fn from_request(
@@ -98,6 +106,13 @@ pub(super) async fn create_volume(
         .ok_or_else(|| Error::UnknownCluster {
             cluster: p.cluster_id.clone(),
         })?;
+    // File encryption: the KEK from the request's secrets (provisioner secrets).
+    let kek = match p.encryption {
+        params::Encryption::File => {
+            Some(crate::kms::Kms::kek(&crate::kms::SecretKms, &req.secrets)?)
+        }
+        params::Encryption::None => None,
+    };
     let guard = c.locks().try_lock(&format!("create-volume/{}", req.name))?;
 
     let name = req.name.clone();
@@ -116,6 +131,9 @@ pub(super) async fn create_volume(
                 fp,
             };
             let (entry, deep) = reserve_and_create(io, req, &flattening)?;
+            if let Some(kek) = &kek {
+                super::encrypt::ensure_key(io, &entry.image, source.image(), kek)?;
+            }
             // The VolumeAttributesClass's QoS (a repeat sets the same values again).
             super::modify::apply(io, &entry.image, &qos)?;
             Ok((entry, deep))

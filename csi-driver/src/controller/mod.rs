@@ -17,6 +17,7 @@
 
 mod create;
 mod delete;
+mod encrypt;
 mod expand;
 mod flatten;
 mod group;

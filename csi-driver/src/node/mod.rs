@@ -11,7 +11,9 @@
 //! - [`info`]: NodeGetInfo, NodeGetCapabilities
 //! - [`fence`]: NodeStage of a single-node volume another client has open is refused
 //! - [`targets`]: what unpublish/unstage may unmount and remove (only what berth recorded)
+//! - [`encrypt`]: file encryption (fscrypt v2): key unwrap before attach, policy, key removal
 
+pub mod encrypt;
 pub mod expand;
 pub mod fence;
 pub mod info;
@@ -191,6 +193,7 @@ impl Node {
                 ctx.get("unmapOptions").map(String::as_str),
             )?,
             mkfs_options: ctx.get("mkfsOptions").cloned(),
+            kek: encrypt::stage_kek(ctx, &r.secrets)?,
         })
     }
 

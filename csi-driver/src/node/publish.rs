@@ -113,7 +113,8 @@ pub(super) fn bind(
         ops::bind(&device, target, readonly)?;
     } else {
         ops::ensure_dir(target)?;
-        ops::bind(staging, target, readonly)?;
+        // An encrypted volume: its encrypted directory, not the filesystem's root.
+        ops::bind(&super::encrypt::bind_source(staging), target, readonly)?;
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct StageArgs {
     /// `unmapOptions` (krbd/nbd `rbd unmap -o`), validated; refused with mounter=fuse.
     pub unmap_options: String,
     pub mkfs_options: Option<String>,
+    /// File encryption: the KEK of the node-stage secrets (see [`super::encrypt`]).
+    pub kek: Option<crate::kms::Kek>,
 }
 
 /// Is a complete stash still what it says: device usable and, for filesystems, mounted?
@@ -107,6 +109,17 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     let dir = node.store.dir(&a.staging);
     let client = ClientFiles::write(&dir, &mon_host, &a.credentials)
         .map_err(|e| Error::io(format!("write client files in {}", dir.display()), e))?;
+    // An encrypted volume's key opens before anything is attached or formatted.
+    let key = match &a.kek {
+        Some(_) if a.capability.is_block() => return Err(Error::EncryptionNeedsFilesystem),
+        Some(kek) => Some(super::encrypt::master_key(
+            &client,
+            &a.volume.spec(),
+            &a.volume.image,
+            kek,
+        )?),
+        None => None,
+    };
     let mut stash = Stash {
         version: VERSION,
         volume_id: a.id.clone(),
@@ -125,6 +138,9 @@ pub fn stage(node: &Shared, a: StageArgs) -> Result<(), Error> {
     let result = node.store.save(&stash).and_then(|_| {
         super::fence::check(&client, &a.volume, a.capability.mode)?;
         attach_and_mount(node, &mut stash, &a, &client)?;
+        if let Some(key) = &key {
+            super::encrypt::unlock(&a.staging, key)?;
+        }
         stash.complete = true;
         node.store.save(&stash)
     });
@@ -168,10 +184,14 @@ fn attach_and_mount(
             volume: &a.volume,
             client,
         };
+        let mkfs = match a.kek {
+            Some(_) => Some(super::encrypt::mkfs_options(a.mkfs_options.as_deref())),
+            None => a.mkfs_options.clone(),
+        };
         let request = FsRequest {
             fs_type,
             flags,
-            mkfs_options: a.mkfs_options.as_deref(),
+            mkfs_options: mkfs.as_deref(),
             read_only: a.capability.read_only_mode(),
         };
         stash.fs = Some(mount_filesystem(
@@ -376,6 +396,9 @@ pub fn unstage(node: &Shared, id: &str, staging: &Path) -> Result<(), Error> {
             volume: id.to_string(),
             targets: live.join(", "),
         });
+    }
+    if matches!(s.capability.access, Access::Mount { .. }) && mountinfo::is_mounted(staging) {
+        super::encrypt::lock(staging)?;
     }
     teardown(node, &s)?;
     tracing::info!(volume = %id, staging = %staging.display(), "unstaged");

@@ -7,7 +7,7 @@ pub enum ParamError {
     #[error(
         "unknown parameter {key:?} (known: clusterID, pool, dataPool, imageFeatures, \
          volumeNamePrefix, snapshotNamePrefix, mkfsOptions, mounter, mapOptions, \
-         unmapOptions, csi.storage.k8s.io/fstype)"
+         unmapOptions, encrypted, encryptionType, csi.storage.k8s.io/fstype)"
     )]
     Unknown { key: String },
     #[error("parameter {key} is required")]
@@ -28,6 +28,13 @@ pub enum ParamError {
         feature: &'static str,
         needs: &'static str,
     },
+    #[error("parameter encrypted {value:?} is not \"true\" or \"false\"")]
+    Encrypted { value: String },
+    #[error("parameter encryptionType {value:?} is not \"file\" or \"block\"")]
+    EncryptionType { value: String },
+    /// fscrypt here is made by `mkfs.ext4 -O encrypt`.
+    #[error("encryptionType file (fscrypt) is supported on ext4 only")]
+    EncryptionFs,
     #[error("mounter {value:?} is not one of krbd, rbd-nbd, fuse, auto")]
     Mounter { value: String },
     #[error("{key} {value:?} may contain only letters, digits and =,._:-")]

@@ -113,3 +113,37 @@ fn capabilities() {
         fingerprint(&p(&[("a", "1")]), &[cap(true, Mode::SingleNodeWriter)], "")
     );
 }
+
+#[test]
+fn encryption_keys_as_ceph_csi_has_them() {
+    use super::{Encryption, encryption};
+    use tonic::Code;
+    let p = |kv: &[(&str, &str)]| -> HashMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let code = |kv: &[(&str, &str)]| {
+        encryption(&p(kv))
+            .map(|_| Code::Ok)
+            .unwrap_or_else(|e| e.code())
+    };
+    assert_eq!(encryption(&p(&[])).unwrap(), Encryption::None);
+    assert_eq!(
+        encryption(&p(&[("encrypted", "false")])).unwrap(),
+        Encryption::None
+    );
+    let file = [("encrypted", "true"), ("encryptionType", "file")];
+    assert_eq!(encryption(&p(&file)).unwrap(), Encryption::File);
+    // Block (LUKS) needs dm-crypt; it is also ceph-csi's default type.
+    assert_eq!(code(&[("encrypted", "true")]), Code::FailedPrecondition);
+    assert_eq!(
+        code(&[("encrypted", "true"), ("encryptionType", "block")]),
+        Code::FailedPrecondition
+    );
+    assert_eq!(code(&[("encrypted", "yes")]), Code::InvalidArgument);
+    assert_eq!(
+        code(&[("encrypted", "true"), ("encryptionType", "disk")]),
+        Code::InvalidArgument
+    );
+}

@@ -3,6 +3,7 @@
 //! Every function returns `Result<_, Errno>` (a positive errno) for the caller to map.
 #![allow(unsafe_code)]
 
+pub mod fscrypt;
 pub mod group;
 mod loader;
 pub mod rados;

@@ -355,6 +355,35 @@ impl<'a> Image<'a> {
     }
 }
 
+impl Image<'_> {
+    /// The image metadata value of `key` (`None` when unset).
+    pub fn metadata_get(&self, key: &str) -> Result<Option<String>, Errno> {
+        let key = cstr(key)?;
+        let mut cap = 256usize;
+        loop {
+            let mut buf = vec![0u8; cap];
+            let mut len = cap;
+            // SAFETY: open image; the buffer has room for `len` bytes (librbd writes the value
+            // with its NUL, or answers ERANGE with the length it needs).
+            let rc = unsafe {
+                sys::rbd_metadata_get(self.h, key.as_ptr(), buf.as_mut_ptr().cast(), &mut len)
+            };
+            match rc {
+                r if r == -libc::ERANGE => cap = len.max(cap * 2),
+                r if r == -libc::ENOENT => return Ok(None),
+                r => {
+                    check(r)?;
+                    let end = buf.iter().position(|&b| b == 0).unwrap_or(len.min(cap));
+                    buf.truncate(end);
+                    return String::from_utf8(buf)
+                        .map(Some)
+                        .map_err(|_| Errno(libc::EINVAL));
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Image<'_> {
     fn drop(&mut self) {
         // SAFETY: opened by rbd_open*, closed once.

@@ -290,6 +290,12 @@ ceph_api! {
         group_snap_size: usize,
     ) -> c_int;
     fn rbd_snap_set_by_id(image: ImageT, snap_id: u64) -> c_int;
+    fn rbd_metadata_get(
+        image: ImageT,
+        key: *const c_char,
+        value: *mut c_char,
+        val_len: *mut usize,
+    ) -> c_int;
     fn rbd_copy3(
         src: ImageT,
         dest_io: IoCtxT,
