@@ -1,8 +1,8 @@
 //! File encryption at rest (fscrypt v2) on real Ceph and the real node path (rbd-fuse, loop,
 //! ext4 `-O encrypt`): the wrapped key in the image metadata, a wrong KEK refused before
 //! anything is formatted, files unreadable (names encrypted, reads fail) with the key removed
-//! and readable with it, a clone with its own re-wrapped key, block encryption refused, and the
-//! key in no log line.
+//! and readable with it, a clone and a restored group snapshot member with their own re-wrapped
+//! key, block encryption refused, and the key in no log line.
 
 use std::collections::HashMap;
 
@@ -205,6 +205,74 @@ pub async fn fscrypt_volume_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
         "clone unreadable"
     );
     e.unstage(&clone.volume_id, &staging).await?;
+
+    // A member of a volume group snapshot restores into an encrypted volume too (the member
+    // copy carries the wrapped key; the restore re-wraps it for itself).
+    let group = e
+        .csi
+        .group
+        .create_volume_group_snapshot(berth_csi::csi::CreateVolumeGroupSnapshotRequest {
+            name: "enc-group".into(),
+            source_volume_ids: vec![vol.volume_id.clone()],
+            secrets: e.secrets(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .group_snapshot
+        .context("no group snapshot")?;
+    let member = VolumeContentSource {
+        r#type: Some(volume_content_source::Type::Snapshot(
+            volume_content_source::SnapshotSource {
+                snapshot_id: group.snapshots[0].snapshot_id.clone(),
+            },
+        )),
+    };
+    let restored = e
+        .csi
+        .controller
+        .create_volume(create("enc-restored", Some("file"), Some(member)))
+        .await?
+        .into_inner()
+        .volume
+        .context("no restored volume")?;
+    let restored_image = VolumeId::decode(&restored.volume_id)?.image;
+    let (_, bound) = kms::unwrap(
+        &kek,
+        &restored_image,
+        e.image_meta(&restored_image)?[kms::WRAPPED_KEY_META]
+            .as_str()
+            .context("restored volume has no wrapped key")?,
+    )?;
+    ensure!(bound == restored_image, "restored key wrapped for {bound}");
+    let mut stage = e.stage_req(
+        &restored.volume_id,
+        &staging,
+        mount_cap("ext4", Mode::SingleNodeWriter),
+    );
+    stage.volume_context = restored.volume_context.clone();
+    stage.secrets = secrets(e, &pass);
+    e.csi.node.node_stage_volume(stage).await?;
+    ensure!(
+        std::fs::read(dir.join("secret.txt"))? == b"top secret",
+        "restored group member unreadable"
+    );
+    e.unstage(&restored.volume_id, &staging).await?;
+    e.csi
+        .controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: restored.volume_id.clone(),
+            secrets: e.secrets(),
+        })
+        .await?;
+    e.csi
+        .group
+        .delete_volume_group_snapshot(berth_csi::csi::DeleteVolumeGroupSnapshotRequest {
+            group_snapshot_id: group.group_snapshot_id.clone(),
+            secrets: e.secrets(),
+            ..Default::default()
+        })
+        .await?;
 
     // The key and the passphrase in no log line (hex, base64) and no argv the driver ran.
     let log = e.driver.log_text();
