@@ -151,3 +151,42 @@ pub fn volume_attributes_class(file: &Path, v: &Value) {
         );
     }
 }
+
+/// Every StorageClass of berth's driver in deploy/ is accepted by berth-csi's own parameter
+/// parser (what CreateVolume runs first), and the encrypted example names a Secret holding
+/// the passphrase for both the provisioner and node stage.
+#[test]
+fn storage_classes_parse_as_berth_csi_reads_them() {
+    let docs = documents();
+    let mut encrypted = 0;
+    for (file, sc) in docs.iter().filter(|(_, v)| v["kind"] == "StorageClass") {
+        if sc["provisioner"] != "rbd.csi.berth.dev" {
+            continue;
+        }
+        let params: std::collections::HashMap<String, String> = sc["parameters"]
+            .as_object()
+            .expect("parameters")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_string()))
+            .collect();
+        let p = berth_csi::params::VolumeParams::parse(&params)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if p.encryption == berth_csi::params::Encryption::File {
+            encrypted += 1;
+            let secret_of =
+                |role: &str| params[&format!("csi.storage.k8s.io/{role}-secret-name")].clone();
+            let name = secret_of("provisioner");
+            assert_eq!(name, secret_of("node-stage"), "{}", file.display());
+            let secret = docs
+                .iter()
+                .find(|(_, v)| v["kind"] == "Secret" && v["metadata"]["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("no Secret {name}"));
+            assert!(
+                secret.1["stringData"][berth_csi::kms::PASSPHRASE_KEY].is_string(),
+                "Secret {name} lacks {}",
+                berth_csi::kms::PASSPHRASE_KEY
+            );
+        }
+    }
+    assert!(encrypted > 0, "no encrypted StorageClass example");
+}
