@@ -15,6 +15,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY proto proto
+COPY common common
 COPY csi-driver csi-driver
 COPY ingress ingress
 COPY tests tests

@@ -1,36 +1,10 @@
-//! Processes on this host, found by their argv in `/proc/<pid>/cmdline` (kept as bytes, so
+//! Processes on this host, found by their argv (berth_common::procs: kept as bytes, so
 //! non-UTF-8 paths match exactly): the rbd-fuse daemons serving a volume's work directory,
 //! and whatever a killed plugin left running with a volume's client files.
 
 use std::path::Path;
 
-/// Pids whose argv satisfies `pred` on some argument.
-fn matching(pred: impl Fn(&[u8]) -> bool) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(&pred))
-        })
-        .collect()
-}
-
-/// Pids with `arg` as one of their arguments, exactly.
-pub fn with_arg(arg: &Path) -> Vec<i32> {
-    let needle = arg.as_os_str().as_encoded_bytes();
-    matching(|a| a == needle)
-}
-
-/// Pids with an argument naming something inside `dir` (`dir/…`).
-pub fn with_arg_under(dir: &Path) -> Vec<i32> {
-    let mut prefix = dir.as_os_str().as_encoded_bytes().to_vec();
-    prefix.push(b'/');
-    matching(|a| a.starts_with(&prefix))
-}
+pub use berth_common::procs::{with_arg, with_arg_under};
 
 /// SIGKILL every process that names something inside `dir`: what a plugin killed in the
 /// middle of a stage left running (an `rbd … -c dir/ceph.conf`) before `dir` is removed,

@@ -86,41 +86,8 @@ pub async fn served_hash(socket: &Path) -> Option<String> {
         .flatten()
 }
 
-/// Field `n` (0 = state) after the command of `/proc/PID/stat`.
-fn stat_field(pid: i32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(n).map(str::to_owned)
-}
-
-/// Is `pid` a live (non-zombie) process?
-pub fn alive(pid: i32) -> bool {
-    stat_field(pid, 0).is_some_and(|s| s != "Z")
-}
-
-/// Children of `ppid` (live ones).
-pub fn children(ppid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| stat_field(pid, 1).and_then(|p| p.parse().ok()) == Some(ppid) && alive(pid))
-        .collect()
-}
-
-/// The process title nginx gives `pid` (its rewritten command line).
-pub fn title(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .trim()
-                .to_owned()
-        })
-        .unwrap_or_default()
-}
+// The process table (nginx's master, its workers and their titles), from /proc.
+pub use berth_common::procs::{alive, children, title};
 
 /// Workers of `master` that accept connections (not "shutting down").
 pub fn accepting_workers(master: i32) -> Vec<i32> {

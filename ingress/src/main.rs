@@ -6,17 +6,12 @@ use berth_ingress::controller;
 use clap::Parser as _;
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    use berth_common::logging::{Format, init};
+    // JSON: the event's fields under "fields" (as berth-ingress always wrote them).
+    init(match format {
+        LogFormat::Json => Format::Json { flatten: false },
+        LogFormat::Text => Format::Text,
+    });
 }
 
 fn print_reports(reports: &[berth_ingress::model::Report]) {

@@ -253,29 +253,7 @@ async fn stop_leftover(prefix: &std::path::Path) {
     tracing::info!(pid, "leftover nginx stopped");
 }
 
-/// Live (non-zombie) processes in process group `pgid`, from /proc.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the parenthesised command: state ppid pgrp ...
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let mut f = rest.split_whitespace();
-            let state = f.next();
-            let pgrp = f.nth(1).and_then(|p| p.parse::<i32>().ok());
-            state != Some("Z") && pgrp == Some(pgid)
-        })
-        .collect()
-}
+use berth_common::procs::group_members;
 
 /// Ask the orphaned workers of a dead master to finish (SIGQUIT: listeners close at once),
 /// wait up to [`ORPHAN_GRACE`], then kill the rest.

@@ -330,8 +330,7 @@ pub fn leftovers_under(dir: &Path) -> Vec<String> {
             .map(|(dev, back)| format!("loop {} -> {}", dev.display(), back.display())),
     );
     out.extend(sweep::processes_using(dir).into_iter().filter_map(|pid| {
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let cmd = berth_common::procs::title(pid);
         // The driver itself names its dir; only helpers it started count as leftovers.
         (!cmd.contains("berth-csi")).then(|| format!("process {pid}: {cmd}"))
     }));

@@ -40,31 +40,14 @@ pub fn loop_devices() -> Vec<(PathBuf, PathBuf)> {
 /// Processes that name `dir` on their command line (ceph daemons, rbd-fuse, nginx master,
 /// berth-csi) or hold a file under it open (nginx workers rewrite their command line).
 pub fn processes_using(dir: &Path) -> Vec<i32> {
-    let needle = dir.to_string_lossy().into_owned();
+    use berth_common::procs;
+    let needle = dir.as_os_str().as_encoded_bytes();
     let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let names_dir = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                c.split(|b| *b == 0)
-                    .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
-            })
-            .unwrap_or(false)
-    };
-    let holds_file = |pid: i32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|fds| {
-                fds.flatten()
-                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(dir)))
-            })
-            .unwrap_or(false)
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me && (names_dir(pid) || holds_file(pid)))
+    procs::pids()
+        .into_iter()
+        .filter(|&pid| {
+            pid != me && (procs::names(pid, needle) || procs::holds_file_under(pid, dir))
+        })
         .collect()
 }
 
@@ -85,9 +68,7 @@ fn kill_all(pids: &[i32]) {
     }
     for &pid in pids {
         for _ in 0..100 {
-            let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.split(' ').nth(2) == Some("Z"))
-                .unwrap_or(true);
+            let gone = !berth_common::procs::alive(pid);
             if gone {
                 break;
             }

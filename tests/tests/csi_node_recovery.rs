@@ -273,16 +273,9 @@ async fn key_hidden(e: &mut NodeEnv<'_>) -> Result<()> {
     ensure!(!err.message().contains("wrongwrong"), "{}", err.message());
     let key = e.cluster.client_key.clone();
     ensure!(!e.driver.log_text().contains(&key), "key in the driver log");
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        ensure!(
-            !cmd.contains(&key),
-            "key in argv of {}: {cmd}",
-            entry.path().display()
-        );
+    for pid in berth_common::procs::pids() {
+        let cmd = berth_common::procs::title(pid);
+        ensure!(!cmd.contains(&key), "key in argv of {pid}: {cmd}");
         ensure!(!cmd.contains("wrongwrong"), "bad key in argv: {cmd}");
     }
     e.unpublish(&id, &target).await?;

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use berth_common::procs::{alive, children};
 use berth_tests::backend::Backend;
 use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
 use berth_tests::nginx::{http_get, private_http_paths, private_paths};
@@ -107,37 +108,6 @@ fn served_by(ctl: &IngressCtl, host: &str, backend: &Backend, within: Duration) 
         }
     })
     .with_context(|| format!("last answer: {last}\n{}", ctl.log_text()))
-}
-
-/// Live (non-zombie) process?
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
-        })
-        .unwrap_or(false)
-}
-
-/// Pids whose parent is `ppid`.
-fn children(ppid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let (_, r) = s.rsplit_once(')')?;
-                    r.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                == Some(ppid)
-        })
-        .collect()
 }
 
 /// Issue 12 item 4: SIGKILL of berth-ingress takes its nginx (master and workers) down; a
@@ -304,9 +274,9 @@ fn hung_nginx() -> Result<()> {
         "the controller to run the hanging nginx -t",
         Duration::from_secs(10),
         || {
-            children(pid).iter().any(|c| {
-                std::fs::read(format!("/proc/{c}/cmdline")).is_ok_and(|t| t.starts_with(b"sleep"))
-            })
+            children(pid)
+                .iter()
+                .any(|c| berth_common::procs::title(*c).starts_with("sleep"))
         },
     )?;
     let (took, status) = ctl.terminate(Duration::from_secs(5))?;
