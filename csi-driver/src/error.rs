@@ -32,6 +32,9 @@ pub enum Error {
     /// A volume capability we do not support.
     #[error(transparent)]
     Capability(#[from] CapabilityError),
+    /// A `topologyConstrainedPools` parameter that does not parse.
+    #[error(transparent)]
+    ConstrainedPools(#[from] crate::params::topology::PoolsError),
     /// A clusterID the cluster config does not name.
     #[error("clusterID {cluster:?} is not in the cluster config")]
     UnknownCluster { cluster: String },
@@ -459,6 +462,15 @@ pub enum Error {
     /// A group snapshot member's source image lacks the group's snapshot.
     #[error("{image} has no snapshot of group {group}")]
     GroupSnapshotMissing { image: String, group: String },
+    /// No pool of `topologyConstrainedPools` fits the request's topologies.
+    #[error(
+        "no pool of topologyConstrainedPools fits the requested topologies (preferred \
+         {preferred}, requisite {requisite})"
+    )]
+    NoPoolFits {
+        preferred: String,
+        requisite: String,
+    },
     /// A blocking task panicked or was cancelled (`what`: node, ceph, connect).
     #[error("{what} task failed")]
     Task {
@@ -506,6 +518,7 @@ impl Error {
             | E::BadPath { .. }
             | E::Param(_)
             | E::Capability(_)
+            | E::ConstrainedPools(_)
             | E::UnknownCluster { .. }
             | E::ClassPoolNotFound { .. }
             | E::SourceElsewhere { .. }
@@ -577,6 +590,7 @@ impl Error {
             | E::CephLibrary(_)
             | E::DeviceBroken { .. } => Code::FailedPrecondition,
             E::Capacity(_) => Code::OutOfRange,
+            E::NoPoolFits { .. } => Code::ResourceExhausted,
             E::FormatMarkUnreadable { .. }
             | E::WatchersUnknown { .. }
             | E::ShuttingDown

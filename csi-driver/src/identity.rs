@@ -28,7 +28,9 @@ impl Identity {
         let service = |t: service::Type| PluginCapability {
             r#type: Some(Type::Service(Service { r#type: t as i32 })),
         };
-        let mut caps = Vec::new();
+        // Topology: nodes report `--topology` segments, `topologyConstrainedPools` places
+        // volumes by them (without either, volumes are accessible everywhere).
+        let mut caps = vec![service(service::Type::VolumeAccessibilityConstraints)];
         if self.controller {
             caps.push(service(service::Type::ControllerService));
             // Volume group snapshots: served with the Controller (controller/group.rs).
@@ -84,15 +86,17 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        assert!(caps.capabilities.is_empty());
+        // Only the topology capability (nodes report their segments).
+        assert_eq!(caps.capabilities.len(), 1);
+        assert!(!format!("{caps:?}").contains("ControllerService"));
         let id = Identity::new("x", true);
         let caps = id
             .get_plugin_capabilities(Request::new(Default::default()))
             .await
             .unwrap()
             .into_inner();
-        // Controller, GroupController, online expansion.
-        assert_eq!(caps.capabilities.len(), 3);
+        // Topology, Controller, GroupController, online expansion.
+        assert_eq!(caps.capabilities.len(), 4);
     }
 
     #[tokio::test]

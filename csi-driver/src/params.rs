@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 mod error;
 pub use error::{CapabilityError, CapacityError, ParamError};
+pub mod topology;
 
 pub const DEFAULT_VOLUME_PREFIX: &str = "csi-vol-";
 pub const DEFAULT_SNAPSHOT_PREFIX: &str = "csi-snap-";
@@ -69,6 +70,8 @@ pub struct VolumeParams {
     pub features_text: String,
     pub volume_prefix: String,
     pub snapshot_prefix: String,
+    /// `topologyConstrainedPools` (empty: none); then `pool` may be empty.
+    pub topology_pools: Vec<topology::ConstrainedPool>,
     /// Node-side keys, passed through in volume_context.
     pub node: BTreeMap<String, String>,
     /// Encryption at rest.
@@ -86,6 +89,7 @@ impl VolumeParams {
                     | "imageFeatures"
                     | "volumeNamePrefix"
                     | "snapshotNamePrefix"
+                    | topology::KEY
             ) || NODE_KEYS.contains(&key.as_str())
                 || key.starts_with("csi.storage.k8s.io/");
             if !known {
@@ -94,8 +98,19 @@ impl VolumeParams {
         }
         let get = |k: &str| params.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
         let cluster_id = get("clusterID").ok_or(ParamError::Missing { key: "clusterID" })?;
-        let pool = get("pool").ok_or(ParamError::Missing { key: "pool" })?;
-        check_name("pool", pool)?;
+        let topology_pools = match get(topology::KEY) {
+            Some(json) => topology::parse(json)?,
+            None => Vec::new(),
+        };
+        // With topologyConstrainedPools, `pool` is for requests without a topology.
+        let pool = match get("pool") {
+            Some(pool) => {
+                check_name("pool", pool)?;
+                pool
+            }
+            None if !topology_pools.is_empty() => "",
+            None => return Err(ParamError::Missing { key: "pool" }.into()),
+        };
         let data_pool = get("dataPool").map(str::to_string);
         if let Some(dp) = &data_pool {
             check_name("dataPool", dp)?;
@@ -124,6 +139,7 @@ impl VolumeParams {
             features_text: features_text.into(),
             volume_prefix: volume_prefix.into(),
             snapshot_prefix: snapshot_prefix.into(),
+            topology_pools,
             node,
             encryption,
         })

@@ -47,10 +47,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "controller does not advertise GET_VOLUME",
     ),
     (
-        "node/get_info/topology_when_constrained",
-        "plugin does not advertise VOLUME_ACCESSIBILITY_CONSTRAINTS",
-    ),
-    (
         "node/publish/readonly_not_writable",
         "only for mount access (this run: block)",
     ),
@@ -139,6 +135,8 @@ fn suite(c: &Cluster, access: AccessType) -> Result<(Report, Vec<String>)> {
             "--mode=all".to_string(),
             format!("--controller-secrets-dir={}", secrets_dir.display()),
             format!("--list-pools={CLUSTER_ID}/{}", c.pool),
+            // VOLUME_ACCESSIBILITY_CONSTRAINTS is advertised: the node reports a segment.
+            "--topology=topology.rbd.csi.berth.dev/zone=conformance".to_string(),
         ];
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let driver = Driver::start(&flags, Some(&c.csi_cluster_config(CLUSTER_ID))).await?;

@@ -21,6 +21,8 @@ mod qos;
 mod resilience;
 #[path = "csi_controller/snapshots.rs"]
 mod snapshots;
+#[path = "csi_controller/topology.rs"]
+mod topology;
 #[path = "csi_controller/trash.rs"]
 mod trash;
 
@@ -40,6 +42,10 @@ fn main() {
         ("validate_volume_capabilities", lifecycle::validate),
         ("expand_volume", lifecycle::expand),
         ("qos_mutable_parameters", qos::qos_mutable_parameters),
+        (
+            "topology_constrained_pools",
+            topology::topology_constrained_pools,
+        ),
         (
             "list_volumes_paginated_and_bad_token",
             introspection::list_volumes,

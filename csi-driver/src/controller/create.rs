@@ -95,7 +95,8 @@ pub(super) async fn create_volume(
         return Err(Error::Missing { field: "name" });
     }
     params::check_capabilities(&req.volume_capabilities)?;
-    let p = VolumeParams::parse(&req.parameters)?;
+    let mut p = VolumeParams::parse(&req.parameters)?;
+    let accessible = place_by_topology(&mut p, req.accessibility_requirements.as_ref())?;
     let size = params::size_for(req.capacity_range.as_ref())?;
     let qos = super::modify::metadata(&req.mutable_parameters)?;
     let ns = c.config_namespace(&p.cluster_id).to_string();
@@ -160,9 +161,30 @@ pub(super) async fn create_volume(
             volume_id,
             volume_context: p.volume_context(&entry.image, &ns),
             content_source: req.volume_content_source,
-            accessible_topology: vec![],
+            accessible_topology: accessible,
         }),
     })
+}
+
+/// Point `p` at the pool `topologyConstrainedPools` picks for `req` (see
+/// [`params::topology`]); the topologies the volume is accessible from (empty: everywhere).
+fn place_by_topology(
+    p: &mut VolumeParams,
+    req: Option<&crate::csi::TopologyRequirement>,
+) -> Result<Vec<crate::csi::Topology>> {
+    let mut accessible = Vec::new();
+    if let Some(choice) = params::topology::choose(&p.topology_pools, req)? {
+        p.pool = choice.pool;
+        if choice.data_pool.is_some() {
+            p.data_pool = choice.data_pool;
+        }
+        accessible.push(choice.accessible);
+    }
+    if p.pool.is_empty() {
+        // No topology placed it, and the class names no default pool.
+        return Err(crate::params::ParamError::Missing { key: "pool" }.into());
+    }
+    Ok(accessible)
 }
 
 /// What CreateVolume asks for, as the journal protocol needs it.

@@ -6,8 +6,8 @@
 pub enum ParamError {
     #[error(
         "unknown parameter {key:?} (known: clusterID, pool, dataPool, imageFeatures, \
-         volumeNamePrefix, snapshotNamePrefix, mkfsOptions, mounter, mapOptions, \
-         unmapOptions, encrypted, encryptionType, csi.storage.k8s.io/fstype)"
+         volumeNamePrefix, snapshotNamePrefix, topologyConstrainedPools, mkfsOptions, mounter, \
+         mapOptions, unmapOptions, encrypted, encryptionType, csi.storage.k8s.io/fstype)"
     )]
     Unknown { key: String },
     #[error("parameter {key} is required")]
