@@ -12,14 +12,17 @@ use crate::csi::{
 pub struct Identity {
     name: String,
     controller: bool,
+    topology: bool,
 }
 
 impl Identity {
-    /// `controller`: whether this process serves the Controller service.
-    pub fn new(name: impl Into<String>, controller: bool) -> Self {
+    /// `controller`: whether this process serves the Controller service; `topology`: whether
+    /// it advertises VOLUME_ACCESSIBILITY_CONSTRAINTS.
+    pub fn new(name: impl Into<String>, controller: bool, topology: bool) -> Self {
         Identity {
             name: name.into(),
             controller,
+            topology,
         }
     }
 
@@ -30,7 +33,10 @@ impl Identity {
         };
         // Topology: nodes report `--topology` segments, `topologyConstrainedPools` places
         // volumes by them (without either, volumes are accessible everywhere).
-        let mut caps = vec![service(service::Type::VolumeAccessibilityConstraints)];
+        let mut caps = Vec::new();
+        if self.topology {
+            caps.push(service(service::Type::VolumeAccessibilityConstraints));
+        }
         if self.controller {
             caps.push(service(service::Type::ControllerService));
             // Volume group snapshots: served with the Controller (controller/group.rs).
@@ -80,16 +86,21 @@ mod tests {
 
     #[tokio::test]
     async fn node_only_advertises_no_controller() {
-        let id = Identity::new("x", false);
+        let id = Identity::new("x", false, false);
         let caps = id
             .get_plugin_capabilities(Request::new(Default::default()))
             .await
             .unwrap()
             .into_inner();
-        // Only the topology capability (nodes report their segments).
-        assert_eq!(caps.capabilities.len(), 1);
-        assert!(!format!("{caps:?}").contains("ControllerService"));
-        let id = Identity::new("x", true);
+        assert!(caps.capabilities.is_empty());
+        let id = Identity::new("x", false, true);
+        let caps = id
+            .get_plugin_capabilities(Request::new(Default::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(caps.capabilities.len(), 1, "topology only");
+        let id = Identity::new("x", true, true);
         let caps = id
             .get_plugin_capabilities(Request::new(Default::default()))
             .await
@@ -101,7 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn info_names_the_driver() {
-        let info = Identity::new("rbd.csi.berth.dev", true)
+        let info = Identity::new("rbd.csi.berth.dev", true, false)
             .get_plugin_info(Request::new(Default::default()))
             .await
             .unwrap()

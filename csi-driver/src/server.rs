@@ -67,7 +67,15 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let identity = Identity::new(config.driver_name.clone(), config.controller);
+    // Topology: a node reports its segments only with --topology; a controller places by
+    // whatever topology the CO sends. A node without segments does not claim the capability
+    // (a plugin advertising it is expected to report where the node is).
+    let node_topology = config
+        .node_config
+        .as_ref()
+        .is_some_and(|n| !n.topology.is_empty());
+    let topology = node_topology || (config.controller && !config.node);
+    let identity = Identity::new(config.driver_name.clone(), config.controller, topology);
     tracing::info!(
         driver = %config.driver_name,
         controller = config.controller,

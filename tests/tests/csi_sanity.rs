@@ -304,6 +304,9 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<Ran> {
                 files.controller_secrets_dir.display()
             ),
             format!("--list-pools={}", files.list_pools),
+            // The node reports a topology segment, so VOLUME_ACCESSIBILITY_CONSTRAINTS is
+            // advertised and csi-sanity sends the node's topology with its CreateVolume calls.
+            "--topology=topology.rbd.csi.berth.dev/zone=sanity".to_string(),
         ];
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let driver = Driver::start(&flags, Some(&c.csi_cluster_config(CLUSTER_ID))).await?;

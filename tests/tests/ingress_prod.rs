@@ -299,7 +299,7 @@ fn start_grpc(port: u16) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let identity = berth_csi::identity::Identity::new("grpc.berth.test", false);
+            let identity = berth_csi::identity::Identity::new("grpc.berth.test", false, false);
             let _ = tonic::transport::Server::builder()
                 .add_service(berth_csi::csi::identity_server::IdentityServer::new(
                     identity,

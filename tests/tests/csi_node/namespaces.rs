@@ -182,6 +182,30 @@ pub async fn rados_namespace_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
         in_ns[0]
     );
 
+    // The publish record (the attacher's) lives in the namespace's journal too.
+    let publish = berth_csi::csi::ControllerPublishVolumeRequest {
+        volume_id: vol.volume_id.clone(),
+        node_id: "berth-test-node".into(),
+        volume_capability: Some(cap()),
+        secrets: ns.secrets(),
+        ..Default::default()
+    };
+    e.csi.controller.controller_publish_volume(publish).await?;
+    let keys = ns.journal_keys();
+    ensure!(
+        keys.iter()
+            .any(|k| k.ends_with(&format!("pub/{}", in_ns[0]))),
+        "no publish record in the namespace: {keys:?}"
+    );
+    e.csi
+        .controller
+        .controller_unpublish_volume(berth_csi::csi::ControllerUnpublishVolumeRequest {
+            volume_id: vol.volume_id.clone(),
+            node_id: "berth-test-node".into(),
+            secrets: ns.secrets(),
+        })
+        .await?;
+
     // Stage with the namespace-limited client: rbd-fuse, the format mark, `rbd status`.
     let staging = e.staging("ns");
     let mut stage = e.stage_req(&vol.volume_id, &staging, cap());
