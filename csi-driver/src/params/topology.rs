@@ -128,8 +128,9 @@ fn fits(pool: &ConstrainedPool, t: &Topology) -> Option<BTreeMap<String, String>
 }
 
 /// Choose a pool for `req`: the first pool fitting the first preferred topology that any
-/// pool fits, else the same over the requisite ones. `Ok(None)` without requirements (the
-/// StorageClass's `pool` applies); RESOURCE_EXHAUSTED when no pool fits any of them.
+/// pool fits, else the same over the requisite ones. `Ok(None)` without constrained pools or
+/// without requirements (the StorageClass's `pool` applies); RESOURCE_EXHAUSTED when no pool
+/// fits any of them.
 pub fn choose(
     pools: &[ConstrainedPool],
     req: Option<&TopologyRequirement>,
@@ -137,6 +138,9 @@ pub fn choose(
     let Some(req) = req.filter(|r| !r.preferred.is_empty() || !r.requisite.is_empty()) else {
         return Ok(None);
     };
+    if pools.is_empty() {
+        return Ok(None);
+    }
     for t in req.preferred.iter().chain(&req.requisite) {
         for p in pools {
             if let Some(segments) = fits(p, t) {
@@ -181,6 +185,15 @@ mod tests {
     fn picks_preferred_then_requisite() {
         let pools = parse(JSON).unwrap();
         assert_eq!(choose(&pools, None).unwrap(), None);
+        let any = TopologyRequirement {
+            requisite: vec![topo(&[("zone", "q")])],
+            preferred: vec![],
+        };
+        assert_eq!(
+            choose(&[], Some(&any)).unwrap(),
+            None,
+            "no constrained pools"
+        );
         let req = TopologyRequirement {
             requisite: vec![topo(&[("topology.x/zone", "a")])],
             preferred: vec![

@@ -156,6 +156,25 @@ pub fn topology_constrained_pools(c: &Cluster) -> Result<()> {
             .insert("topologyConstrainedPools".into(), "[{\"poolName\":".into());
         let r = cl.controller.create_volume(bad).await;
         ensure!(code(&r) == Code::InvalidArgument, "bad JSON: {r:?}");
+        // Without topologyConstrainedPools a topology changes nothing (csi-sanity sends one).
+        let mut plain = create_req(c, &name("topo-plain"), GIB);
+        plain.accessibility_requirements = Some(TopologyRequirement {
+            requisite: vec![topo("z")],
+            preferred: vec![],
+        });
+        let v = cl.controller.create_volume(plain).await?.into_inner();
+        let v = v.volume.context("no volume")?;
+        ensure!(
+            v.accessible_topology.is_empty(),
+            "{:?}",
+            v.accessible_topology
+        );
+        cl.controller
+            .delete_volume(DeleteVolumeRequest {
+                volume_id: v.volume_id,
+                secrets: secrets(c),
+            })
+            .await?;
         // With `pool` too, a request without topology goes there.
         let mut plain = req(vec![], vec![]);
         plain.parameters.insert("pool".into(), c.pool.clone());
