@@ -222,7 +222,10 @@ fn error_backend(
     resolve(origin, &field, ns, &b, backends, reports)
 }
 
-/// Translate one Ingress: all its routes, or one report saying why none.
+/// Translate one Ingress: all its routes, or one report saying why none. Phases: validate
+/// every value ([`rule_paths`], [`tls_entries`]; any invalid one rejects the whole object),
+/// then the TLS hosts and their certificates ([`tls_candidates`]), then resolve the backends
+/// and emit the candidates ([`emit`]).
 fn one(
     ing: &Ingress,
     backends: &Backends<'_>,
@@ -231,8 +234,7 @@ fn one(
 ) -> Result<Translated, Report> {
     // Ingress names are DNS subdomains; the namespace a label.
     let origin = origin(Kind::Ingress, &ing.metadata, false)?;
-    let ns = origin.namespace.clone();
-    let (mut options, ignored) = super::annotations::route_options(
+    let (options, ignored) = super::annotations::route_options(
         &origin,
         ing.metadata.annotations.as_ref(),
         ignore_annotations,
@@ -252,22 +254,44 @@ fn one(
         Some(b) => Some(backend_ref(&origin, "spec.defaultBackend", b)?),
         None => None,
     };
-    let mut routes = Vec::new();
     // The hosts this Ingress names: its defaultBackend may serve their unmatched paths.
-    let mut own_hosts = BTreeSet::new();
+    let (paths, mut own_hosts) = rule_paths(&origin, spec)?;
+    let tls = tls_entries(&origin, spec)?;
+
+    own_hosts.extend(tls.iter().flat_map(|(_, hosts, _)| hosts.iter().cloned()));
+    out.tls = tls_candidates(&origin, &age, tls, secrets, &mut out.reports);
+    let place = Place {
+        origin: &origin,
+        age: &age,
+        backends,
+    };
+    emit(&place, options, default, own_hosts, paths, &mut out);
+    Ok(out)
+}
+
+/// One validated path of a rule (host, path, kind, backend, its field), not resolved yet.
+type RulePath = (Option<Host>, String, PathKind, BackendRef, String);
+
+/// Every rule's host and paths, checked; with the hosts the rules name.
+fn rule_paths(
+    origin: &ObjectRef,
+    spec: &k8s_openapi::api::networking::v1::IngressSpec,
+) -> Result<(Vec<RulePath>, BTreeSet<Host>), Report> {
+    let mut routes = Vec::new();
+    let mut hosts = BTreeSet::new();
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
         let host = match rule.host.as_deref() {
             None | Some("") => None,
             Some(h) => Some(validate::host(h).map_err(|e| {
                 report(
-                    &origin,
+                    origin,
                     format!("spec.rules[{i}].host"),
                     Reason::InvalidHost,
                     e.to_string(),
                 )
             })?),
         };
-        own_hosts.extend(host.clone());
+        hosts.extend(host.clone());
         let Some(http) = &rule.http else { continue };
         for (j, p) in http.paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
@@ -276,7 +300,7 @@ fn one(
                 "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
                 other => {
                     return Err(report(
-                        &origin,
+                        origin,
                         format!("{field}.pathType"),
                         Reason::InvalidPath,
                         format!("unknown pathType '{}'", validate::excerpt(other)),
@@ -286,35 +310,44 @@ fn one(
             let raw = p.path.as_deref().unwrap_or("/");
             let path = validate::path(raw, kind).map_err(|e| {
                 report(
-                    &origin,
+                    origin,
                     format!("{field}.path"),
                     Reason::InvalidPath,
                     e.to_string(),
                 )
             })?;
-            let backend = backend_ref(&origin, &format!("{field}.backend"), &p.backend)?;
+            let backend = backend_ref(origin, &format!("{field}.backend"), &p.backend)?;
             routes.push((host.clone(), path, kind, backend, field));
         }
     }
-    let tls = tls_entries(&origin, spec)?;
+    Ok((routes, hosts))
+}
 
-    // TLS hosts: the Secret's certificate, or the default one (reported) when it is unusable.
-    own_hosts.extend(tls.iter().flat_map(|(_, hosts, _)| hosts.iter().cloned()));
+/// TLS hosts: the Secret's certificate, or the default one (reported) when it is unusable.
+fn tls_candidates(
+    origin: &ObjectRef,
+    age: &Age,
+    tls: Vec<TlsEntry>,
+    secrets: &Secrets<'_>,
+    reports: &mut Vec<Report>,
+) -> Vec<TlsCandidate> {
+    let mut out = Vec::new();
     for (i, hosts, secret) in tls {
-        let certificate = secret.and_then(|name| match secrets.certificate(&ns, &name) {
-            Ok(c) => Some(c),
-            Err(detail) => {
-                out.reports.push(report(
-                    &origin,
-                    format!("spec.tls[{i}].secretName"),
-                    Reason::InvalidCertificate,
-                    format!("{detail}; serving the default certificate"),
-                ));
-                None
-            }
-        });
+        let certificate =
+            secret.and_then(|name| match secrets.certificate(&origin.namespace, &name) {
+                Ok(c) => Some(c),
+                Err(detail) => {
+                    reports.push(report(
+                        origin,
+                        format!("spec.tls[{i}].secretName"),
+                        Reason::InvalidCertificate,
+                        format!("{detail}; serving the default certificate"),
+                    ));
+                    None
+                }
+            });
         for host in hosts {
-            out.tls.push(TlsCandidate {
+            out.push(TlsCandidate {
                 host,
                 certificate: certificate.clone(),
                 origin: origin.clone(),
@@ -322,18 +355,41 @@ fn one(
             });
         }
     }
+    out
+}
 
-    // Then resolve backends and emit.
+/// Where candidates come from: the Ingress, its age, the backends to resolve against.
+struct Place<'a> {
+    origin: &'a ObjectRef,
+    age: &'a Age,
+    backends: &'a Backends<'a>,
+}
+
+/// Resolve the backends (custom-errors, default, each path) and emit the candidates.
+fn emit(
+    place: &Place<'_>,
+    mut options: crate::model::RouteOptions,
+    default: Option<BackendRef>,
+    own_hosts: BTreeSet<Host>,
+    paths: Vec<RulePath>,
+    out: &mut Translated,
+) {
+    let Place {
+        origin,
+        age,
+        backends,
+    } = *place;
+    let ns = &origin.namespace;
     let error_upstream = options.custom_errors.as_mut().map(|e| {
-        let u = error_backend(&origin, &ns, &e.service, backends, &mut out.reports);
+        let u = error_backend(origin, ns, &e.service, backends, &mut out.reports);
         e.upstream = u.name.clone();
         u
     });
     if let Some(b) = default {
         let upstream = resolve(
-            &origin,
+            origin,
             "spec.defaultBackend",
-            &ns,
+            ns,
             &b,
             backends,
             &mut out.reports,
@@ -346,11 +402,11 @@ fn one(
             flag: false,
         });
     }
-    for (host, path, kind, b, field) in routes {
+    for (host, path, kind, b, field) in paths {
         let upstream = resolve(
-            &origin,
+            origin,
             &format!("{field}.backend"),
-            &ns,
+            ns,
             &b,
             backends,
             &mut out.reports,
@@ -366,7 +422,6 @@ fn one(
             error_upstream: error_upstream.clone(),
         });
     }
-    Ok(out)
 }
 
 /// One validated `spec.tls` entry: its index, hosts, and Secret name (`None`: default cert).
