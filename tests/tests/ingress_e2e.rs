@@ -20,6 +20,8 @@ mod buffering;
 mod canary;
 #[path = "ingress_e2e/corpus.rs"]
 mod corpus;
+#[path = "ingress_e2e/corpus_values.rs"]
+mod corpus_values;
 #[path = "ingress_e2e/cors.rs"]
 mod cors;
 #[path = "ingress_e2e/errors.rs"]
