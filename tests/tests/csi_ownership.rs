@@ -100,6 +100,26 @@ fn params(e: &NodeEnv<'_>) -> HashMap<String, String> {
     ])
 }
 
+/// The code of CreateVolume `name` cloned from `source`.
+async fn create_from(e: &NodeEnv<'_>, name: &str, source: volume_content_source::Type) -> Code {
+    let r = e
+        .csi
+        .controller
+        .clone()
+        .create_volume(CreateVolumeRequest {
+            name: name.into(),
+            volume_capabilities: vec![mount_cap("ext4", Mode::SingleNodeWriter)],
+            parameters: params(e),
+            secrets: e.secrets(),
+            volume_content_source: Some(VolumeContentSource {
+                r#type: Some(source),
+            }),
+            ..Default::default()
+        })
+        .await;
+    code(r)
+}
+
 async fn hostile_ids(e: &mut NodeEnv<'_>) -> Result<()> {
     let mut bad = Vec::new();
     let sentinel_file = e.driver.dir.join("sentinel");
@@ -224,48 +244,21 @@ async fn hostile_ids(e: &mut NodeEnv<'_>) -> Result<()> {
             code(r) == Code::Ok,
             "DeleteSnapshot of an unjournaled snapshot"
         );
-        let r = e
-            .csi
-            .controller
-            .create_volume(CreateVolumeRequest {
-                name: "pvc-from-foreign-snap".into(),
-                volume_capabilities: vec![cap()],
-                parameters: params(e),
-                secrets: e.secrets(),
-                volume_content_source: Some(VolumeContentSource {
-                    r#type: Some(volume_content_source::Type::Snapshot(
-                        volume_content_source::SnapshotSource { snapshot_id: sid },
-                    )),
-                }),
-                ..Default::default()
-            })
-            .await;
+        let from_snap =
+            volume_content_source::Type::Snapshot(volume_content_source::SnapshotSource {
+                snapshot_id: sid,
+            });
         check!(
             bad,
-            code(r) == Code::NotFound,
+            create_from(e, "pvc-from-foreign-snap", from_snap).await == Code::NotFound,
             "CreateVolume from an unjournaled snapshot"
         );
-        let r = e
-            .csi
-            .controller
-            .create_volume(CreateVolumeRequest {
-                name: "pvc-from-foreign-vol".into(),
-                volume_capabilities: vec![cap()],
-                parameters: params(e),
-                secrets: e.secrets(),
-                volume_content_source: Some(VolumeContentSource {
-                    r#type: Some(volume_content_source::Type::Volume(
-                        volume_content_source::VolumeSource {
-                            volume_id: sentinel.clone(),
-                        },
-                    )),
-                }),
-                ..Default::default()
-            })
-            .await;
+        let from_vol = volume_content_source::Type::Volume(volume_content_source::VolumeSource {
+            volume_id: sentinel.clone(),
+        });
         check!(
             bad,
-            code(r) == Code::NotFound,
+            create_from(e, "pvc-from-foreign-vol", from_vol).await == Code::NotFound,
             "CreateVolume from an unjournaled volume"
         );
         let r = e
