@@ -1,6 +1,7 @@
 //! Unit tests of the error -> status mapping.
 
 use super::*;
+use tonic::{Code, Status};
 
 #[test]
 fn codes_follow_the_spec_table() {
