@@ -108,6 +108,44 @@ pub fn resolve(t: &mut Translated, gw: &mut Output) {
     });
 }
 
+/// The hosts a route lost to the Ingress side: whether it lost every host it would serve, and
+/// a message naming each lost host and the Ingress/Service holding it. For statuses: the
+/// losers are reported there too, not only logged.
+pub type Losses = BTreeMap<ObjectRef, (bool, String)>;
+
+fn served(gw: &Output) -> BTreeSet<(ObjectRef, Option<Host>)> {
+    gw.servers
+        .iter()
+        .flat_map(|s| {
+            s.locations
+                .iter()
+                .flat_map(|l| &l.entries)
+                .map(|e| (e.rule.origin.clone(), s.host.clone()))
+        })
+        .collect()
+}
+
+/// Run [`resolve`] on `t` and `gw` and say which routes lost hosts (see [`Losses`]).
+pub fn losses(mut t: Translated, mut gw: Output) -> Losses {
+    let before = served(&gw);
+    let from = gw.reports.len();
+    resolve(&mut t, &mut gw);
+    let after = served(&gw);
+    let mut out: BTreeMap<ObjectRef, Vec<String>> = BTreeMap::new();
+    for r in &gw.reports[from..] {
+        out.entry(r.object.clone())
+            .or_default()
+            .push(r.detail.clone());
+    }
+    out.into_iter()
+        .map(|(o, mut m)| {
+            m.dedup();
+            let all = before.iter().any(|(b, _)| *b == o) && !after.iter().any(|(a, _)| *a == o);
+            (o, (all, m.join("; ")))
+        })
+        .collect()
+}
+
 /// Add the Gateway API servers, their upstreams, certificates and reports to `model`.
 pub fn join(model: &mut Model, gw: Output) {
     model.gateway = gw.servers;

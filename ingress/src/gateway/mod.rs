@@ -46,7 +46,7 @@ use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 pub use attach::{Attachment, ListenerInfo, Parents};
 pub use build::{Output, translate};
-pub use coexist::{join, resolve};
+pub use coexist::{Losses, join, losses, resolve};
 pub use types::*;
 
 /// `GatewayClass.spec.controllerName` that marks a class as ours, unless
@@ -80,7 +80,9 @@ pub fn statuses(
         &config.backends,
     );
     let routes = status::facts(snapshot, &parents.grants, &backends);
-    parents.statuses_of(&routes, config, &backends, addresses, now)
+    let (ingress, gateway) = crate::translate::sides(snapshot, config, &backends);
+    let lost = losses(ingress, gateway);
+    parents.statuses_of(&routes, &lost, config, &backends, addresses, now)
 }
 
 /// Copy `lastTransitionTime` from `old` into each condition of `new` whose type is in `old`

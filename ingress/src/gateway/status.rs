@@ -5,7 +5,8 @@
 //!   ones), per listener `Accepted`, `ResolvedRefs`, `Programmed`, `supportedKinds` and
 //!   `attachedRoutes` (routes with at least one accepted attachment to it).
 //! - Route, per parentRef to one of our Gateways: `Accepted` (attachment, or a refused rule:
-//!   `UnsupportedValue`) and `ResolvedRefs` (every backendRef resolves).
+//!   `UnsupportedValue`; every host lost to an Ingress/Service: `HostnameConflict`, see
+//!   `coexist.rs`) and `ResolvedRefs` (every backendRef resolves).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use super::refs::{Grants, backend};
 use super::rules::{Ctx, RouteRules};
 use super::{
     GatewayClassStatus, GatewayStatus, GatewayStatusAddress, GatewayStatuses, HTTPBackendRef, Key,
-    ListenerStatus, ParentReference, RouteParentStatus, RouteStatus, condition,
+    ListenerStatus, Losses, ParentReference, RouteParentStatus, RouteStatus, condition,
 };
 use crate::model::{Host, Kind, ObjectRef};
 use crate::snapshot::Snapshot;
@@ -104,6 +105,7 @@ impl Parents<'_> {
     pub fn statuses_of(
         &self,
         routes: &[RouteFacts<'_>],
+        lost: &Losses,
         config: &TranslateConfig,
         backends: &Backends<'_>,
         addresses: &[GatewayStatusAddress],
@@ -128,6 +130,12 @@ impl Parents<'_> {
                 .iter()
                 .find_map(|b| backend(r.kind, &rk.0, b, &self.grants, backends).err());
             let hosts = route_hosts(r.hostnames);
+            let kind = if r.kind == "HTTPRoute" {
+                Kind::HTTPRoute
+            } else {
+                Kind::GRPCRoute
+            };
+            let lost = lost.get(&ObjectRef::new(kind, rk.0.clone(), rk.1.clone()));
             for p in r.parent_refs {
                 let Some(gw) = self.ours(&rk.0, p) else {
                     continue;
@@ -141,11 +149,16 @@ impl Parents<'_> {
                         Ok(_) if all_refused => {
                             condition("Accepted", false, "UnsupportedValue", &problems, g, now)
                         }
+                        Ok(_) if lost.is_some_and(|l| l.0) => {
+                            let m = lost.map_or("", |l| l.1.as_str());
+                            condition("Accepted", false, "HostnameConflict", m, g, now)
+                        }
                         Ok(atts) => {
                             for a in atts {
                                 *attached.entry((gw.clone(), a.listener)).or_default() += 1;
                             }
-                            condition("Accepted", true, "Accepted", "", g, now)
+                            let m = lost.map_or("", |l| l.1.as_str());
+                            condition("Accepted", true, "Accepted", m, g, now)
                         }
                         Err((reason, m)) => condition("Accepted", false, reason, m, g, now),
                     },

@@ -226,3 +226,47 @@ fn objects_serialise_with_api_version_and_kind() {
         "/apis/gateway.networking.k8s.io/v1/namespaces/ns/httproutes"
     );
 }
+
+/// A route that loses its host to an older Ingress is not silently Accepted: its parent
+/// status says which Ingress holds the host (docs/ingress-semantics.md, "one host, one side").
+#[test]
+fn route_losing_its_host_to_an_ingress_is_not_accepted() {
+    let ing = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n\
+        metadata: {name: old-ing, namespace: gw, creationTimestamp: \"2024-01-01T00:00:00Z\"}\n\
+        spec: {ingressClassName: berth, rules: [{host: a.example.com, http: {paths: [{path: /, \
+        pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]}\n";
+    let r = |name: &str, hosts: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{name: {name}, namespace: gw, generation: 1, creationTimestamp: \"2024-06-01T00:00:00Z\"}}\n\
+             spec:\n  parentRefs: [{{name: gw, sectionName: http}}]\n  hostnames: {hosts}\n  \
+             rules: [{{backendRefs: [{{name: web, port: 80}}]}}]\n"
+        )
+    };
+    // One route per snapshot: two equal routes on one host would shadow each other.
+    let accepted = |name: &str, hosts: &str| {
+        let s = run(&format!("{ing}{}", r(name, hosts)));
+        let r = &s.http_routes[&("gw".to_owned(), name.to_owned())];
+        let c = r.parents[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted");
+        let c = c.expect("Accepted condition");
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    };
+    let (status, reason, message) = accepted("lost", "[a.example.com]");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "HostnameConflict"),
+        "{message}"
+    );
+    assert!(message.contains("Ingress/gw/old-ing"), "{message}");
+    assert!(message.contains("a.example.com"), "{message}");
+    // Still serves b.example.com: accepted, but the lost host is named.
+    let (status, _, message) = accepted("half", "[a.example.com, b.example.com]");
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("a.example.com") && message.contains("old-ing"),
+        "{message}"
+    );
+}

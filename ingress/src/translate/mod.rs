@@ -148,12 +148,9 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
         snapshot.endpoint_slices.iter().map(|e| &**e),
         &config.backends,
     );
-    let secrets = secrets::Secrets::new(snapshot.secrets.iter().map(|s| &**s));
-    let mut out = Translated::default();
-    services::translate(snapshot, config, &backends, &mut out);
-    ingress::translate(snapshot, config, &backends, &secrets, &mut out);
-    let mut gateway = crate::gateway::translate(snapshot, config, &backends);
+    let (mut out, mut gateway) = sides(snapshot, config, &backends);
     crate::gateway::resolve(&mut out, &mut gateway);
+    let secrets = secrets::Secrets::new(snapshot.secrets.iter().map(|s| &**s));
     flag_default_backend(config, &backends, &mut out);
     let default_cert = flag_default_certificate(config, &secrets, &mut out.reports);
     out.reports.extend(backends.take_reports());
@@ -167,6 +164,21 @@ pub fn build(snapshot: &Snapshot, config: &TranslateConfig) -> Model {
         }
     }
     model
+}
+
+/// Both sides before [`crate::gateway::resolve`]: the Ingress/Service candidates and the
+/// Gateway API output.
+pub(crate) fn sides(
+    snapshot: &Snapshot,
+    config: &TranslateConfig,
+    backends: &backend::Backends<'_>,
+) -> (Translated, crate::gateway::Output) {
+    let secrets = secrets::Secrets::new(snapshot.secrets.iter().map(|s| &**s));
+    let mut out = Translated::default();
+    services::translate(snapshot, config, backends, &mut out);
+    ingress::translate(snapshot, config, backends, &secrets, &mut out);
+    let gateway = crate::gateway::translate(snapshot, config, backends);
+    (out, gateway)
 }
 
 fn flag_default_certificate(
