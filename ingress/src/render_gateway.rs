@@ -284,20 +284,38 @@ fn action(out: &mut String, rule: &GwRule, strip: &str, model: &Model) {
 }
 
 fn redirect(out: &mut String, r: &GwRedirect, strip: &str) {
-    let scheme = r.scheme.unwrap_or("$scheme");
     let host = r.hostname.as_deref().unwrap_or("$host");
-    let port = match (r.scheme, r.port) {
-        (Some("http"), Some(80)) | (Some("https"), Some(443)) => String::new(),
-        (None, Some(80 | 443)) => String::new(),
+    // The spec's port: `port`, else the well-known port of an explicit scheme, else the
+    // request's listener port; never written when it is 80 for http or 443 for https.
+    let shown = |scheme: &str, port: Option<u16>| match (scheme, port) {
+        ("http", Some(80)) | ("https", Some(443)) | (_, None) => String::new(),
         (_, Some(p)) => format!(":{p}"),
-        (_, None) => String::new(),
     };
+    let Some(scheme) = r.scheme else {
+        let (plain, tls) = r.listener_ports;
+        let plain = format!("http://{host}{}", shown("http", r.port.or(plain)));
+        let tls = format!("https://{host}{}", shown("https", r.port.or(tls)));
+        out.push_str("            if ($scheme = \"https\") {\n");
+        redirect_to(out, r, strip, &tls);
+        out.push_str("            }\n");
+        redirect_to(out, r, strip, &plain);
+        return;
+    };
+    redirect_to(
+        out,
+        r,
+        strip,
+        &format!("{scheme}://{host}{}", shown(scheme, r.port)),
+    );
+}
+
+fn redirect_to(out: &mut String, r: &GwRedirect, strip: &str, prefix: &str) {
     let flag = if r.code == 301 {
         "permanent"
     } else {
         "redirect"
     };
-    let prefix = format!("{scheme}://{host}{port}");
+    let prefix = prefix.to_owned();
     match &r.path {
         Some(m) => path_rewrites(out, strip, m, &prefix, flag),
         None => {

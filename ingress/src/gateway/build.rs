@@ -155,6 +155,7 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
         let age = Age::of(r.meta, &origin);
         let route = out.routes.len();
         let mut targets: Vec<Option<Host>> = Vec::new();
+        let mut ports: BTreeMap<Option<Host>, (Option<u16>, Option<u16>)> = BTreeMap::new();
         for (gw, p) in ours {
             let atts = match parents.attach(kind_str, ns, &route_hosts, &gw, p) {
                 Ok(a) => a,
@@ -173,6 +174,13 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
             for a in atts {
                 let l = &parents.gateways[&gw].listeners[a.listener];
                 for host in a.hosts {
+                    let p = ports.entry(host.clone()).or_default();
+                    let port = u16::try_from(l.port).ok();
+                    if l.https {
+                        p.1 = p.1.or(port);
+                    } else {
+                        p.0 = p.0.or(port);
+                    }
                     let acc = hosts.entry(host.clone()).or_default();
                     if let (Some(c), None) = (&l.certificate, &acc.tls) {
                         certs.entry(c.id.clone()).or_insert_with(|| c.clone());
@@ -206,7 +214,19 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
             } else {
                 located.clone().unwrap_or_default()
             };
-            acc.entries.extend(mine.into_iter().map(|l| Ranked {
+            let listener_ports = ports.get(&host).copied().unwrap_or_default();
+            let mine = mine.into_iter().map(|mut l| {
+                if let crate::model::GwAction::Redirect(r) = &l.entry.rule.action
+                    && r.listener_ports != listener_ports
+                {
+                    let rule = std::sync::Arc::make_mut(&mut l.entry.rule);
+                    if let crate::model::GwAction::Redirect(r) = &mut rule.action {
+                        r.listener_ports = listener_ports;
+                    }
+                }
+                l
+            });
+            acc.entries.extend(mine.map(|l| Ranked {
                 rank: rank(&l),
                 route,
                 order: l.order,

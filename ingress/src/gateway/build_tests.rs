@@ -294,3 +294,29 @@ fn ingress_and_route_on_one_host_oldest_side_wins() {
         .collect();
     assert_eq!(lost, ["new-ing", "new-route"], "{:#?}", m.reports);
 }
+
+/// RequestRedirect without scheme and port keeps the Gateway listener's port (the spec:
+/// "If redirect scheme is empty, the redirect port MUST be the Gateway Listener port"), and
+/// omits only 80 for http and 443 for https.
+#[test]
+fn redirect_without_port_uses_the_listener_port() {
+    let alt = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+        metadata: {name: alt, namespace: gw}\n\
+        spec: {gatewayClassName: berth, listeners: [{name: http, port: 8080, protocol: HTTP}]}\n\
+        ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+        metadata: {name: moved, namespace: gw}\n\
+        spec:\n  parentRefs: [{name: alt}]\n  hostnames: [moved.test]\n  rules:\n  \
+        - filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org}}]\n";
+    let m = model(alt);
+    let config = crate::render::RenderConfig::new("/tmp/gwredirect", 80, 443).unwrap();
+    let text = crate::render::render(&m, &config);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("example.org")).collect();
+    assert!(!lines.is_empty(), "{text}");
+    // Plain requests (the only listener is HTTP on 8080) keep 8080.
+    let plain: Vec<&&str> = lines.iter().filter(|l| !l.contains("https://")).collect();
+    assert!(!plain.is_empty(), "{lines:#?}");
+    assert!(
+        plain.iter().all(|l| l.contains("http://example.org:8080")),
+        "{lines:#?}"
+    );
+}

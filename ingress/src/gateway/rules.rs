@@ -228,6 +228,7 @@ fn action(
                         .as_ref()
                         .map(|p| path_modifier(p, prefix))
                         .transpose()?,
+                    listener_ports: (None, None),
                 });
             }
             (

@@ -72,6 +72,9 @@ pub struct GwRedirect {
     pub hostname: Option<String>,
     pub port: Option<u16>,
     pub path: Option<PathModifier>,
+    /// The ports of the listeners (HTTP, HTTPS) the route is served through on this host:
+    /// without `scheme`, the redirect keeps the request's listener port unless `port` is set.
+    pub listener_ports: (Option<u16>, Option<u16>),
 }
 
 /// `ReplaceFullPath` or `ReplacePrefixMatch` (of a match whose prefix is `skip` bytes long).
