@@ -239,32 +239,68 @@ impl EchoBackend {
     }
 }
 
-fn echo(stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    loop {
+/// The head of one HTTP/1.1 request a test server read: method, URI and headers (names
+/// lowercased, values trimmed).
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// Reads the request line and the headers; `None` at the end of the connection.
+    pub fn read(reader: &mut impl BufRead) -> std::io::Result<Option<RequestHead>> {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let mut parts = line.split_whitespace();
         let (method, uri) = (
             parts.next().unwrap_or("").to_owned(),
             parts.next().unwrap_or("").to_owned(),
         );
-        let mut len = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut h = String::new();
             reader.read_line(&mut h)?;
             if h.trim().is_empty() {
                 break;
             }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
+        Ok(Some(RequestHead {
+            method,
+            uri,
+            headers,
+        }))
+    }
+
+    /// The value of header `name` (lowercase); the first one when it is repeated.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn echo(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    while let Some(RequestHead {
+        method,
+        uri,
+        headers,
+    }) = RequestHead::read(&mut reader)?
+    {
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0u8; len];
         reader.read_exact(&mut body)?;
         if uri.contains("/slow") {
@@ -277,6 +313,7 @@ fn echo(stream: TcpStream) -> std::io::Result<()> {
             text.len()
         )?;
     }
+    Ok(())
 }
 
 /// One request with a body; returns (status, body).

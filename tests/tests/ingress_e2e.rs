@@ -252,6 +252,33 @@ pub fn served(
     .with_context(|| format!("last answer {last:?}; log:\n{}", ctl.log_text()))
 }
 
+/// Wait until `ask()` gives an answer `ok` accepts (`what` names the wait); on timeout the
+/// error shows the last answer and the controller's log.
+pub fn answered<T: std::fmt::Debug + Default>(
+    ctl: &IngressCtl,
+    what: &str,
+    mut ask: impl FnMut() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> Result<()> {
+    let mut last = T::default();
+    wait_until(what, SERVED_WITHIN, || {
+        last = ask();
+        ok(&last)
+    })
+    .with_context(|| format!("last {last:?}; log:\n{}", ctl.log_text()))
+}
+
+/// Wait until a line of the controller's log names `ns/name` and says every one of `says`.
+pub fn refused_in_log(ctl: &IngressCtl, ns: &str, name: &str, says: &[&str]) -> Result<()> {
+    let object = format!("{ns}/{name}");
+    wait_until(&format!("{name} reported"), SERVED_WITHIN, || {
+        ctl.log_text()
+            .lines()
+            .any(|l| l.contains(&object) && says.iter().all(|s| l.contains(s)))
+    })
+    .with_context(|| ctl.log_text())
+}
+
 thread_local! {
     /// This trial's controller renders simple hosts into shared server blocks.
     static SHARED_SERVERS: Cell<bool> = const { Cell::new(false) };

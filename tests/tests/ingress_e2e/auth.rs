@@ -9,14 +9,13 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use berth_tests::backend::Backend;
 use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
 use berth_tests::nginx::http_request;
-use berth_tests::proc::wait_until;
 use serde_json::{Value, json};
 
-use super::{SERVED_WITHIN, served, started};
+use super::{answered, refused_in_log, served, started};
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 /// `openssl passwd -apr1 -salt abcdefgh s3cret`
@@ -57,25 +56,12 @@ fn answers(
     authorization: Option<&str>,
     want: (u16, &str),
 ) -> Result<()> {
-    let mut last = (0, String::new());
-    wait_until(
+    answered(
+        ctl,
         &format!("{host} {authorization:?} -> {want:?}"),
-        SERVED_WITHIN,
-        || {
-            last = ask(ctl, host, authorization);
-            last.0 == want.0 && last.1 == want.1
-        },
+        || ask(ctl, host, authorization),
+        |last| last.0 == want.0 && last.1 == want.1,
     )
-    .with_context(|| format!("last {last:?}; log:\n{}", ctl.log_text()))
-}
-
-fn refused_in_log(ctl: &IngressCtl, name: &str, says: &str) -> Result<()> {
-    wait_until(&format!("{name} reported"), SERVED_WITHIN, || {
-        ctl.log_text()
-            .lines()
-            .any(|l| l.contains(&format!("shop/{name}")) && l.contains(says))
-    })
-    .with_context(|| ctl.log_text())
 }
 
 pub fn basic_auth_and_source_ranges() -> Result<()> {
@@ -163,9 +149,9 @@ pub fn basic_auth_and_source_ranges() -> Result<()> {
     answers(&ctl, "berth.test", None, (401, &dflt))?;
     answers(&ctl, "berth.test", Some(ALICE_OK), (200, ""))?;
     served(&ctl, "nosecret.test", "/x", 404, None)?;
-    refused_in_log(&ctl, "nosecret", "Secret shop/missing not found")?;
+    refused_in_log(&ctl, "shop", "nosecret", &["Secret shop/missing not found"])?;
     served(&ctl, "badfile.test", "/x", 404, None)?;
-    refused_in_log(&ctl, "badfile", "line 1")?;
+    refused_in_log(&ctl, "shop", "badfile", &["line 1"])?;
     served(&ctl, "denied.test", "/x", 403, None)?;
     served(&ctl, "denied-other.test", "/x", 200, Some("web /x"))?;
     served(&ctl, "allowed-other.test", "/x", 403, None)?;
@@ -219,7 +205,7 @@ pub fn basic_auth_and_source_ranges() -> Result<()> {
     std::fs::remove_file(ctl.manifests.join("basic.json"))?;
     served(&ctl, "guarded.test", "/x", 404, None)?;
     served(&ctl, "berth.test", "/x", 404, None)?;
-    refused_in_log(&ctl, "guarded", "Secret shop/basic not found")?;
+    refused_in_log(&ctl, "shop", "guarded", &["Secret shop/basic not found"])?;
 
     let log = ctl.log_text();
     for secret_text in [hash, BOB.split_once(':').unwrap().1, MARKER] {

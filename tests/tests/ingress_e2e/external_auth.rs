@@ -7,17 +7,18 @@
 //! that is down answers 500, never the app; an `auth-url` outside the grammar refuses the
 //! Ingress (404, reported).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, ensure};
-use berth_tests::ingress_ctl::{IngressCtl, ingress, local_service};
+use berth_tests::ingress_ctl::{IngressCtl, RequestHead, ingress, local_service};
 use berth_tests::nginx::http_request;
 use berth_tests::proc::{free_port, wait_until};
+use serde_json::Value;
 
-use super::{SERVED_WITHIN, served, started};
+use super::{SERVED_WITHIN, answered, refused_in_log, served, started};
 
 /// One local server playing both parts: `/check*` is the auth service, the rest is the app
 /// (`/vhost*` answers `host=<the Host header it got>`).
@@ -50,39 +51,35 @@ impl AuthAndApp {
     }
 }
 
+impl AuthAndApp {
+    /// The auth service's URL.
+    fn check_url(&self) -> String {
+        format!("http://127.0.0.1:{}/check", self.port)
+    }
+
+    /// Ingress `shop/<name>` for `<name>.test`, `/` to the app, with annotations `ann`.
+    fn ingress(&self, name: &str, ann: &[(&str, &str)]) -> Value {
+        ingress(
+            "shop",
+            name,
+            &format!("{name}.test"),
+            "/",
+            ("app", self.port),
+            ann,
+            None,
+        )
+    }
+}
+
 fn serve(stream: TcpStream, methods: &Mutex<Vec<String>>, hits: &AtomicUsize) -> Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let (method, uri) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h)?;
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+    while let Some(head) = RequestHead::read(&mut reader)? {
+        let (method, uri) = (&head.method, &head.uri);
+        let header = |name: &str| head.header(name);
         let (status, extra, body) = if uri.starts_with("/check") {
             methods.lock().unwrap().push(method.clone());
-            if header("authorization").as_deref() == Some("Bearer good") {
+            if header("authorization") == Some("Bearer good") {
                 (
                     "200 OK",
                     "X-Auth-User: alice\r\nX-Other: nope\r\n",
@@ -96,8 +93,8 @@ fn serve(stream: TcpStream, methods: &Mutex<Vec<String>>, hits: &AtomicUsize) ->
             ("200 OK", "", format!("host={host}"))
         } else {
             hits.fetch_add(1, Ordering::SeqCst);
-            let user = header("x-auth-user").unwrap_or_else(|| "-".into());
-            let other = header("x-other").unwrap_or_else(|| "-".into());
+            let user = header("x-auth-user").unwrap_or("-");
+            let other = header("x-other").unwrap_or("-");
             ("200 OK", "", format!("app {uri} user={user} other={other}"))
         };
         write!(
@@ -106,6 +103,7 @@ fn serve(stream: TcpStream, methods: &Mutex<Vec<String>>, hits: &AtomicUsize) ->
             body.len()
         )?;
     }
+    Ok(())
 }
 
 /// (status, body) of GET /x on `host` with `headers`.
@@ -122,45 +120,30 @@ fn answers(
     headers: &[(&str, &str)],
     want: (u16, Option<&str>),
 ) -> Result<()> {
-    let mut last = (0, String::new());
-    wait_until(
+    answered(
+        ctl,
         &format!("{host} {headers:?} -> {want:?}"),
-        SERVED_WITHIN,
-        || {
-            last = ask(ctl, host, headers);
-            last.0 == want.0 && want.1.is_none_or(|b| last.1 == b)
-        },
+        || ask(ctl, host, headers),
+        |last| last.0 == want.0 && want.1.is_none_or(|b| last.1 == b),
     )
-    .with_context(|| format!("last {last:?}; log:\n{}", ctl.log_text()))
 }
 
 pub fn auth_url_allows_and_denies() -> Result<()> {
     let svc = AuthAndApp::start()?;
     let down = free_port()?;
     let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
-    let check = format!("http://127.0.0.1:{}/check", svc.port);
-    let ing = |name: &str, ann: &[(&str, &str)]| {
-        ingress(
-            "shop",
-            name,
-            &format!("{name}.test"),
-            "/",
-            ("app", svc.port),
-            ann,
-            None,
-        )
-    };
+    let check = svc.check_url();
     let (url, headers) = (n("auth-url"), n("auth-response-headers"));
     let down_url = format!("http://127.0.0.1:{down}/check");
     let manifests = vec![
         ("app", local_service("shop", "app", svc.port)),
         (
             "ext",
-            ing("ext", &[(&url, &check), (&headers, "X-Auth-User")]),
+            svc.ingress("ext", &[(&url, &check), (&headers, "X-Auth-User")]),
         ),
         (
             "ext-berth",
-            ing(
+            svc.ingress(
                 "ext-berth",
                 &[
                     ("berth.dev/auth-url", &format!("{check}-post")),
@@ -168,10 +151,10 @@ pub fn auth_url_allows_and_denies() -> Result<()> {
                 ],
             ),
         ),
-        ("ext-down", ing("ext-down", &[(&url, &down_url)])),
+        ("ext-down", svc.ingress("ext-down", &[(&url, &down_url)])),
         (
             "ext-bad",
-            ing("ext-bad", &[(&url, "http://$host/check?rd=$request_uri")]),
+            svc.ingress("ext-bad", &[(&url, "http://$host/check?rd=$request_uri")]),
         ),
     ];
     let ctl = started(&manifests, &[])?;
@@ -224,12 +207,7 @@ pub fn auth_url_allows_and_denies() -> Result<()> {
     );
 
     served(&ctl, "ext-bad.test", "/x", 404, None)?;
-    wait_until("ext-bad reported", SERVED_WITHIN, || {
-        ctl.log_text().lines().any(|l| {
-            l.contains("shop/ext-bad") && l.contains("auth-url") && l.contains("invalid_annotation")
-        })
-    })
-    .with_context(|| ctl.log_text())?;
+    refused_in_log(&ctl, "shop", "ext-bad", &["auth-url", "invalid_annotation"])?;
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
     ensure!(
         !conf.contains("$host/check"),
@@ -254,31 +232,20 @@ fn location_of(ctl: &IngressCtl, host: &str, path: &str) -> (u16, String) {
 pub fn auth_signin_redirects_to_sign_in() -> Result<()> {
     let svc = AuthAndApp::start()?;
     let n = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
-    let check = format!("http://127.0.0.1:{}/check", svc.port);
-    let ing = |name: &str, ann: &[(&str, &str)]| {
-        ingress(
-            "shop",
-            name,
-            &format!("{name}.test"),
-            "/",
-            ("app", svc.port),
-            ann,
-            None,
-        )
-    };
+    let check = svc.check_url();
     let (url, signin) = (n("auth-url"), n("auth-signin"));
     let manifests = vec![
         ("app", local_service("shop", "app", svc.port)),
         (
             "sign",
-            ing(
+            svc.ingress(
                 "sign",
                 &[(&url, &check), (&signin, "https://login.example.com/start")],
             ),
         ),
         (
             "sign-berth",
-            ing(
+            svc.ingress(
                 "sign-berth",
                 &[
                     ("berth.dev/auth-url", &check),
@@ -289,7 +256,7 @@ pub fn auth_signin_redirects_to_sign_in() -> Result<()> {
         ),
         (
             "sign-bad",
-            ing(
+            svc.ingress(
                 "sign-bad",
                 &[
                     (&url, &check),
@@ -299,7 +266,7 @@ pub fn auth_signin_redirects_to_sign_in() -> Result<()> {
         ),
         (
             "sign-alone",
-            ing("sign-alone", &[(&signin, "https://login.example.com/")]),
+            svc.ingress("sign-alone", &[(&signin, "https://login.example.com/")]),
         ),
     ];
     let ctl = started(&manifests, &[])?;
@@ -351,15 +318,12 @@ pub fn auth_signin_redirects_to_sign_in() -> Result<()> {
 
     for (name, what) in [("sign-bad", "auth-signin"), ("sign-alone", "auth-url")] {
         served(&ctl, &format!("{name}.test"), "/x", 404, None)?;
-        wait_until(&format!("{name} reported"), SERVED_WITHIN, || {
-            ctl.log_text().lines().any(|l| {
-                l.contains(&format!("shop/{name}"))
-                    && l.contains("auth-signin")
-                    && l.contains(what)
-                    && l.contains("invalid_annotation")
-            })
-        })
-        .with_context(|| ctl.log_text())?;
+        refused_in_log(
+            &ctl,
+            "shop",
+            name,
+            &["auth-signin", what, "invalid_annotation"],
+        )?;
     }
     let conf = std::fs::read_to_string(ctl.prefix.join("nginx.conf"))?;
     ensure!(
