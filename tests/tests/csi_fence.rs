@@ -18,8 +18,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use berth_csi::csi::volume_capability::access_mode::Mode;
 use berth_csi::csi::{
-    ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequest, CreateVolumeRequest,
-    DeleteVolumeRequest, VolumeCapability,
+    ControllerPublishVolumeRequest, ControllerPublishVolumeResponse,
+    ControllerUnpublishVolumeRequest, ControllerUnpublishVolumeResponse, CreateVolumeRequest,
+    DeleteVolumeRequest, DeleteVolumeResponse, VolumeCapability,
 };
 use berth_tests::ceph::Cluster;
 use berth_tests::csi_client::CsiClient;
@@ -53,6 +54,9 @@ fn rt(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
         .build()?
         .block_on(f)
 }
+
+/// A CSI call's reply: the response, or the refusal's status.
+type Reply<T> = std::result::Result<tonic::Response<T>, tonic::Status>;
 
 fn code<T>(r: &std::result::Result<T, tonic::Status>) -> Code {
     r.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code())
@@ -240,6 +244,41 @@ fn unpub_req(c: &Cluster, id: &str, node: &str) -> ControllerUnpublishVolumeRequ
     }
 }
 
+/// ControllerPublish of `id` to `node` with `cap`, the reply as it came.
+async fn publish(
+    cl: &mut CsiClient,
+    c: &Cluster,
+    id: &str,
+    node: &str,
+    cap: VolumeCapability,
+) -> Reply<ControllerPublishVolumeResponse> {
+    cl.controller
+        .controller_publish_volume(pub_req(c, id, node, cap))
+        .await
+}
+
+/// ControllerUnpublish of `id` from `node`, the reply as it came.
+async fn unpublish(
+    cl: &mut CsiClient,
+    c: &Cluster,
+    id: &str,
+    node: &str,
+) -> Reply<ControllerUnpublishVolumeResponse> {
+    cl.controller
+        .controller_unpublish_volume(unpub_req(c, id, node))
+        .await
+}
+
+/// DeleteVolume of `id`, the reply as it came.
+async fn delete(cl: &mut CsiClient, c: &Cluster, id: &str) -> Reply<DeleteVolumeResponse> {
+    cl.controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: id.into(),
+            secrets: secrets(c),
+        })
+        .await
+}
+
 async fn create(
     cl: &mut CsiClient,
     c: &Cluster,
@@ -266,20 +305,14 @@ async fn controller_fence(c: &Cluster) -> Result<()> {
     let (mut d, mut cl) = controller(c).await?;
     let id = create(&mut cl, c, "pvc-fence", snw()).await?;
     for i in 0..10 {
-        let r = cl
-            .controller
-            .controller_publish_volume(pub_req(c, &id, "node-a", snw()))
-            .await;
+        let r = publish(&mut cl, c, &id, "node-a", snw()).await;
         ensure!(code(&r) == Code::Ok, "publish to node-a #{i}: {r:?}");
     }
     // Durable: a restarted controller still knows node-a holds it.
     d.restart().await?;
     cl = d.client().await?;
     for i in 0..3 {
-        let r = cl
-            .controller
-            .controller_publish_volume(pub_req(c, &id, "node-b", snw()))
-            .await;
+        let r = publish(&mut cl, c, &id, "node-b", snw()).await;
         ensure!(
             code(&r) == Code::FailedPrecondition,
             "publish to node-b #{i}: {r:?}"
@@ -292,51 +325,30 @@ async fn controller_fence(c: &Cluster) -> Result<()> {
     }
     // Same node, another capability: incompatible repeat.
     let other = mount_cap("ext4", Mode::SingleNodeReaderOnly);
-    let r = cl
-        .controller
-        .controller_publish_volume(pub_req(c, &id, "node-a", other))
-        .await;
+    let r = publish(&mut cl, c, &id, "node-a", other).await;
     ensure!(
         code(&r) == Code::AlreadyExists,
         "incompatible repeat: {r:?}"
     );
     // Unpublish from a node that does not hold it: OK, and node-a keeps it.
-    let r = cl
-        .controller
-        .controller_unpublish_volume(unpub_req(c, &id, "node-b"))
-        .await;
+    let r = unpublish(&mut cl, c, &id, "node-b").await;
     ensure!(code(&r) == Code::Ok, "unpublish node-b: {r:?}");
-    let r = cl
-        .controller
-        .controller_publish_volume(pub_req(c, &id, "node-b", snw()))
-        .await;
+    let r = publish(&mut cl, c, &id, "node-b", snw()).await;
     ensure!(
         code(&r) == Code::FailedPrecondition,
         "still held by node-a: {r:?}"
     );
     // Still published: not deleted.
-    let r = cl
-        .controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: id.clone(),
-            secrets: secrets(c),
-        })
-        .await;
+    let r = delete(&mut cl, c, &id).await;
     ensure!(
         code(&r) == Code::FailedPrecondition,
         "delete while published: {r:?}"
     );
     for _ in 0..3 {
-        let r = cl
-            .controller
-            .controller_unpublish_volume(unpub_req(c, &id, "node-a"))
-            .await;
+        let r = unpublish(&mut cl, c, &id, "node-a").await;
         ensure!(code(&r) == Code::Ok, "unpublish node-a: {r:?}");
     }
-    let r = cl
-        .controller
-        .controller_publish_volume(pub_req(c, &id, "node-b", snw()))
-        .await;
+    let r = publish(&mut cl, c, &id, "node-b", snw()).await;
     ensure!(
         code(&r) == Code::Ok,
         "publish to node-b after node-a let go: {r:?}"
@@ -345,31 +357,18 @@ async fn controller_fence(c: &Cluster) -> Result<()> {
     let unknown = berth_csi::volume_id::VolumeId::new(CLUSTER_ID, &c.pool, "csi-vol-nope")
         .encode()
         .unwrap();
-    let r = cl
-        .controller
-        .controller_publish_volume(pub_req(c, &unknown, "node-a", snw()))
-        .await;
+    let r = publish(&mut cl, c, &unknown, "node-a", snw()).await;
     ensure!(
         code(&r) == Code::NotFound,
         "publish of an unknown volume: {r:?}"
     );
-    let r = cl
-        .controller
-        .controller_unpublish_volume(unpub_req(c, &unknown, "node-a"))
-        .await;
+    let r = unpublish(&mut cl, c, &unknown, "node-a").await;
     ensure!(
         code(&r) == Code::Ok,
         "unpublish of an unknown volume: {r:?}"
     );
-    cl.controller
-        .controller_unpublish_volume(unpub_req(c, &id, "node-b"))
-        .await?;
-    cl.controller
-        .delete_volume(DeleteVolumeRequest {
-            volume_id: id.clone(),
-            secrets: secrets(c),
-        })
-        .await?;
+    unpublish(&mut cl, c, &id, "node-b").await?;
+    delete(&mut cl, c, &id).await?;
     ensure!(c.images()?.is_empty(), "images left: {:?}", c.images()?);
     Ok(())
 }
@@ -381,17 +380,11 @@ async fn multi_writer(c: &Cluster) -> Result<()> {
         let cap = || block_cap(Mode::MultiNodeMultiWriter);
         let id = create(&mut cl, c, "pvc-shared", cap()).await?;
         for node in ["node-a", "node-b", "node-a", "node-b"] {
-            let r = cl
-                .controller
-                .controller_publish_volume(pub_req(c, &id, node, cap()))
-                .await;
+            let r = publish(&mut cl, c, &id, node, cap()).await;
             ensure!(code(&r) == Code::Ok, "publish MNMW to {node}: {r:?}");
         }
         // A single-node request next to multi-node holders is refused.
-        let r = cl
-            .controller
-            .controller_publish_volume(pub_req(c, &id, "node-c", block_cap(Mode::SingleNodeWriter)))
-            .await;
+        let r = publish(&mut cl, c, &id, "node-c", block_cap(Mode::SingleNodeWriter)).await;
         ensure!(
             code(&r) == Code::FailedPrecondition,
             "SNW beside MNMW holders: {r:?}"
@@ -411,16 +404,9 @@ async fn multi_writer(c: &Cluster) -> Result<()> {
         a.unstage(&id, &sa).await?;
         b.unstage(&id, &sb).await?;
         for node in ["node-a", "node-b"] {
-            cl.controller
-                .controller_unpublish_volume(unpub_req(c, &id, node))
-                .await?;
+            unpublish(&mut cl, c, &id, node).await?;
         }
-        cl.controller
-            .delete_volume(DeleteVolumeRequest {
-                volume_id: id.clone(),
-                secrets: secrets(c),
-            })
-            .await?;
+        delete(&mut cl, c, &id).await?;
         Ok(())
     }
     .await;
