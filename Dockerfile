@@ -16,6 +16,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY proto proto
 COPY common common
+COPY conformance conformance
 COPY csi-driver csi-driver
 COPY ingress ingress
 COPY tests tests

@@ -8,9 +8,9 @@
 //! - [`ingress_ctl`]: the berth-ingress binary on a manifests dir + nginx, an echo backend, a test CA.
 //! - [`netns`]: a network namespace with a veth pair and HTTP backends (addresses the API accepts).
 //! - [`nginx`]: a private nginx (own prefix, config, pid file, ports on 127.0.0.1).
-//! - [`csi_client`]: a CSI gRPC client over a Unix socket; [`driver`] starts the berth-csi binary.
+//! - [`csi_client`]: a CSI gRPC client over a Unix socket (from berth-conformance); [`driver`] starts
+//!   the berth-csi binary.
 //! - [`csi_sanity`]: csi-sanity's input files (testenv writes them) and its JUnit report as cases.
-//! - [`conformance`]: a spec-driven CSI conformance suite for any CSI driver (csi-sanity's role).
 //! - [`node_fixture`]: node tests' and bench's driver + cluster fixture, leftover listing.
 //! - [`sweep`]: mount table parsing and the cleanup of mounts, loops, daemons under a directory.
 //! - [`k8s`]: a real control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1.
@@ -25,8 +25,7 @@
 pub mod backend;
 pub mod bench;
 pub mod ceph;
-pub mod conformance;
-pub mod csi_client;
+pub use berth_conformance::csi_client;
 pub mod csi_sanity;
 pub mod driver;
 pub mod fuse;

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Result, ensure};
-use berth_tests::conformance::fake::{Bug, serve};
-use berth_tests::conformance::{AccessType, Config, Outcome, Report};
+use berth_conformance::fake::{Bug, serve};
+use berth_conformance::{AccessType, Config, Outcome, Report};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Cases that need a real mount, real writes or real stats: the fake cannot pass them.
@@ -52,7 +52,7 @@ fn run_against(bugs: &[Bug], access: AccessType, filter: Option<&str>) -> Result
         // The fake's expected failures must not print summary lines a CI log reader could
         // take for this run's verdict; the assertions below are the verdict.
         cfg.verbose = false;
-        let r = berth_tests::conformance::run(cfg).await;
+        let r = berth_conformance::run(cfg).await;
         drop(server);
         r
     });

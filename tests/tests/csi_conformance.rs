@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
+use berth_conformance::config::SecretFor;
+use berth_conformance::{AccessType, Config, Outcome, Report};
 use berth_tests::ceph::Cluster;
-use berth_tests::conformance::config::SecretFor;
-use berth_tests::conformance::{AccessType, Config, Outcome, Report};
 use berth_tests::driver::Driver;
 use berth_tests::suite::run_with_cluster;
 use libtest_mimic::{Failed, Trial};
@@ -149,7 +149,7 @@ fn suite(c: &Cluster, access: AccessType) -> Result<(Report, Vec<String>)> {
             ("mounter".to_string(), "fuse".to_string()),
             ("imageFeatures".to_string(), "layering".to_string()),
         ]);
-        cfg.secrets = berth_tests::conformance::config::Secrets::from_yaml(&secrets_yaml(c))?;
+        cfg.secrets = berth_conformance::config::Secrets::from_yaml(&secrets_yaml(c))?;
         cfg.access_type = access;
         // Online expansion of a mounted ext4 needs CAP_SYS_RESOURCE, which these machines lack
         // (berth-csi answers FAILED_PRECONDITION); xfs grows online, so the mount run uses it.
@@ -163,7 +163,7 @@ fn suite(c: &Cluster, access: AccessType) -> Result<(Report, Vec<String>)> {
         {
             cfg.volume_size = size;
         }
-        let report = berth_tests::conformance::run(cfg).await?;
+        let report = berth_conformance::run(cfg).await?;
         // DeleteVolume answers once the image is in the RBD trash; the driver's purger (still
         // running here) removes it, and puts back a parent a clone still needs until that
         // clone is gone. So the run is clean once pool, trash and journal are all empty.

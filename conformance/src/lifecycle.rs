@@ -97,7 +97,7 @@ fn unstage(v: &Volume, path: &Path) -> NodeUnstageVolumeRequest {
 }
 
 fn mounted(p: &Path) -> bool {
-    crate::sweep::mounts().iter().any(|m| m.target == p)
+    crate::mounts().iter().any(|m| m.target == p)
 }
 
 /// Spec "Volume Lifecycle" + idempotency of every call: each step ten times, same answer.

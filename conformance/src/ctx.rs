@@ -345,7 +345,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();
         // Target paths are created by the SP and must be gone after unpublish; report them.
-        let mounted = crate::sweep::mounts().iter().any(|m| m.target == p);
+        let mounted = crate::mounts().iter().any(|m| m.target == p);
         ensure!(!mounted, "{} is still mounted", p.display());
         if p.is_dir() {
             std::fs::remove_dir(&p).with_context(|| format!("{} not empty", p.display()))?;
@@ -353,7 +353,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
             std::fs::remove_file(&p)?;
         }
     }
-    let mounted = crate::sweep::mounts().iter().any(|m| m.target == dir);
+    let mounted = crate::mounts().iter().any(|m| m.target == dir);
     ensure!(!mounted, "{} is still mounted", dir.display());
     std::fs::remove_dir(dir).with_context(|| format!("remove {}", dir.display()))
 }

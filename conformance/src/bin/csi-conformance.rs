@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_tests::conformance::config::parse_endpoint;
-use berth_tests::conformance::{AccessType, Config};
+use berth_conformance::config::parse_endpoint;
+use berth_conformance::{AccessType, Config};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -67,7 +67,7 @@ struct Cli {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.list {
-        for c in berth_tests::conformance::all_cases() {
+        for c in berth_conformance::all_cases() {
             println!("{}", c.name);
         }
         return Ok(());
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
     cfg.case_timeout = Duration::from_secs(cli.case_timeout);
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt
-        .block_on(berth_tests::conformance::run(cfg))
+        .block_on(berth_conformance::run(cfg))
         .context("conformance run")?;
     if report.failed() > 0 {
         std::process::exit(1);

@@ -1,3 +1,7 @@
+//! berth-conformance: the `csi-conformance` tool and its library. It owns the spec-driven
+//! suite (cases, runner, config), the CSI gRPC client it drives a driver with ([`csi_client`],
+//! re-exported by berth-tests) and the fake driver that tests the suite itself ([`fake`]).
+//!
 //! A spec-driven CSI conformance suite that can be pointed at ANY CSI driver (berth-csi or
 //! another), in the spirit of csi-sanity but written from the CSI v1.12.0 spec itself.
 //!
@@ -9,13 +13,15 @@
 //!                                                      (unpublish, unstage, delete) ─▶ PASS/FAIL
 //! ```
 //!
+//! - [`csi_client`]: a CSI gRPC client over a Unix socket.
 //! - [`config`]: what a run is pointed at; csi-sanity's parameter and secrets file formats.
 //! - [`caps`]: the capability probe and case requirements.
 //! - [`ctx`]: per-case context: clients, unique names, CO-created directories, cleanup registry.
 //! - [`check`]: status-code assertions.
 //! - [`runner`]: running cases and the `N passed, N failed, N skipped` report.
 //! - cases: [`identity`], [`controller`] (capabilities, capacity, listing), [`volumes`]
-//!   (create/delete/validate), [`publish`] (ControllerPublish, ControllerGetVolume),
+//!   (create/delete), [`validate`] (ValidateVolumeCapabilities), [`publish`]
+//!   (ControllerPublish, ControllerGetVolume),
 //!   [`snapshots`], [`expansion`], [`node`], [`lifecycle`].
 //! - [`fake`]: an in-memory driver (correct, or with chosen bugs) to test the suite itself.
 //!
@@ -24,7 +30,7 @@
 /// Build a [`runner::Case`] from a name, requirements and an `async fn(Ctx) -> Result<()>`.
 macro_rules! case {
     ($name:expr, [$($req:expr),* $(,)?], $f:path) => {
-        $crate::conformance::runner::Case {
+        $crate::runner::Case {
             name: $name,
             requires: vec![$($req),*],
             run: |c| Box::pin($f(c)),
@@ -36,6 +42,7 @@ pub mod caps;
 pub mod check;
 pub mod config;
 pub mod controller;
+pub mod csi_client;
 pub mod ctx;
 pub mod expansion;
 pub mod fake;
@@ -45,9 +52,15 @@ pub mod node;
 pub mod publish;
 pub mod runner;
 pub mod snapshots;
+pub mod validate;
 pub mod volumes;
 
 pub use config::{AccessType, Config};
+
+/// The current mount table (empty if it cannot be read): which CO-created paths are mounted.
+fn mounts() -> Vec<berth_csi::mount::mountinfo::MountEntry> {
+    berth_csi::mount::mountinfo::read().unwrap_or_default()
+}
 pub use runner::{Outcome, Report, run};
 
 /// Every case, in run order.
@@ -55,6 +68,7 @@ pub fn all_cases() -> Vec<runner::Case> {
     let mut all = identity::cases();
     all.extend(controller::cases());
     all.extend(volumes::cases());
+    all.extend(validate::cases());
     all.extend(publish::cases());
     all.extend(snapshots::cases());
     all.extend(expansion::cases());
