@@ -30,6 +30,8 @@ mod errors;
 mod external_auth;
 #[path = "ingress_e2e/gateway.rs"]
 mod gateway;
+#[path = "ingress_e2e/gateway_fixture.rs"]
+mod gateway_fixture;
 #[path = "ingress_e2e/isolation.rs"]
 mod isolation;
 #[path = "ingress_e2e/limits.rs"]
