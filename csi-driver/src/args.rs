@@ -58,6 +58,12 @@ pub struct Args {
     #[arg(long = "topology", env = "BERTH_CSI_TOPOLOGY", value_delimiter = ',')]
     pub topology: Vec<String>,
 
+    /// Controller: advertise VOLUME_ACCESSIBILITY_CONSTRAINTS, for StorageClasses with
+    /// topologyConstrainedPools. Every node must then run with --topology: the provisioner
+    /// refuses to provision while no node reports a topology.
+    #[arg(long, env = "BERTH_CSI_TOPOLOGY_AWARE")]
+    pub topology_aware: bool,
+
     /// JSON file mapping clusterID to monitors: [{"clusterID": "...", "monitors": ["host:port"]}]
     #[arg(
         long,

@@ -57,6 +57,9 @@ pub struct Config {
     pub controller_opts: controller::Options,
     /// Node configuration; the node service is served when `node` is set and this is given.
     pub node_config: Option<crate::node::NodeConfig>,
+    /// A controller-only process advertises VOLUME_ACCESSIBILITY_CONSTRAINTS only when set
+    /// (`--topology-aware`).
+    pub topology_aware: bool,
     /// The process's metrics registry (served by `--metrics-address`).
     pub metrics: Arc<Metrics>,
 }
@@ -68,13 +71,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     // Topology: a node reports its segments only with --topology; a controller places by
-    // whatever topology the CO sends. A node without segments does not claim the capability
-    // (a plugin advertising it is expected to report where the node is).
+    // whatever topology the CO sends, and claims the capability only when asked
+    // (--topology-aware): the external-provisioner then demands a topology from some node
+    // and refuses every PVC of a cluster whose nodes report none. A node without segments
+    // does not claim it (a plugin advertising it is expected to report where the node is).
     let node_topology = config
         .node_config
         .as_ref()
         .is_some_and(|n| !n.topology.is_empty());
-    let topology = node_topology || (config.controller && !config.node);
+    let topology = node_topology || (config.controller && !config.node && config.topology_aware);
     let identity = Identity::new(config.driver_name.clone(), config.controller, topology);
     tracing::info!(
         driver = %config.driver_name,
@@ -173,6 +178,7 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
         node: args.mode.node(),
         controller_opts,
         node_config,
+        topology_aware: args.topology_aware,
         metrics: Arc::default(),
     };
     if let Some(addr) = args.metrics_address {

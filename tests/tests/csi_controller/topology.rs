@@ -58,19 +58,36 @@ fn topo(zone: &str) -> Topology {
 pub fn topology_constrained_pools(c: &Cluster) -> Result<()> {
     let other = Pool::create(c, &format!("topo-{}", std::process::id()))?;
     rt().block_on(async {
-        let d = driver(c, &[]).await?;
+        use berth_csi::csi::plugin_capability::{Type, service};
+        let wanted = service::Type::VolumeAccessibilityConstraints as i32;
+        let advertises = |caps: &berth_csi::csi::GetPluginCapabilitiesResponse| {
+            caps.capabilities
+                .iter()
+                .any(|c| matches!(&c.r#type, Some(Type::Service(s)) if s.r#type == wanted))
+        };
+        // Without --topology-aware a controller must not claim it: the external-provisioner
+        // then refuses every PVC while no node reports a topology ("no available topology
+        // found"), which is every cluster whose nodes run without --topology.
+        {
+            let plain = driver(c, &[]).await?;
+            let caps = (plain.client().await?.identity)
+                .get_plugin_capabilities(berth_csi::csi::GetPluginCapabilitiesRequest {})
+                .await?
+                .into_inner();
+            ensure!(
+                !advertises(&caps),
+                "a controller without --topology-aware advertises VOLUME_ACCESSIBILITY_CONSTRAINTS"
+            );
+        }
+        let d = driver(c, &["--topology-aware"]).await?;
         let mut cl = d.client().await?;
         let caps = cl
             .identity
             .get_plugin_capabilities(berth_csi::csi::GetPluginCapabilitiesRequest {})
             .await?
             .into_inner();
-        use berth_csi::csi::plugin_capability::{Type, service};
-        let wanted = service::Type::VolumeAccessibilityConstraints as i32;
         ensure!(
-            caps.capabilities
-                .iter()
-                .any(|c| matches!(&c.r#type, Some(Type::Service(s)) if s.r#type == wanted)),
+            advertises(&caps),
             "VOLUME_ACCESSIBILITY_CONSTRAINTS not advertised"
         );
         // The admin may use both pools (the shared test client's caps name one).
