@@ -145,8 +145,8 @@ impl VolumeParams {
         })
     }
 
-    /// The volume_context handed to the node service with the volume.
-    /// The volume context of image `image` in RADOS namespace `ns` ("" is the default one).
+    /// The volume_context handed to the node service with the volume: image `image` in RADOS
+    /// namespace `ns` ("" is the default one).
     pub fn volume_context(&self, image: &str, ns: &str) -> HashMap<String, String> {
         let mut ctx: HashMap<String, String> = self.node.clone().into_iter().collect();
         ctx.insert("clusterID".into(), self.cluster_id.clone());

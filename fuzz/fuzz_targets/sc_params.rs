@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             (p.cluster_id.clone(), p.pool.clone(), image.clone())
         );
     }
-    let ctx = p.volume_context(&image);
+    let ctx = p.volume_context(&image, "");
     assert!(!ctx.is_empty());
     let mut pairs: Vec<(String, String)> = params.clone().into_iter().collect();
     pairs.reverse();
