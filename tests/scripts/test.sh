@@ -21,6 +21,17 @@ bash tests/scripts/fuzz.sh 2>&1 | tee -a "$log"
 # Leftovers of a crashed binary (mounts, loop devices, daemons) must not outlive the run.
 # (cargo test built testenv; `cargo run` would compile it again with other features)
 "$bin/testenv" sweep || true
+# Why each failing test failed, the first lines of its message, next to the tally: a CI
+# report that keeps only the end of the output still says what went wrong.
+awk '
+  /^---- .* ----$/ || /^---- .* stdout ----$/ { name = $2; n = 0; next }
+  name != "" && /^$/ { if (n > 0) name = ""; next }
+  name != "" && n < 4 {
+    if (n == 0) { if (!shown++) print "\n== why each failing test failed (first lines)"; print "-- " name }
+    print "   " substr($0, 1, 300); n++
+  }
+  /^failures:$/ { name = "" }
+' "$log"
 awk -v dp="$demo_passed" -v df="$demo_failed" -v secs="$(( $(date +%s) - start ))" '
   /^fuzz result: .* ok,/ { p++ }
   /^fuzz result: .* FAILED/ { f++ }

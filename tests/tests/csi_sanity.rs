@@ -385,17 +385,20 @@ fn run_sanity(c: &Cluster, run: &Run) -> Result<Ran> {
         ensure!(!cases.is_empty(), "csi-sanity reported no specs");
         let made = made_counts(&driver.log_text());
         eprintln!("csi-sanity {}: berth-csi made {made:?}", run.name);
-        drop(driver);
-        // Deleted images may sit in the RBD trash a moment before they are purged.
+        // DeleteVolume answers once the image is in the RBD trash; the driver's purger removes
+        // it in the background, retrying a busy image every 10 s (a killed client's watch
+        // lasts ~30 s). So wait with the driver still running: dropped first, it leaves the
+        // purge to its next start and the pool is never empty here.
         let mut left = Vec::new();
         let _ = berth_tests::proc::wait_until(
             "an empty pool",
-            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(90),
             || {
                 left = c.pool_leftovers();
                 left.is_empty()
             },
         );
+        drop(driver);
         berth_tests::sweep::directory(&dir);
         Ok((cases, adv, left, made))
     })
