@@ -231,11 +231,13 @@ fn spawn_status(
         });
         ingresses
     };
+    let releases = elector.releases();
     Ok(Some(tokio::spawn(status::run(
         elector,
         writer,
         owned,
         served,
+        releases,
         async move {
             _ = stop.wait_for(|s| *s).await;
         },

@@ -12,8 +12,9 @@
 //!
 //! Cost: the Lease is read and written on a timer only — the leader renews every
 //! [`RENEW_EVERY`], followers look every [`RETRY_EVERY`] — never per object change. On
-//! shutdown the leader releases the Lease (empty holder), so another replica takes over within
-//! [`RETRY_EVERY`] instead of waiting for it to expire.
+//! shutdown the leader releases the Lease (empty holder); each replica watches the Lease
+//! ([`Elector::releases`]), so a follower takes it over as soon as the release is written,
+//! instead of at its next look or after the Lease expires.
 //!
 //! Status: the Gateway API statuses are written by the same leader with the same addresses
 //! (`status_gateway.rs`). The addresses come from `--publish-address` or the Service named by
@@ -25,12 +26,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{StreamExt as _, future};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::time::Instant;
 
@@ -87,6 +91,15 @@ fn record_key(lease: &Lease) -> String {
         spec.acquire_time.map(|t| t.0),
         spec.lease_transitions
     )
+}
+
+/// Nobody holds `lease` (released by its last holder).
+fn is_released(lease: &Lease) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .is_none_or(str::is_empty)
 }
 
 /// Lease-based leader election.
@@ -176,6 +189,26 @@ impl Elector {
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// A signal each time a watch of the Lease sees it released (empty holder) or deleted,
+    /// so a follower takes it over at once instead of at its next look. A watch that fails
+    /// (no `watch` right on leases) backs off and leaves the timer to do the work.
+    pub fn releases(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let fields = format!("metadata.name={}", self.name);
+        watcher::watcher(self.api.clone(), watcher::Config::default().fields(&fields))
+            .default_backoff()
+            .filter_map(|event| {
+                future::ready(match event {
+                    Ok(Event::Apply(l) | Event::InitApply(l)) if is_released(&l) => Some(()),
+                    Ok(Event::Delete(_)) => Some(()),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watch of the leader lease failed");
+                        None
+                    }
+                })
+            })
     }
 
     /// Give the Lease up (if we still hold it): empty holder, so the next replica takes over
@@ -350,9 +383,12 @@ pub async fn run<T>(
     mut writer: StatusWriter,
     owned: impl Fn() -> Vec<Arc<Ingress>>,
     mut changes: tokio::sync::watch::Receiver<T>,
+    releases: impl futures::Stream<Item = ()>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let releases = releases.fuse();
+    tokio::pin!(releases);
     let mut leader = false;
     let mut next_round = Instant::now();
     loop {
@@ -374,6 +410,13 @@ pub async fn run<T>(
                 }
                 next_round = Instant::now() + if leader { RENEW_EVERY } else { RETRY_EVERY };
                 write = leader;
+            }
+            // Released by its holder: a follower looks now (a leader has nothing to do).
+            Some(()) = releases.next() => {
+                if !leader {
+                    next_round = Instant::now();
+                }
+                write = false;
             }
             changed = changes.changed() => {
                 if changed.is_err() {

@@ -250,6 +250,7 @@ async fn a_follower_makes_no_status_writes() {
         writer,
         || vec![ingress("web", None)],
         rx,
+        futures::stream::pending(),
         std::future::pending(),
     ));
     for _ in 0..3 {
@@ -315,6 +316,7 @@ async fn lease_requests_are_on_a_timer_not_per_change() {
             writer,
             || vec![ingress("web", None)],
             rx,
+            futures::stream::pending(),
             std::future::pending(),
         ));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -384,6 +386,7 @@ async fn the_leader_releases_the_lease_on_shutdown() {
         writer,
         Vec::new,
         rx,
+        futures::stream::pending(),
         tokio::time::sleep(Duration::from_millis(100)),
     )
     .await;
@@ -396,4 +399,44 @@ async fn the_leader_releases_the_lease_on_shutdown() {
         "still held: {l}"
     );
     assert!(elector(&client, "pod-b").round().await.unwrap());
+}
+
+/// A follower told that the Lease was released (the watch of the Lease, [`Elector::releases`])
+/// takes it over at once, not at its next look [`RETRY_EVERY`] later: a SIGTERMed leader's
+/// successor is in charge within the time of two API writes.
+#[tokio::test(start_paused = true)]
+async fn a_follower_takes_a_released_lease_at_once() {
+    let (client, state) = fake();
+    state.lock().unwrap().lease = Some(lease("pod-a", Timestamp::now(), 0));
+    let (_tx, rx) = tokio::sync::watch::channel(0u64);
+    let (released, releases) = futures::channel::mpsc::unbounded();
+    let writer = StatusWriter::new(client.clone(), Publish::Addresses(vec![]));
+    let task = tokio::spawn(run(
+        elector(&client, "pod-b"),
+        writer,
+        Vec::new,
+        rx,
+        releases,
+        std::future::pending(),
+    ));
+    // Two looks: pod-a holds it, pod-b follows.
+    tokio::time::sleep(RETRY_EVERY + RETRY_EVERY / 2).await;
+    let holder = |state: &Shared| {
+        let st = state.lock().unwrap();
+        st.lease.as_ref().unwrap()["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(holder(&state), "pod-a");
+    // pod-a releases; the watch reports it.
+    elector(&client, "pod-a").release().await.unwrap();
+    released.unbounded_send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        holder(&state),
+        "pod-b",
+        "not taken within 50 ms of the release"
+    );
+    task.abort();
 }

@@ -1,7 +1,8 @@
 //! berth-ingress against a real API server (the harness's etcd + kube-apiserver, issue 12
 //! item 5): two replicas with real nginx elect one leader through a real Lease; unrelated
 //! Service changes cause no Lease writes beyond the renewal timer; only the leader writes
-//! status, and only for Ingresses it serves; SIGTERM of the leader hands over within 2 s; a
+//! status, and only for Ingresses it serves; SIGTERM of the leader hands over within 2 s (the
+//! follower, watching the Lease, takes it within 0.5 s of the release); a
 //! SIGKILLed leader is replaced once its Lease expires. And (item 3): a change made while the
 //! controller cannot reach the API server (a proxy between them is cut for 20 s) is served
 //! within 2 s of the connection coming back.
@@ -10,8 +11,7 @@
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -114,36 +114,72 @@ fn await_holder(cp: &ControlPlane, who: &[&str], within: Duration) -> Result<(St
     Ok((last, t.elapsed()))
 }
 
-/// Count changes of the Lease while it runs (kubectl get --watch-only: one line per event).
+/// The Lease's changes while it runs, each stamped when kubectl printed it (`kubectl get
+/// --watch`: one line per event, `field` of the record). Stamps of a watch, not of polls, so a
+/// slow kubectl start does not count in a measured handover.
 struct LeaseWatch {
     child: std::process::Child,
-    modified: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl LeaseWatch {
-    fn start(cp: &ControlPlane) -> Result<LeaseWatch> {
+    /// `--watch-only` (changes after now) when `only_changes`, else the current record first.
+    fn start(cp: &ControlPlane, field: &str, only_changes: bool) -> Result<LeaseWatch> {
         let mut child = Command::new(berth_tests::tools::path("kubectl")?)
             .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
             .args([
                 "get",
-                "--watch-only",
-                "-o=jsonpath={.spec.renewTime}{\"\\n\"}",
+                if only_changes {
+                    "--watch-only"
+                } else {
+                    "--watch"
+                },
+                &format!("-o=jsonpath={{{field}}}{{\"\\n\"}}"),
             ])
             .args(LEASE)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
         let out = child.stdout.take().context("stdout")?;
-        let modified = Arc::new(AtomicUsize::new(0));
-        let m = modified.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if !line.trim().is_empty() {
-                    m.fetch_add(1, Ordering::Relaxed);
-                }
+                s.lock()
+                    .unwrap()
+                    .push((Instant::now(), line.trim().to_owned()));
             }
         });
-        Ok(LeaseWatch { child, modified })
+        Ok(LeaseWatch { child, seen })
+    }
+
+    /// Changes seen so far.
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// When the watch first showed `value`, if it did.
+    fn at(&self, value: &str) -> Option<Instant> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().find(|(_, v)| v == value).map(|(t, _)| *t)
+    }
+
+    /// When the watch first showed `value` (waiting up to `within`).
+    fn first(&self, value: &str, within: Duration) -> Result<Instant> {
+        wait_until(&format!("Lease field = {value:?}"), within, || {
+            self.at(value).is_some()
+        })
+        .with_context(|| format!("seen: {:?}", self.values()))?;
+        self.at(value).context("stamp")
+    }
+
+    fn values(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -186,7 +222,7 @@ fn election() -> Result<()> {
     );
 
     // 20 unrelated Service changes: Lease writes only from the renewal timer.
-    let watch = LeaseWatch::start(&cp)?;
+    let watch = LeaseWatch::start(&cp, ".spec.renewTime", true)?;
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     for i in 0..20 {
@@ -202,14 +238,14 @@ fn election() -> Result<()> {
     }
     let took = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let writes = watch.modified.load(Ordering::Relaxed);
+    let writes = watch.count();
     drop(watch);
     // The watch itself works: the next renewal (every 5 s) is seen.
-    let seen = LeaseWatch::start(&cp)?;
+    let seen = LeaseWatch::start(&cp, ".spec.renewTime", true)?;
     wait_until(
         "a Lease renewal on the watch",
         Duration::from_secs(10),
-        || seen.modified.load(Ordering::Relaxed) > 0,
+        || seen.count() > 0,
     )?;
     drop(seen);
     let timer = (took.as_secs_f64() + 1.0) / 5.0;
@@ -227,15 +263,31 @@ fn election() -> Result<()> {
     } else {
         (&mut b, "replica-a")
     };
+    let holders = LeaseWatch::start(&cp, ".spec.holderIdentity", false)?;
+    holders.first(&leader, Duration::from_secs(10))?;
     let sigterm = Instant::now();
     let pid = gone.pid().context("leader pid")?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     )?;
-    await_holder(&cp, &[stays], Duration::from_secs(30))?;
-    let handover = sigterm.elapsed();
-    eprintln!("leader handover after SIGTERM: {handover:.2?}");
+    let taken = holders.first(stays, Duration::from_secs(30))?;
+    let handover = taken - sigterm;
+    let released = holders.at("");
+    eprintln!(
+        "leader handover after SIGTERM: {handover:.2?} (released after {:.2?}, taken {:.2?} after the release; holders seen: {:?})",
+        released.map(|r| r - sigterm),
+        released.map(|r| taken - r),
+        holders.values()
+    );
+    drop(holders);
+    // The follower watches the Lease: it takes a released one at once, not at its next look
+    // (1 s apart; polling alone took 0.89-0.93 s after the release here).
+    let after_release = released.map(|r| taken - r);
+    ensure!(
+        after_release.is_some_and(|d| d <= Duration::from_millis(500)),
+        "taken {after_release:?} after the release"
+    );
     let (_, status) = gone.terminate(Duration::from_secs(30))?;
     ensure!(status.is_some_and(|s| s.success()), "exit {status:?}");
     ensure!(

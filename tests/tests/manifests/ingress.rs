@@ -39,7 +39,7 @@ const INGRESS_API_ACCESS: &[(&str, &str, &[&str])] = &[
     (
         "coordination.k8s.io",
         "leases",
-        &["get", "create", "update"],
+        &["get", "list", "watch", "create", "update"],
     ),
     ("", "namespaces", &["list", "watch"]),
     (GW, "gatewayclasses", &["list", "watch"]),
