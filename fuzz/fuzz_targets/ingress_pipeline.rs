@@ -46,7 +46,6 @@ fn check(conf: &str) {
             );
             continue;
         }
-        in_map = false;
         assert!(
             l.ends_with(';') || l.ends_with('{') || l == "}",
             "not one directive: {line:?}"
