@@ -98,6 +98,13 @@ pub enum Error {
          from it"
     )]
     SourceNotEncrypted { image: String },
+    /// An unencrypted clone or restore of an encrypted source: its files would be ciphertext
+    /// without a key (CSI: INVALID_ARGUMENT, the source is incompatible).
+    #[error(
+        "the content source {image} is encrypted; a clone or restore of it must be encrypted \
+         too (encrypted: \"true\", encryptionType: \"file\")"
+    )]
+    SourceEncrypted { image: String },
     /// `encryptionType: "block"` (LUKS; ceph-csi's default type) needs dm-crypt, which
     /// berth-csi does not ship (CSI: FAILED_PRECONDITION).
     #[error(

@@ -131,6 +131,11 @@ pub(super) async fn create_volume(
                 source: &source,
                 fp,
             };
+            if kek.is_none()
+                && let Some(src) = source.image()
+            {
+                super::encrypt::refuse_encrypted_source(io, src)?;
+            }
             let (entry, deep) = reserve_and_create(io, req, &flattening)?;
             if let Some(kek) = &kek {
                 super::encrypt::ensure_key(io, &entry.image, source.image(), kek)?;

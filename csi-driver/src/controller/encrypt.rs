@@ -1,7 +1,8 @@
 //! CreateVolume's part of file encryption ([`crate::kms`]): the new image gets its wrapped
 //! fscrypt master key in its metadata. An empty volume gets a fresh random key; a clone or
 //! restore gets its source's key re-wrapped for itself (fscrypt encrypted the source's files
-//! with it). Idempotent: a key already wrapped for this image is kept.
+//! with it). Idempotent: a key already wrapped for this image is kept. An unencrypted volume
+//! is never made from an encrypted source ([`refuse_encrypted_source`]).
 
 use crate::ceph::ceph_err;
 use crate::ceph::ffi::rados::IoCtx;
@@ -47,4 +48,22 @@ fn source_key(io: &IoCtx<'_>, src: &str, kek: &Kek) -> Result<MasterKey> {
         .map_err(|e| ceph_err(format!("read metadata of {src}"), e))?
         .ok_or_else(|| Error::SourceNotEncrypted { image: src.into() })?;
     Ok(kms::unwrap(kek, src, &w)?.0)
+}
+
+/// An unencrypted volume cannot come from an encrypted source: its pods would see only the
+/// ciphertext of the source's files. Checked before anything is created.
+pub(super) fn refuse_encrypted_source(io: &IoCtx<'_>, src: &str) -> Result<()> {
+    let img = match Image::open(io, src, true) {
+        Ok(img) => img,
+        // A missing source: the create path answers for it (NOT_FOUND).
+        Err(crate::ceph::ffi::Errno(libc::ENOENT)) => return Ok(()),
+        Err(e) => return Err(ceph_err(format!("open image {src}"), e)),
+    };
+    let wrapped = img
+        .metadata_get(WRAPPED_KEY_META)
+        .map_err(|e| ceph_err(format!("read metadata of {src}"), e))?;
+    match wrapped {
+        Some(_) => Err(Error::SourceEncrypted { image: src.into() }),
+        None => Ok(()),
+    }
 }

@@ -58,7 +58,8 @@ impl Error {
             | E::BadEndpoint { .. }
             | E::Topology(_)
             | E::ClusterConfig { .. }
-            | E::SourceNotEncrypted { .. } => Code::InvalidArgument,
+            | E::SourceNotEncrypted { .. }
+            | E::SourceEncrypted { .. } => Code::InvalidArgument,
             E::Key(crate::kms::KeyError::Malformed { .. }) => Code::FailedPrecondition,
             E::Key(_) => Code::Unauthenticated,
             E::SecretsMissing

@@ -34,6 +34,45 @@ fn params(pool: &str, kind: Option<&str>) -> HashMap<String, String> {
     p
 }
 
+/// An unencrypted clone or restore of an encrypted source would hand pods ciphertext they
+/// cannot read (and carry the source's wrapped key): INVALID_ARGUMENT, no image created.
+async fn refuses_plain_copy(
+    e: &mut NodeEnv<'_>,
+    name: &str,
+    pool: &str,
+    source: VolumeContentSource,
+) -> Result<()> {
+    let mut parameters = params(pool, None);
+    parameters.remove("encrypted");
+    let before = e.cluster.images()?;
+    let r = e
+        .csi
+        .controller
+        .create_volume(CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 64 << 20,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: vec![mount_cap("ext4", Mode::SingleNodeWriter)],
+            parameters,
+            secrets: e.secrets(),
+            volume_content_source: Some(source),
+            ..Default::default()
+        })
+        .await;
+    let s = r
+        .err()
+        .context("an unencrypted copy of an encrypted source was created")?;
+    ensure!(
+        s.code() == Code::InvalidArgument && s.message().contains("encrypted"),
+        "{s:?}"
+    );
+    let after = e.cluster.images()?;
+    ensure!(after == before, "images changed: {before:?} -> {after:?}");
+    Ok(())
+}
+
 fn secrets(e: &NodeEnv<'_>, pass: &str) -> HashMap<String, String> {
     let mut s = e.secrets();
     s.insert(kms::PASSPHRASE_KEY.into(), pass.into());
@@ -172,6 +211,7 @@ pub async fn fscrypt_volume_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
             },
         )),
     };
+    refuses_plain_copy(e, "enc-plain-clone", &pool, source.clone()).await?;
     let clone = e
         .csi
         .controller
@@ -228,6 +268,7 @@ pub async fn fscrypt_volume_end_to_end(e: &mut NodeEnv<'_>) -> Result<()> {
             },
         )),
     };
+    refuses_plain_copy(e, "enc-plain-restore", &pool, member.clone()).await?;
     let restored = e
         .csi
         .controller
