@@ -58,6 +58,22 @@ pub struct Args {
     #[arg(long = "topology", env = "BERTH_CSI_TOPOLOGY", value_delimiter = ',')]
     pub topology: Vec<String>,
 
+    /// Node: labels of this node's Node object (named by --node-id) reported as topology
+    /// segments `topology.<driver name>/<label name after its last '/'>`, read through the
+    /// Kubernetes API at start, as ceph-csi's --domain-labels (comma-separated). Needs `get`
+    /// on nodes; a named label missing on the Node refuses the start.
+    #[arg(
+        long = "domain-labels",
+        env = "BERTH_CSI_DOMAIN_LABELS",
+        value_delimiter = ','
+    )]
+    pub domain_labels: Vec<String>,
+
+    /// Node (hidden, for tests): how long --domain-labels waits for an unreachable API server
+    /// at start, in milliseconds (default 60 000).
+    #[arg(long, env = "BERTH_CSI_DOMAIN_LABELS_WAIT_MS", hide = true)]
+    pub domain_labels_wait_ms: Option<u64>,
+
     /// Controller: advertise VOLUME_ACCESSIBILITY_CONSTRAINTS, for StorageClasses with
     /// topologyConstrainedPools. Every node must then run with --topology: the provisioner
     /// refuses to provision while no node reports a topology.
@@ -178,11 +194,20 @@ mod tests {
             "json",
             "--topology",
             "zone=a,rack=1",
+            "--domain-labels",
+            "topology.kubernetes.io/zone,topology.kubernetes.io/region",
         ])
         .unwrap();
         assert_eq!(a.mode, Mode::Node);
         assert_eq!(a.log_format, LogFormat::Json);
         assert_eq!(a.driver_name, DEFAULT_DRIVER_NAME);
         assert_eq!(a.topology, vec!["zone=a", "rack=1"]);
+        assert_eq!(
+            a.domain_labels,
+            vec![
+                "topology.kubernetes.io/zone",
+                "topology.kubernetes.io/region"
+            ]
+        );
     }
 }

@@ -84,6 +84,9 @@ pub enum Error {
     /// A `--topology` item that is not a segment (a start-up error).
     #[error(transparent)]
     Topology(#[from] crate::node::info::TopologyError),
+    /// `--domain-labels` could not give this node's segments (a start-up error).
+    #[error(transparent)]
+    DomainLabels(#[from] crate::node::domain_labels::DomainLabelsError),
     /// The cluster config file is refused (a start-up error).
     #[error("cluster config {}", path.display())]
     ClusterConfig {

@@ -165,11 +165,13 @@ fn controller_options(args: &Args) -> Result<controller::Options> {
 /// The binary's whole life: typed config from flags, bind, serve, clean up the socket.
 pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
     let path: PathBuf = socket_path(&args.endpoint)?;
-    let listener = bind(&path)?;
+    // The node's topology first (--domain-labels may wait for the API server): no socket
+    // answers, so no registrar talks to it, before the plugin knows where it is.
     let node_config = match args.mode.node() {
-        true => Some(crate::node::NodeConfig::from_args(&args)?),
+        true => Some(crate::node::NodeConfig::from_args_and_api(&args).await?),
         false => None,
     };
+    let listener = bind(&path)?;
     let mut controller_opts = controller_options(&args)?;
     controller_opts.local_node = node_config.as_ref().map(|n| n.node_id.clone());
     let config = Config {

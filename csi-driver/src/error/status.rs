@@ -57,6 +57,7 @@ impl Error {
             | E::BadListPools { .. }
             | E::BadEndpoint { .. }
             | E::Topology(_)
+            | E::DomainLabels(_)
             | E::ClusterConfig { .. }
             | E::SourceNotEncrypted { .. }
             | E::SourceEncrypted { .. } => Code::InvalidArgument,

@@ -9,10 +9,12 @@
 //! - [`recovery`]: what runs at start, before serving
 //! - [`stash`]: the per-staging record on disk
 //! - [`info`]: NodeGetInfo, NodeGetCapabilities
+//! - [`domain_labels`]: `--domain-labels`, segments from the Node's labels (the API, at start)
 //! - [`fence`]: NodeStage of a single-node volume another client has open is refused
 //! - [`targets`]: what unpublish/unstage may unmount and remove (only what berth recorded)
 //! - [`encrypt`]: file encryption (fscrypt v2): key unwrap before attach, policy, key removal
 
+pub mod domain_labels;
 pub mod encrypt;
 pub mod expand;
 pub mod fence;
@@ -71,15 +73,39 @@ impl NodeConfig {
         if node_id.is_empty() || node_id.len() > 256 {
             return Err(Error::BadNodeId);
         }
+        let topology = info::parse_topology(&args.topology)?;
+        domain_labels::DomainLabels::parse(&args.domain_labels, &args.driver_name)?
+            .check_against(&topology)?;
         Ok(NodeConfig {
             node_id,
-            topology: info::parse_topology(&args.topology)?,
+            topology,
             state_dir: args.state_dir.clone(),
             clusters: ClusterConfig::load(&args.cluster_config)?,
             watch_interval: args
                 .node_watch_ms
                 .map_or(recovery::WATCH_INTERVAL, std::time::Duration::from_millis),
         })
+    }
+}
+
+impl NodeConfig {
+    /// [`NodeConfig::from_args`], then the `--domain-labels` segments read from this node's
+    /// Node object through the API merged into `topology` (no API call without the flag).
+    pub async fn from_args_and_api(args: &crate::args::Args) -> Result<NodeConfig, Error> {
+        let mut config = NodeConfig::from_args(args)?;
+        let labels = domain_labels::DomainLabels::parse(&args.domain_labels, &args.driver_name)?;
+        if labels.is_empty() {
+            return Ok(config);
+        }
+        let wait = args.domain_labels_wait_ms.map_or(
+            domain_labels::DEFAULT_WAIT,
+            std::time::Duration::from_millis,
+        );
+        let node_labels = domain_labels::node_labels(&config.node_id, wait).await?;
+        let segments = labels.segments(&config.node_id, &node_labels)?;
+        config.topology = domain_labels::merge(&config.topology, &labels, segments)?;
+        tracing::info!(node = %config.node_id, topology = ?config.topology, "segments from --topology and --domain-labels");
+        Ok(config)
     }
 }
 

@@ -47,6 +47,48 @@ fn csi_node_plugin_has_what_attach_and_mount_need() {
     }
 }
 
+/// `--domain-labels`: the node plugin's pod runs as berth-csi-node with a token, and a
+/// ClusterRoleBinding of that ServiceAccount grants `get` on nodes (its one API call).
+#[test]
+fn csi_node_plugin_may_get_its_node_for_domain_labels() {
+    let (file, spec) = pod_specs()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("csi/node.yaml"))
+        .expect("node DaemonSet");
+    let sa = spec.service_account_name.clone().expect("a ServiceAccount");
+    assert_eq!(sa, "berth-csi-node", "{}", file.display());
+    assert_eq!(
+        spec.automount_service_account_token,
+        Some(true),
+        "the pod needs its token for --domain-labels"
+    );
+    let mut rules = Vec::new();
+    for (_, v) in documents() {
+        if v["kind"] != "ClusterRoleBinding" {
+            continue;
+        }
+        let binding: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+        let bound = binding.subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount"
+                && s.name == sa
+                && s.namespace.as_deref() == Some("berth-system")
+        });
+        if bound && binding.role_ref.kind == "ClusterRole" {
+            rules.extend(rules_of("ClusterRole", &binding.role_ref.name));
+        }
+    }
+    assert!(
+        covers(&rules, "", "nodes", "get"),
+        "RBAC lacks get /nodes for ServiceAccount {sa}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("--domain-labels="),
+        "{} shows no --domain-labels example",
+        file.display()
+    );
+}
+
 /// The CSI sidecar images deploy/ pins are the versions the Kubernetes tests build and run
 /// (tests/tools/tools.txt): what CI checks is what users deploy.
 #[test]
