@@ -47,6 +47,15 @@ impl Driver {
     /// Start `berth-csi --mode all` with `extra` flags; the socket, state dir and log are in a
     /// fresh state directory. `cluster_config` (JSON) is written there when given.
     pub async fn start(extra: &[&str], cluster_config: Option<&str>) -> Result<Driver> {
+        Driver::start_with_env(extra, cluster_config, &[]).await
+    }
+
+    /// As [`Driver::start`], with extra environment (e.g. `KUBECONFIG`) from the first start.
+    pub async fn start_with_env(
+        extra: &[&str],
+        cluster_config: Option<&str>,
+        envs: &[(&str, &str)],
+    ) -> Result<Driver> {
         let dir = crate::new_state_dir("csi")?;
         let socket = dir.join("csi.sock");
         let state_dir = dir.join("state");
@@ -72,7 +81,10 @@ impl Driver {
             socket,
             state_dir,
             args,
-            envs: Vec::new(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         d.spawn().await?;

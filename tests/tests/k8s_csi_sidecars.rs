@@ -8,12 +8,15 @@
 //! PVC -> Bound, VolumeSnapshot -> readyToUse, PVC from the snapshot, PVC cloned from a PVC,
 //! expansion, a ReadWriteOnce volume attached on one node and refused on a second
 //! (csi-attacher, [`attach`]), deletions -> the Ceph pool, its trash and berth's journal
-//! empty; no sidecar log says "forbidden". Seconds per step are printed.
+//! empty; no sidecar log says "forbidden". Before the sidecars, the node plugin's
+//! `--domain-labels` against this API server ([`domain_labels`]). Seconds per step are printed.
 //!
 //! Needs `bash tests/scripts/build-k8s-tools.sh`, etcd-server and the berth-csi binary.
 
 #[path = "k8s_csi_sidecars/attach.rs"]
 mod attach;
+#[path = "k8s_csi_sidecars/domain_labels.rs"]
+mod domain_labels;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -163,6 +166,10 @@ fn flow(c: &Cluster) -> Result<()> {
             cp.apply(&vsc.to_string())
         },
     )?;
+
+    // The node plugin's --domain-labels with deploy/csi's node ServiceAccount (its own
+    // berth-csi processes; the pool is empty again before the sidecars start).
+    domain_labels::flow(&cp, c, CLUSTER_ID, NS)?;
 
     // berth-csi's controller, as the Deployment runs it (socket and cluster config local).
     let cfg = dir.join("cluster-config.json");

@@ -163,7 +163,8 @@ fn transient(e: &kube::Error) -> bool {
 }
 
 /// The Node's labels through the API (in-cluster config, else KUBECONFIG / ~/.kube/config).
-/// An unreachable server is retried with backoff (0.2 s doubling to 5 s) for `wait`; a
+/// An unreachable server is retried with backoff (0.2 s doubling to 5 s) for `wait`, then
+/// refused; a
 /// definite answer (no such Node, forbidden) fails at once.
 pub async fn node_labels(
     node: &str,
@@ -200,15 +201,16 @@ pub async fn node_labels(
             });
         }
         let waited = start.elapsed();
-        if waited + delay > wait {
+        if waited >= wait {
             return Err(DomainLabelsError::Unreachable {
                 node: node.to_string(),
                 waited,
                 source: err,
             });
         }
-        tracing::warn!(node, error = %err, retry_in = ?delay, "--domain-labels: API server not answering");
-        tokio::time::sleep(delay).await;
+        let delay_now = delay.min(wait - waited);
+        tracing::warn!(node, error = %err, retry_in = ?delay_now, "--domain-labels: API server not answering");
+        tokio::time::sleep(delay_now).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
