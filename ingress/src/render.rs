@@ -246,6 +246,18 @@ pub(crate) enum Wildcard {
     Labels,
 }
 
+/// Which ports a server block listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ports {
+    /// HTTP, and HTTPS when it has a certificate (an Ingress host).
+    Both,
+    /// The HTTP port only (Gateway API routes of HTTP listeners).
+    Http,
+    /// The HTTPS port only (Gateway API routes of HTTPS listeners); without a certificate
+    /// nginx refuses the config rather than serve it in the clear.
+    Https,
+}
+
 /// `server {`, its listeners, certificate and `server_name`; returns the certificate id the
 /// server presents, if any.
 pub(crate) fn server_head<'a>(
@@ -254,18 +266,23 @@ pub(crate) fn server_head<'a>(
     tls: Option<&'a crate::model::TlsChoice>,
     config: &RenderConfig,
     default_cert: Option<&'a str>,
-    wildcard_labels: Wildcard,
+    (ports, wildcard_labels): (Ports, Wildcard),
 ) -> Option<&'a str> {
     out.push_str("    server {\n");
-    listen(out, config, config.http_port, false, host.is_none());
+    if ports != Ports::Https {
+        listen(out, config, config.http_port, false, host.is_none());
+    }
     let cert = match (host, tls.map(|t| &t.certificate)) {
+        _ if ports == Ports::Http => None,
         (None, _) => default_cert,
         (Some(_), Some(ServerTls::Certificate(id))) => Some(id.as_str()),
         (Some(_), Some(ServerTls::Default)) => default_cert,
         (Some(_), None) => None,
     };
-    if let Some(id) = cert {
+    if cert.is_some() || ports == Ports::Https {
         listen(out, config, config.https_port, true, host.is_none());
+    }
+    if let Some(id) = cert {
         let dir = config.tls_dir();
         let dir = dir.to_str().unwrap_or("/");
         _ = writeln!(out, "        ssl_certificate {dir}/{id}.pem;");
@@ -302,7 +319,7 @@ fn server(
         s.tls.as_ref(),
         config,
         default_cert,
-        Wildcard::OneLabel,
+        (Ports::Both, Wildcard::OneLabel),
     );
     // Redirects apply to hosts with TLS, not to the catch-all's self-signed listener.
     let ctx = Ctx {

@@ -29,7 +29,7 @@ use crate::model::{
     GwAction, GwEntry, GwLocation, GwProxy, GwRedirect, GwRule, GwServer, HeaderMods, Model,
     PathKind, PathModifier,
 };
-use crate::render::{PROXY_HEADERS, RenderConfig, Wildcard, server_head};
+use crate::render::{PROXY_HEADERS, Ports, RenderConfig, Wildcard, server_head};
 
 fn hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
@@ -69,8 +69,15 @@ fn location_var(host: &str, l: &GwLocation) -> String {
     )
 }
 
+/// What names a server's location maps: its host, and the scheme (a host attached through
+/// HTTP and HTTPS listeners has a server of each, with their own rules).
 fn host_text(s: &GwServer) -> String {
-    s.host.as_ref().map_or("_".into(), |h| h.to_string())
+    let host = s.host.as_ref().map_or("_".into(), |h| h.to_string());
+    if s.https {
+        format!("{host} https")
+    } else {
+        host
+    }
 }
 
 fn live(name: &str, model: &Model) -> bool {
@@ -199,7 +206,10 @@ pub(crate) fn server(
         s.tls.as_ref(),
         config,
         default_cert,
-        Wildcard::Labels,
+        (
+            if s.https { Ports::Https } else { Ports::Http },
+            Wildcard::Labels,
+        ),
     );
     let host = host_text(s);
     let mut internal: BTreeMap<&str, &GwRule> = BTreeMap::new();

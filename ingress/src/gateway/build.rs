@@ -1,6 +1,7 @@
 //! Routes attached to our Gateways -> [`GwServer`]s (pure), in the spec's precedence order.
 //!
-//! Per host (the route's hostnames intersected with each listener's), every (rule, match)
+//! Per host (the route's hostnames intersected with each listener's) and listener kind (HTTP
+//! or HTTPS: a server each, serving only the routes attached through that kind), every (rule, match)
 //! lands on nginx locations: an Exact path `/p` on `location = /p`; a PathPrefix `/p` on
 //! `location = /p` and `location ^~ /p/` (`location /` for `/`) *and* on every longer
 //! location beneath it, so a request whose conditions fail at `/p/x` still reaches the
@@ -74,7 +75,7 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
     let parents = Parents::new(snapshot, config);
     let grants = Grants::new(snapshot);
     let mut out = Output::default();
-    let mut hosts: BTreeMap<Option<Host>, HostAcc> = BTreeMap::new();
+    let mut hosts: BTreeMap<(Option<Host>, bool), HostAcc> = BTreeMap::new();
     let http = snapshot.http_routes.iter().map(|r| Route {
         kind: Kind::HTTPRoute,
         meta: &r.metadata,
@@ -154,7 +155,7 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
         }
         let age = Age::of(r.meta, &origin);
         let route = out.routes.len();
-        let mut targets: Vec<Option<Host>> = Vec::new();
+        let mut targets: Vec<(Option<Host>, bool)> = Vec::new();
         let mut ports: BTreeMap<Option<Host>, (Option<u16>, Option<u16>)> = BTreeMap::new();
         for (gw, p) in ours {
             let atts = match parents.attach(kind_str, ns, &route_hosts, &gw, p) {
@@ -181,7 +182,13 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
                     } else {
                         p.0 = p.0.or(port);
                     }
-                    let acc = hosts.entry(host.clone()).or_default();
+                    // An HTTPS listener without a usable certificate serves nothing (its
+                    // status says why); its routes are never served in the clear instead.
+                    if l.https && l.certificate.is_none() {
+                        continue;
+                    }
+                    let key = (host.clone(), l.https);
+                    let acc = hosts.entry(key.clone()).or_default();
                     if let (Some(c), None) = (&l.certificate, &acc.tls) {
                         certs.entry(c.id.clone()).or_insert_with(|| c.clone());
                         acc.tls = Some(TlsChoice {
@@ -198,15 +205,15 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
                         Some(_) => {}
                         None => _ = out.claims.insert(host.clone(), route),
                     }
-                    targets.push(host);
+                    targets.push(key);
                 }
             }
         }
         // Every host gets the route's entries; the last one takes them without a copy.
         let mut located = Some(rr.located);
         let n = targets.len();
-        for (i, host) in targets.into_iter().enumerate() {
-            let Some(acc) = hosts.get_mut(&host) else {
+        for (i, key) in targets.into_iter().enumerate() {
+            let Some(acc) = hosts.get_mut(&key) else {
                 continue;
             };
             let mine = if i + 1 == n {
@@ -214,7 +221,7 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
             } else {
                 located.clone().unwrap_or_default()
             };
-            let listener_ports = ports.get(&host).copied().unwrap_or_default();
+            let listener_ports = ports.get(&key.0).copied().unwrap_or_default();
             let mine = mine.into_iter().map(|mut l| {
                 if let crate::model::GwAction::Redirect(r) = &l.entry.rule.action
                     && r.listener_ports != listener_ports
@@ -239,8 +246,9 @@ pub fn translate(snapshot: &Snapshot, config: &TranslateConfig, backends: &Backe
     out.servers = hosts
         .into_iter()
         .filter(|(_, acc)| !acc.entries.is_empty())
-        .map(|(host, acc)| GwServer {
+        .map(|((host, https), acc)| GwServer {
             host,
+            https,
             tls: acc.tls,
             locations: locations(acc.entries, &out.routes),
         })

@@ -13,7 +13,11 @@ use super::{Host, ObjectRef, PathKind, TlsChoice};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GwServer {
     pub host: Option<Host>,
-    /// The certificate of an HTTPS listener the host is served through.
+    /// Which listeners the server stands for: HTTPS ones (it listens on the HTTPS port only,
+    /// presenting `tls`) or HTTP ones (the HTTP port only). A host attached through both kinds
+    /// has one server of each, each with only the routes attached through that kind.
+    pub https: bool,
+    /// The certificate of the HTTPS listener the host is served through (`https` only).
     pub tls: Option<TlsChoice>,
     /// Sorted by (path, kind), unique. `Exact` renders `location = path`; `Prefix` renders
     /// `location ^~ path/` (`location /` for `/`); a Prefix route also gets an `Exact`
@@ -136,8 +140,11 @@ pub(super) fn without(servers: &[GwServer], excluded: &BTreeSet<ObjectRef>) -> V
                 })
                 .collect();
             let tls = s.tls.clone().filter(|t| !excluded.contains(&t.origin));
-            (!locations.is_empty()).then(|| GwServer {
+            // An HTTPS server whose certificate went is dropped, never served in the clear.
+            let served = !locations.is_empty() && (!s.https || tls.is_some());
+            served.then(|| GwServer {
                 host: s.host.clone(),
+                https: s.https,
                 tls,
                 locations,
             })

@@ -5,7 +5,8 @@
 //! path, hostname), request and response header modifiers, listener hostname intersection,
 //! a refused rule beside served ones, a cross-namespace backendRef refused (500) without a
 //! ReferenceGrant and served with one, weighted backends within ±10 points over 1 000
-//! requests, an HTTPS listener's certificate from another namespace via a ReferenceGrant;
+//! requests, an HTTPS listener's certificate from another namespace via a ReferenceGrant,
+//! each route served only through the kind of listener (HTTP, HTTPS) it is attached to;
 //! the statuses `gateway::statuses` computes from the same manifests directory.
 
 use anyhow::{Context, Result, ensure};
@@ -318,6 +319,18 @@ pub fn weighted_backends_and_tls_listener() -> Result<()> {
                 json!([{"backendRefs": [backend("v1", v1.port, None)]}]),
             ),
         ),
+        (
+            "plain",
+            route(
+                "gw",
+                "plain",
+                "2024-01-01T00:00:00Z",
+                json!({"name": "gw", "sectionName": "http"}),
+                &["secure.test"],
+                json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/plain"}}],
+                        "backendRefs": [backend("v2", v2.port, None)]}]),
+            ),
+        ),
     ];
     let ctl = started(&manifests, &[])?;
     until(&ctl, ("GET", "split.test", "/"), &[], "served", |r| {
@@ -344,6 +357,13 @@ pub fn weighted_backends_and_tls_listener() -> Result<()> {
         l.conditions.iter().any(|c| c.reason == "RefNotPermitted"),
         "{l:?}"
     );
+    // Without its certificate the HTTPS listener serves nothing, in the clear neither.
+    let r = ask(&ctl, "GET", "secure.test", "/s", &[]);
+    ensure!(
+        r.status == 404,
+        "an HTTPS route without a certificate over HTTP: {}",
+        r.status
+    );
     ctl.write("grant", &grant("certs", "gw", "Gateway", "Secret"))?;
     let mut last = (0, String::new());
     wait_until("secure.test over TLS", SERVED_WITHIN, || {
@@ -352,5 +372,27 @@ pub fn weighted_backends_and_tls_listener() -> Result<()> {
         last.0 == 200 && last.1.starts_with("v1 /s")
     })
     .with_context(|| format!("last {last:?}; log:\n{}", ctl.log_text()))?;
+    // A route is served only through the listeners it is attached to: the HTTPS listener's
+    // route not over plain HTTP, the HTTP listener's route for the same host not over TLS.
+    let r = ask(&ctl, "GET", "secure.test", "/plain", &[]);
+    ensure!(
+        r.status == 200 && first(&r).starts_with("v2 "),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let r = ask(&ctl, "GET", "secure.test", "/s", &[]);
+    ensure!(
+        r.status == 404,
+        "the HTTPS listener's route over HTTP: {} {}",
+        r.status,
+        r.body
+    );
+    // Over TLS, /plain is the HTTPS listener's route (`/`), not the longer /plain of HTTP.
+    let tls = curl_https("secure.test", ctl.https_port, &ca_file, "/plain")?;
+    ensure!(
+        tls.0 == 200 && tls.1.starts_with("v1 /plain"),
+        "the HTTP listener's route over TLS: {tls:?}"
+    );
     Ok(())
 }
