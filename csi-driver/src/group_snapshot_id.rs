@@ -15,12 +15,10 @@
 
 use std::fmt;
 
-use crate::volume_id::{NotOurs, VolumeId, decode_parts, encode_parts};
+use crate::volume_id::{Located, NotOurs, Versions, VolumeId};
 
-/// The layout version of group snapshots in the default RADOS namespace.
-const VERSION: &str = "g001";
-/// The layout version of group snapshots in a named RADOS namespace.
-const VERSION_NS: &str = "g002";
+/// Layout versions: default RADOS namespace, named one.
+const VERSIONS: Versions = ("g001", "g002");
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupSnapshotId {
@@ -53,22 +51,13 @@ impl GroupSnapshotId {
         if !self.legal() {
             return None;
         }
-        if self.namespace.is_empty() {
-            encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.id)
-        } else {
-            let fields = [&*self.cluster_id, &self.pool, &self.namespace];
-            encode_parts(VERSION_NS, &fields, &self.id)
-        }
+        let at = Located::new(&self.cluster_id, &self.pool, &self.namespace);
+        at.encode(VERSIONS, &[], &self.id)
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let g = if let Some(([c, p], gid)) = decode_parts(id, VERSION) {
-            GroupSnapshotId::new(c, p, gid)
-        } else if let Some(([c, p, ns], gid)) = decode_parts(id, VERSION_NS) {
-            GroupSnapshotId::new(c, p, gid).in_namespace(ns)
-        } else {
-            return Err(NotOurs(id.to_string()));
-        };
+        let (at, _, gid) = Located::decode(id, VERSIONS, 0).ok_or_else(|| NotOurs(id.into()))?;
+        let g = GroupSnapshotId::new(at.cluster_id, at.pool, gid).in_namespace(at.namespace);
         g.legal()
             .then_some(g)
             .ok_or_else(|| NotOurs(id.to_string()))

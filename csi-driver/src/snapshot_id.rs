@@ -18,10 +18,10 @@
 
 use std::fmt;
 
-use crate::volume_id::{NotOurs, VolumeId, decode_parts, encode_parts, legal_name};
+use crate::volume_id::{Located, NotOurs, Versions, VolumeId, legal_name};
 
-const VERSION: &str = "s001";
-const VERSION_NS: &str = "s002";
+/// Layout versions: default RADOS namespace, named one.
+const VERSIONS: Versions = ("s001", "s002");
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotId {
@@ -60,22 +60,17 @@ impl SnapshotId {
         if !self.legal() {
             return None;
         }
-        let (c, p, i) = (&*self.cluster_id, &*self.pool, &*self.image);
-        if self.namespace.is_empty() {
-            encode_parts(VERSION, &[c, p, i], &self.snap)
-        } else {
-            encode_parts(VERSION_NS, &[c, p, &self.namespace, i], &self.snap)
-        }
+        let at = Located::new(&self.cluster_id, &self.pool, &self.namespace);
+        at.encode(VERSIONS, &[&self.image], &self.snap)
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let s = if let Some(([c, p, i], snap)) = decode_parts(id, VERSION) {
-            SnapshotId::new(c, p, i, snap)
-        } else if let Some(([c, p, ns, i], snap)) = decode_parts(id, VERSION_NS) {
-            SnapshotId::new(c, p, i, snap).in_namespace(ns)
-        } else {
-            return Err(NotOurs(id.to_string()));
+        let not_ours = || NotOurs(id.to_string());
+        let (at, extra, snap) = Located::decode(id, VERSIONS, 1).ok_or_else(not_ours)?;
+        let [image] = extra[..] else {
+            return Err(not_ours());
         };
+        let s = SnapshotId::new(at.cluster_id, at.pool, image, snap).in_namespace(at.namespace);
         s.legal()
             .then_some(s)
             .ok_or_else(|| NotOurs(id.to_string()))

@@ -27,10 +27,8 @@
 
 use std::fmt;
 
-/// The layout version of volumes in the default RADOS namespace.
-const VERSION: &str = "0001";
-/// The layout version of volumes in a named RADOS namespace.
-const VERSION_NS: &str = "0002";
+/// The layout versions of volumes: in the default RADOS namespace, in a named one.
+const VERSIONS: Versions = ("0001", "0002");
 /// CSI's limit on ID length.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -94,22 +92,13 @@ impl VolumeId {
         if !self.legal() {
             return None;
         }
-        if self.namespace.is_empty() {
-            encode_parts(VERSION, &[&self.cluster_id, &self.pool], &self.image)
-        } else {
-            let fields = [&*self.cluster_id, &self.pool, &self.namespace];
-            encode_parts(VERSION_NS, &fields, &self.image)
-        }
+        let at = Located::new(&self.cluster_id, &self.pool, &self.namespace);
+        at.encode(VERSIONS, &[], &self.image)
     }
 
     pub fn decode(id: &str) -> Result<Self, NotOurs> {
-        let v = if let Some(([cluster_id, pool], image)) = decode_parts(id, VERSION) {
-            VolumeId::new(cluster_id, pool, image)
-        } else if let Some(([cluster_id, pool, ns], image)) = decode_parts(id, VERSION_NS) {
-            VolumeId::new(cluster_id, pool, image).in_namespace(ns)
-        } else {
-            return Err(NotOurs(id.to_string()));
-        };
+        let (at, _, image) = Located::decode(id, VERSIONS, 0).ok_or_else(|| NotOurs(id.into()))?;
+        let v = VolumeId::new(at.cluster_id, at.pool, image).in_namespace(at.namespace);
         v.legal()
             .then_some(v)
             .ok_or_else(|| NotOurs(id.to_string()))
@@ -131,7 +120,7 @@ impl VolumeId {
     }
 }
 
-/// The codec shared by volume and snapshot IDs:
+/// The codec shared by volume, snapshot and group snapshot IDs ([`Located`] on top of it):
 /// `<version>-<LLLL>-<field>-…-<LLLL>-<field>-<tail>`, every field length-prefixed (4 lowercase
 /// hex digits), the tail taking the rest. `None` when a part is empty or not ASCII, a field is
 /// longer than 0xffff, or the result exceeds [`MAX_ID_LEN`].
@@ -150,21 +139,74 @@ pub(crate) fn encode_parts(version: &str, fields: &[&str], tail: &str) -> Option
     (s.len() <= MAX_ID_LEN).then_some(s)
 }
 
-/// Inverse of [`encode_parts`]: the `N` fields and the (non-empty) tail, or `None` for anything
+/// Inverse of [`encode_parts`]: the `n` fields and the (non-empty) tail, or `None` for anything
 /// this driver could not have issued.
-pub(crate) fn decode_parts<'a, const N: usize>(
-    id: &'a str,
-    version: &str,
-) -> Option<([&'a str; N], &'a str)> {
+fn decode_parts<'a>(id: &'a str, version: &str, n: usize) -> Option<(Vec<&'a str>, &'a str)> {
     if id.len() > MAX_ID_LEN || !id.is_ascii() {
         return None;
     }
     let mut rest = id.strip_prefix(version)?.strip_prefix('-')?;
-    let mut fields = [""; N];
-    for f in &mut fields {
-        (*f, rest) = take_field(rest)?;
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (f, r) = take_field(rest)?;
+        fields.push(f);
+        rest = r;
     }
     (!rest.is_empty()).then_some((fields, rest))
+}
+
+/// The two layout versions of one kind of ID: for the default RADOS namespace (no namespace
+/// field, so IDs issued before namespaces existed still decode) and for a named one.
+pub(crate) type Versions = (&'static str, &'static str);
+
+/// Where an ID's object lives: the leading fields every kind of ID has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Located<'a> {
+    pub cluster_id: &'a str,
+    pub pool: &'a str,
+    /// "" is the default RADOS namespace.
+    pub namespace: &'a str,
+}
+
+impl<'a> Located<'a> {
+    pub fn new(cluster_id: &'a str, pool: &'a str, namespace: &'a str) -> Self {
+        Located {
+            cluster_id,
+            pool,
+            namespace,
+        }
+    }
+
+    /// `<version>-cluster-pool[-namespace]-<extra…>-<tail>` ([`encode_parts`]): the first
+    /// version without a namespace field, the second with one.
+    pub fn encode(&self, v: Versions, extra: &[&str], tail: &str) -> Option<String> {
+        let mut fields = vec![self.cluster_id, self.pool];
+        let version = if self.namespace.is_empty() {
+            v.0
+        } else {
+            fields.push(self.namespace);
+            v.1
+        };
+        fields.extend_from_slice(extra);
+        encode_parts(version, &fields, tail)
+    }
+
+    /// Inverse of [`Self::encode`] with `extra` extra fields: (where, extra fields, tail).
+    pub fn decode(id: &'a str, v: Versions, extra: usize) -> Option<(Self, Vec<&'a str>, &'a str)> {
+        let (fields, tail, named) = match decode_parts(id, v.0, 2 + extra) {
+            Some((f, t)) => (f, t, false),
+            None => {
+                let (f, t) = decode_parts(id, v.1, 3 + extra)?;
+                (f, t, true)
+            }
+        };
+        let (at, rest) = match (named, &fields[..]) {
+            (false, [c, p, rest @ ..]) => (Located::new(c, p, ""), rest),
+            (true, [c, p, ns, rest @ ..]) => (Located::new(c, p, ns), rest),
+            _ => return None,
+        };
+        Some((at, rest.to_vec(), tail))
+    }
 }
 
 /// `LLLL-<value>-<rest>` -> (value, rest).
