@@ -10,7 +10,6 @@
 //! stops (a running nginx call is dropped, never waited for) and nginx gets SIGQUIT (graceful
 //! drain: old workers end after `worker_shutdown_timeout`; all of it bounded by [`QUIT_GRACE`]).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use crate::metrics::{self, Metrics};
 use crate::model::{Kind, ObjectRef, Report};
 use crate::nginx::{Nginx, NginxError, NginxPaths};
 use crate::render::{RenderConfig, UnsafePrefix, render};
+use crate::serving::Serving;
 use crate::source::Source;
 use crate::source::files::FilesSource;
 use crate::source::kube::{KubeConfig, KubeSource};
@@ -184,7 +184,7 @@ fn spawn_status(
     opts: &Options,
     client: kube::Client,
     source: &KubeSource,
-    served: watch::Receiver<BTreeSet<ObjectRef>>,
+    served: watch::Receiver<Arc<Serving>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
     use crate::source::kube_gateway::GatewayApi;
@@ -215,9 +215,10 @@ fn spawn_status(
     let mut writer = StatusWriter::new(client.clone(), publish);
     if opts.gateway_api != GatewayApi::Off {
         let src = source.clone();
+        let live = served.clone();
         writer = writer.with_gateway(
             GatewayStatusWriter::new(client, tc.clone()),
-            Box::new(move || src.snapshot()),
+            Box::new(move || (src.snapshot(), live.borrow().clone())),
         );
     }
     let src = source.clone();
@@ -227,7 +228,7 @@ fn spawn_status(
         let mut ingresses = translate::ingress::owned(&src.snapshot(), &tc);
         ingresses.retain(|i| {
             let (ns, name) = (i.namespace().unwrap_or_default(), i.name_any());
-            live.contains(&ObjectRef::new(Kind::Ingress, ns, name))
+            live.serves(&ObjectRef::new(Kind::Ingress, ns, name))
         });
         ingresses
     };
@@ -272,7 +273,7 @@ struct Started {
 async fn start_source(
     opts: &Options,
     changes: watch::Sender<u64>,
-    served: watch::Receiver<BTreeSet<ObjectRef>>,
+    served: watch::Receiver<Arc<Serving>>,
     quit: watch::Receiver<bool>,
 ) -> Result<Started, Error> {
     Ok(match opts.source {
@@ -311,7 +312,7 @@ async fn start_source(
 fn build_syncer(
     opts: &Options,
     metrics: Arc<Metrics>,
-    served: watch::Sender<BTreeSet<ObjectRef>>,
+    served: crate::sync::Served,
 ) -> Result<Syncer<Nginx>, Error> {
     let mut render_cfg = render_config(opts)?;
     render_cfg.self_signed_default = true;
@@ -375,7 +376,7 @@ pub async fn run(
     };
 
     let (changes_tx, mut changes) = watch::channel(0u64);
-    let (served_tx, served_rx) = watch::channel(BTreeSet::new());
+    let (served_tx, served_rx) = watch::channel(Arc::new(Serving::default()));
     let started = start_source(&opts, changes_tx, served_rx, quit_rx.clone()).await?;
     let (source, status_task) = (started.source, started.status_task);
     let mut syncer = build_syncer(&opts, metrics.clone(), served_tx)?;

@@ -47,6 +47,7 @@ pub mod render_errors;
 pub mod render_gateway;
 pub mod render_limits;
 pub mod render_redirects;
+pub mod serving;
 pub mod snapshot;
 pub mod source;
 pub mod status;

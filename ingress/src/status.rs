@@ -298,8 +298,9 @@ fn current(ing: &Ingress) -> Vec<IngressLoadBalancerIngress> {
         .unwrap_or_default()
 }
 
-/// The current snapshot, for the Gateway API statuses.
-pub type SnapshotFn = Box<dyn Fn() -> crate::snapshot::Snapshot + Send + Sync>;
+/// The current snapshot and what the live config serves, for the Gateway API statuses.
+pub type SnapshotFn =
+    Box<dyn Fn() -> (crate::snapshot::Snapshot, Arc<crate::serving::Serving>) + Send + Sync>;
 
 /// Writes the status of our Ingresses (leader only), and with [`StatusWriter::with_gateway`]
 /// that of our Gateway API objects (`status_gateway.rs`) with the same addresses.
@@ -321,7 +322,8 @@ impl StatusWriter {
         }
     }
 
-    /// Also write the Gateway API statuses of `snapshot()` at every sync.
+    /// Also write the Gateway API statuses of `snapshot()` (with what the live config
+    /// serves) at every sync.
     pub fn with_gateway(mut self, writer: GatewayStatusWriter, snapshot: SnapshotFn) -> Self {
         self.gateway = Some((writer, snapshot));
         self
@@ -365,7 +367,8 @@ impl StatusWriter {
             writes += 1;
         }
         if let Some((writer, snapshot)) = &mut self.gateway {
-            match writer.sync(&snapshot(), &published).await {
+            let (snapshot, serving) = snapshot();
+            match writer.sync(&snapshot, &serving, &published).await {
                 Ok(n) => writes += n,
                 Err(e) => tracing::warn!(error = %e, "writing Gateway API status failed"),
             }

@@ -25,6 +25,7 @@ use crate::gateway::{
     self, GROUP, GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, GatewayStatuses,
     HTTPRoute, ParentReference, RouteParentStatus, keep_transition_times,
 };
+use crate::serving::Serving;
 use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 
@@ -244,10 +245,12 @@ impl GatewayStatusWriter {
     pub async fn sync(
         &mut self,
         snapshot: &Snapshot,
+        serving: &Serving,
         published: &[String],
     ) -> Result<usize, kube::Error> {
         let now = Time(Timestamp::now());
-        let want = gateway::statuses(snapshot, &self.config, &addresses(published), &now);
+        let addresses = addresses(published);
+        let want = gateway::statuses(snapshot, &self.config, &addresses, serving, &now);
         let mut writes = 0;
         for w in plan(snapshot, want, &self.config.gateway_controller_name) {
             let key = (w.kind, w.namespace.clone(), w.name.clone());

@@ -254,9 +254,13 @@ mod writer {
             "lastTransitionTime": "1970-01-01T00:00:00Z"}]});
         let published = ["192.0.2.1".to_owned()];
         assert_eq!(
-            w.sync(&class("3", pending.clone()), &published)
-                .await
-                .unwrap(),
+            w.sync(
+                &class("3", pending.clone()),
+                &Default::default(),
+                &published
+            )
+            .await
+            .unwrap(),
             1
         );
         let first = bodies.borrow()[0].clone();
@@ -264,17 +268,31 @@ mod writer {
         assert_eq!(first["status"]["conditions"][0]["status"], "True");
         // The store still shows "3", then shows our write ("4"): no second write.
         assert_eq!(
-            w.sync(&class("3", pending.clone()), &published)
+            w.sync(
+                &class("3", pending.clone()),
+                &Default::default(),
+                &published
+            )
+            .await
+            .unwrap(),
+            0
+        );
+        let stored = first["status"].clone();
+        assert_eq!(
+            w.sync(&class("4", stored), &Default::default(), &published)
                 .await
                 .unwrap(),
             0
         );
-        let stored = first["status"].clone();
-        assert_eq!(w.sync(&class("4", stored), &published).await.unwrap(), 0);
         assert_eq!(bodies.borrow().len(), 1);
         // Someone else changed it meanwhile: our write loses (409), no error, tried again later.
         conflict_tx.send_replace(true);
-        assert_eq!(w.sync(&class("5", pending), &published).await.unwrap(), 0);
+        assert_eq!(
+            w.sync(&class("5", pending), &Default::default(), &published)
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(bodies.borrow().len(), 2);
     }
 }

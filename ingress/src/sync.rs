@@ -14,7 +14,6 @@
 //! is killed). After each applied pass the objects the live config serves are published
 //! ([`Syncer::with_served`]), so Ingress status is written only for those.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +24,11 @@ use tokio::time::{Instant, sleep_until};
 use crate::certfiles::CertFiles;
 use crate::htpasswd_files::HtpasswdFiles;
 use crate::metrics::Metrics;
-use crate::model::{Model, ObjectRef, Reason, Report};
+use crate::model::{Model, Reason, Report};
 use crate::nginx::{Apply, NginxError};
 use crate::quarantine::{self, Culprit};
 use crate::render::{RenderConfig, render};
+use crate::serving::Serving;
 use crate::source::Source;
 use crate::translate::{self, TranslateConfig};
 
@@ -42,8 +42,8 @@ pub const RETRY_MIN: Duration = Duration::from_millis(200);
 /// Longest wait between retries of a pass that keeps failing.
 pub const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Objects the live config serves (published after every applied pass).
-pub type Served = watch::Sender<BTreeSet<ObjectRef>>;
+/// What the live config serves (published after every applied pass; see `serving.rs`).
+pub type Served = watch::Sender<Arc<Serving>>;
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -209,10 +209,12 @@ impl<A: Apply> Syncer<A> {
             files.prune(&model.htpasswd_files());
         }
         if let (Outcome::Reloaded | Outcome::Unchanged, Some(served)) = (&outcome, &self.served) {
-            let now = model.origins();
+            let now = Serving::of(&model);
             served.send_if_modified(|s| {
-                let changed = *s != now;
-                *s = now;
+                let changed = **s != now;
+                if changed {
+                    *s = Arc::new(now);
+                }
                 changed
             });
         }

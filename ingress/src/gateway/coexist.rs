@@ -125,25 +125,36 @@ fn served(gw: &Output) -> BTreeSet<(ObjectRef, Option<Host>)> {
         .collect()
 }
 
-/// Run [`resolve`] on `t` and `gw` and say which routes lost hosts (see [`Losses`]).
-pub fn losses(mut t: Translated, mut gw: Output) -> Losses {
+/// Run [`resolve`] on `t` and `gw` and say which routes lost hosts (see [`Losses`]), and
+/// which objects the Gateway API servers left would serve (routes; a Gateway by the
+/// certificate of its HTTPS listeners): what a live config should show (statuses).
+pub fn losses(mut t: Translated, mut gw: Output) -> (Losses, BTreeSet<ObjectRef>) {
     let before = served(&gw);
     let from = gw.reports.len();
     resolve(&mut t, &mut gw);
     let after = served(&gw);
+    let mut expected: BTreeSet<ObjectRef> = after.iter().map(|(o, _)| o.clone()).collect();
+    expected.extend(
+        gw.servers
+            .iter()
+            .flat_map(|s| &s.tls)
+            .map(|t| t.origin.clone()),
+    );
     let mut out: BTreeMap<ObjectRef, Vec<String>> = BTreeMap::new();
     for r in &gw.reports[from..] {
         out.entry(r.object.clone())
             .or_default()
             .push(r.detail.clone());
     }
-    out.into_iter()
+    let lost = out
+        .into_iter()
         .map(|(o, mut m)| {
             m.dedup();
             let all = before.iter().any(|(b, _)| *b == o) && !after.iter().any(|(a, _)| *a == o);
             (o, (all, m.join("; ")))
         })
-        .collect()
+        .collect();
+    (lost, expected)
 }
 
 /// Add the Gateway API servers, their upstreams, certificates and reports to `model`.

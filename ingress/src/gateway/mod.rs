@@ -7,13 +7,13 @@
 //! - `attach.rs`: which GatewayClasses and Gateways are ours (`--gateway-controller-name`),
 //!   each listener's validity and certificate, and which listeners each route's parentRefs
 //!   attach to (sectionName, port, allowedRoutes, hostname intersection).
-//! - [`statuses`]: the status of every object of ours, computed from the snapshot alone, for
-//!   the kube side to write (nothing here talks to the API server).
+//! - [`statuses`]: the status of every object of ours, computed from the snapshot and what
+//!   the live config serves, for the kube side to write (nothing here talks to the API server).
 //!
 //! # The status contract
 //!
 //! ```text
-//! statuses(snapshot, config, addresses, now) -> GatewayStatuses {
+//! statuses(snapshot, config, addresses, serving, now) -> GatewayStatuses {
 //!     classes:     BTreeMap<name, GatewayClassStatus>         // only classes whose controllerName is ours
 //!     gateways:    BTreeMap<(ns, name), GatewayStatus>        // only Gateways of such a class
 //!     http_routes: BTreeMap<(ns, name), RouteStatus>          // parents: only parentRefs to our Gateways
@@ -22,7 +22,9 @@
 //! ```
 //!
 //! `addresses` are the published addresses (as for Ingress status) and become
-//! `Gateway.status.addresses`. Every condition's `lastTransitionTime` is `now`: the writer
+//! `Gateway.status.addresses`. `serving` is what the live nginx config serves
+//! ([`crate::serving::Serving`], the set the Ingress status uses too): a route is `Accepted`
+//! and a listener or Gateway `Programmed` only when nginx took it (see `status.rs`). Every condition's `lastTransitionTime` is `now`: the writer
 //! should keep an existing condition's time when its `status` did not change
 //! ([`keep_transition_times`] does that). `observedGeneration` is the object's
 //! `metadata.generation`. A route's `status.parents` holds only the entries for our
@@ -42,6 +44,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::serving::Serving;
 use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 pub use attach::{Attachment, ListenerInfo, Parents};
@@ -66,11 +69,13 @@ pub struct GatewayStatuses {
     pub grpc_routes: BTreeMap<Key, RouteStatus>,
 }
 
-/// The statuses to write, computed from `snapshot` alone (pure). See the module doc.
+/// The statuses to write, computed from `snapshot` and what the live config serves (pure).
+/// See the module doc.
 pub fn statuses(
     snapshot: &Snapshot,
     config: &TranslateConfig,
     addresses: &[GatewayStatusAddress],
+    serving: &Serving,
     now: &Time,
 ) -> GatewayStatuses {
     let parents = Parents::new(snapshot, config);
@@ -81,8 +86,13 @@ pub fn statuses(
     );
     let routes = status::facts(snapshot, &parents.grants, &backends);
     let (ingress, gateway) = crate::translate::sides(snapshot, config, &backends);
-    let lost = losses(ingress, gateway);
-    parents.statuses_of(&routes, &lost, config, &backends, addresses, now)
+    let (lost, expected) = losses(ingress, gateway);
+    let live = status::Live {
+        serving,
+        expected: &expected,
+        lost: &lost,
+    };
+    parents.statuses_of(&routes, config, &backends, addresses, &live, now)
 }
 
 /// Copy `lastTransitionTime` from `old` into each condition of `new` whose type is in `old`
@@ -119,5 +129,7 @@ pub(crate) fn condition(
 
 #[cfg(test)]
 mod build_tests;
+#[cfg(test)]
+mod status_live_tests;
 #[cfg(test)]
 mod status_tests;

@@ -7,8 +7,17 @@
 //! - Route, per parentRef to one of our Gateways: `Accepted` (attachment, or a refused rule:
 //!   `UnsupportedValue`; every host lost to an Ingress/Service: `HostnameConflict`, see
 //!   `coexist.rs`) and `ResolvedRefs` (every backendRef resolves).
+//!
+//! What nginx took ([`Live`]): a route the snapshot's config would serve is `Accepted` only
+//! while the live config serves it: `Pending` before that (no config applied yet, or not
+//! reloaded yet), `NginxRejected` (berth's reason: the spec has none for a data plane that
+//! refuses) when `nginx -t` refused it, or the certificate of the Gateway it is served
+//! through, and isolation dropped it. A listener is `Programmed` only once a config was
+//! applied (`Pending` before) and, for HTTPS, while its Gateway's certificate is not refused
+//! (`Invalid`, nginx's message) nor missing from the live config (`Pending`); the Gateway is
+//! `Programmed` when one of its listeners is and nginx refused nothing of the Gateway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
@@ -20,9 +29,62 @@ use super::{
     ListenerStatus, Losses, ParentReference, RouteParentStatus, RouteStatus, condition,
 };
 use crate::model::{Host, Kind, ObjectRef};
+use crate::serving::Serving;
 use crate::snapshot::Snapshot;
 use crate::translate::TranslateConfig;
 use crate::translate::backend::Backends;
+
+/// What the live config serves, and what the snapshot's config would (the routes and
+/// Gateways of its Gateway API servers, and the hosts routes lost, after host conflicts).
+pub struct Live<'a> {
+    pub serving: &'a Serving,
+    pub expected: &'a BTreeSet<ObjectRef>,
+    pub lost: &'a Losses,
+}
+
+/// The reason given for an object nginx refused (not in the spec's lists).
+pub const NGINX_REJECTED: &str = "NginxRejected";
+
+impl Live<'_> {
+    /// Why `route`, attached through Gateway `gw`, is not accepted although attached: its
+    /// config is not live (yet), or nginx refused it (or the Gateway's certificate).
+    fn unserved(&self, route: &ObjectRef, gw: &ObjectRef) -> Option<(&'static str, String)> {
+        if !self.expected.contains(route) {
+            return None; // nothing of it would be served: nothing to wait for
+        }
+        if !self.serving.applied {
+            return Some(("Pending", "no nginx config applied yet".into()));
+        }
+        if self.serving.serves(route) {
+            return None;
+        }
+        if let Some(m) = self.serving.refused.get(route) {
+            return Some((NGINX_REJECTED, m.clone()));
+        }
+        if let Some(m) = self.serving.refused.get(gw) {
+            return Some((NGINX_REJECTED, format!("through {gw}: {m}")));
+        }
+        Some(("Pending", "not in the live nginx config yet".into()))
+    }
+
+    /// The listener's `Programmed` when it is usable: (ok, reason, message).
+    fn programmed(&self, https: bool, gw: &ObjectRef) -> (bool, &'static str, String) {
+        if !self.serving.applied {
+            return (false, "Pending", "no nginx config applied yet".into());
+        }
+        if !https {
+            return (true, "Programmed", String::new());
+        }
+        if let Some(m) = self.serving.refused.get(gw) {
+            return (false, "Invalid", m.clone());
+        }
+        if self.expected.contains(gw) && !self.serving.serves(gw) {
+            let m = "its certificate is not in the live nginx config yet";
+            return (false, "Pending", m.into());
+        }
+        (true, "Programmed", String::new())
+    }
+}
 
 /// What statuses need to know about one route.
 pub struct RouteFacts<'a> {
@@ -105,10 +167,10 @@ impl Parents<'_> {
     pub fn statuses_of(
         &self,
         routes: &[RouteFacts<'_>],
-        lost: &Losses,
         config: &TranslateConfig,
         backends: &Backends<'_>,
         addresses: &[GatewayStatusAddress],
+        live: &Live<'_>,
         now: &Time,
     ) -> GatewayStatuses {
         let mut out = GatewayStatuses::default();
@@ -135,7 +197,8 @@ impl Parents<'_> {
             } else {
                 Kind::GRPCRoute
             };
-            let lost = lost.get(&ObjectRef::new(kind, rk.0.clone(), rk.1.clone()));
+            let origin = ObjectRef::new(kind, rk.0.clone(), rk.1.clone());
+            let lost = live.lost.get(&origin);
             for p in r.parent_refs {
                 let Some(gw) = self.ours(&rk.0, p) else {
                     continue;
@@ -157,8 +220,16 @@ impl Parents<'_> {
                             for a in atts {
                                 *attached.entry((gw.clone(), a.listener)).or_default() += 1;
                             }
-                            let m = lost.map_or("", |l| l.1.as_str());
-                            condition("Accepted", true, "Accepted", m, g, now)
+                            let gw_ref = ObjectRef::new(Kind::Gateway, gw.0.clone(), gw.1.clone());
+                            match live.unserved(&origin, &gw_ref) {
+                                Some((reason, m)) => {
+                                    condition("Accepted", false, reason, m, g, now)
+                                }
+                                None => {
+                                    let m = lost.map_or("", |l| l.1.as_str());
+                                    condition("Accepted", true, "Accepted", m, g, now)
+                                }
+                            }
                         }
                         Err((reason, m)) => condition("Accepted", false, reason, m, g, now),
                     },
@@ -198,6 +269,7 @@ impl Parents<'_> {
         }
         for (k, g) in &self.gateways {
             let gen_ = g.generation;
+            let gw_ref = ObjectRef::new(Kind::Gateway, k.0.clone(), k.1.clone());
             let listeners: Vec<ListenerStatus> = g
                 .listeners
                 .iter()
@@ -213,7 +285,8 @@ impl Parents<'_> {
                         Err((r, m)) => condition("ResolvedRefs", false, r, m.clone(), gen_, now),
                     });
                     conditions.push(if l.usable() {
-                        condition("Programmed", true, "Programmed", "", gen_, now)
+                        let (ok, reason, m) = live.programmed(l.https, &gw_ref);
+                        condition("Programmed", ok, reason, m, gen_, now)
                     } else {
                         condition("Programmed", false, "Invalid", "", gen_, now)
                     });
@@ -226,21 +299,21 @@ impl Parents<'_> {
                     }
                 })
                 .collect();
-            let programmed = g.listeners.iter().any(|l| l.usable());
+            let programmed = listeners.iter().any(|l| {
+                let c = l.conditions.iter().find(|c| c.type_ == "Programmed");
+                c.is_some_and(|c| c.status == "True")
+            });
+            let usable = g.listeners.iter().any(|l| l.usable());
+            let (ok, reason, m) = match live.serving.refused.get(&gw_ref) {
+                _ if !usable => (false, "Invalid", "no usable listener"),
+                _ if !live.serving.applied => (false, "Pending", "no nginx config applied yet"),
+                Some(m) => (false, "Invalid", m.as_str()),
+                None if programmed => (true, "Programmed", ""),
+                None => (false, "Pending", "no listener in the live nginx config yet"),
+            };
             let conditions = vec![
                 condition("Accepted", true, "Accepted", "", gen_, now),
-                if programmed {
-                    condition("Programmed", true, "Programmed", "", gen_, now)
-                } else {
-                    condition(
-                        "Programmed",
-                        false,
-                        "Invalid",
-                        "no usable listener",
-                        gen_,
-                        now,
-                    )
-                },
+                condition("Programmed", ok, reason, m, gen_, now),
             ];
             out.gateways.insert(
                 k.clone(),

@@ -3,6 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
+use crate::serving::Serving;
 use crate::snapshot::Snapshot;
 
 /// A class of ours and one not, a Gateway with an HTTP listener for `*.example.com` (routes
@@ -43,14 +44,14 @@ spec: {gatewayClassName: theirs, listeners: [{name: http, port: 80, protocol: HT
 {apiVersion: v1, kind: Service, metadata: {name: web, namespace: other}, spec: {clusterIP: 10.0.0.2, ports: [{port: 80}]}}
 "#;
 
-fn route(ns: &str, name: &str, extra: &str) -> String {
+pub(crate) fn route(ns: &str, name: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
          metadata: {{name: {name}, namespace: {ns}, generation: 1}}\nspec:\n{extra}\n"
     )
 }
 
-fn conds(s: &GatewayStatuses, ns: &str, name: &str) -> Vec<(String, String, String)> {
+pub(crate) fn conds(s: &GatewayStatuses, ns: &str, name: &str) -> Vec<(String, String, String)> {
     let r = &s.http_routes[&(ns.to_owned(), name.to_owned())];
     r.parents
         .iter()
@@ -59,21 +60,33 @@ fn conds(s: &GatewayStatuses, ns: &str, name: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
-fn run(extra: &str) -> GatewayStatuses {
+pub(crate) fn snapshot(manifests: &str) -> Snapshot {
     let mut snap = Snapshot::default();
-    crate::source::files::parse_manifests(&format!("{BASE}{extra}"), "t.yaml", &mut snap);
+    crate::source::files::parse_manifests(manifests, "t.yaml", &mut snap);
     assert!(snap.reports.is_empty(), "{:?}", snap.reports);
+    snap
+}
+
+/// The statuses of `snap` with what `serving` says the live config serves.
+pub(crate) fn with_serving(snap: &Snapshot, serving: &Serving) -> GatewayStatuses {
     let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     let addr = [GatewayStatusAddress {
         type_: Some("IPAddress".into()),
         value: "192.0.2.1".into(),
     }];
-    statuses(
-        &snap,
-        &crate::translate::TranslateConfig::default(),
-        &addr,
-        &now,
-    )
+    let config = crate::translate::TranslateConfig::default();
+    statuses(snap, &config, &addr, serving, &now)
+}
+
+/// What the live config serves once the snapshot's whole config went live.
+pub(crate) fn all_served(snap: &Snapshot) -> Serving {
+    let config = crate::translate::TranslateConfig::default();
+    Serving::of(&crate::translate::build(snap, &config))
+}
+
+fn run(extra: &str) -> GatewayStatuses {
+    let snap = snapshot(&format!("{BASE}{extra}"));
+    with_serving(&snap, &all_served(&snap))
 }
 
 #[test]

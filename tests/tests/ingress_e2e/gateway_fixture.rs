@@ -160,7 +160,11 @@ pub(super) fn gw_statuses(ctl: &IngressCtl) -> GatewayStatuses {
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     );
-    statuses(&snap, &config, &[], &now)
+    // As if the snapshot's whole config were live (the controller's own served set is not
+    // visible from here; k8s_ingress checks the statuses it writes).
+    let serving =
+        berth_ingress::serving::Serving::of(&berth_ingress::translate::build(&snap, &config));
+    statuses(&snap, &config, &[], &serving, &now)
 }
 
 /// (type, status, reason) of a route's conditions for its first parent.
