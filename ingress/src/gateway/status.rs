@@ -184,6 +184,9 @@ impl Parents<'_> {
             );
         }
         let mut attached: BTreeMap<(Key, usize), i32> = BTreeMap::new();
+        // A route nginx refused, per listener it attaches to (isolation may blame the routes
+        // of an HTTPS server whose certificate nginx refuses rather than their Gateway).
+        let mut refused_via: BTreeMap<(Key, usize), String> = BTreeMap::new();
         for r in routes {
             let Some(rk) = key(r.meta) else { continue };
             let mut parents = Vec::new();
@@ -217,11 +220,16 @@ impl Parents<'_> {
                             condition("Accepted", false, "HostnameConflict", m, g, now)
                         }
                         Ok(atts) => {
+                            let gw_ref = ObjectRef::new(Kind::Gateway, gw.0.clone(), gw.1.clone());
+                            let unserved = live.unserved(&origin, &gw_ref);
                             for a in atts {
                                 *attached.entry((gw.clone(), a.listener)).or_default() += 1;
+                                if let Some((NGINX_REJECTED, m)) = &unserved {
+                                    let m = format!("{origin}: {m}");
+                                    refused_via.entry((gw.clone(), a.listener)).or_insert(m);
+                                }
                             }
-                            let gw_ref = ObjectRef::new(Kind::Gateway, gw.0.clone(), gw.1.clone());
-                            match live.unserved(&origin, &gw_ref) {
+                            match unserved {
                                 Some((reason, m)) => {
                                     condition("Accepted", false, reason, m, g, now)
                                 }
@@ -286,6 +294,13 @@ impl Parents<'_> {
                     });
                     conditions.push(if l.usable() {
                         let (ok, reason, m) = live.programmed(l.https, &gw_ref);
+                        // Its certificate is not live because nginx refused its routes with it.
+                        let (reason, m) = match refused_via.get(&(k.clone(), i)) {
+                            Some(r) if l.https && reason == "Pending" && live.serving.applied => {
+                                ("Invalid", r.clone())
+                            }
+                            _ => (reason, m),
+                        };
                         condition("Programmed", ok, reason, m, gen_, now)
                     } else {
                         condition("Programmed", false, "Invalid", "", gen_, now)

@@ -201,6 +201,23 @@ fn a_refused_https_listener_certificate_is_not_programmed() {
     );
     assert_eq!(short(&accepted(&s, "plain")), ("True", "Accepted"));
 
+    // Isolation blamed the route rather than the Gateway (bisection finds the last object a
+    // failing prefix needs: the route sorts after its Gateway): the same for the listener.
+    let mut live = all_served(&snap);
+    live.origins.remove(&gateway_ref());
+    live.origins.remove(&route_ref("secure"));
+    live.refused.insert(route_ref("secure"), why.into());
+    let s = with_serving(&snap, &live);
+    let (_, ls) = programmed(&s);
+    assert_eq!(short(&ls[1]), ("False", "Invalid"), "{ls:?}");
+    assert!(
+        ls[1].2.contains("HTTPRoute/gw/secure") && ls[1].2.contains("SSL_CTX"),
+        "{ls:?}"
+    );
+    assert_eq!(short(&ls[0]), ("True", "Programmed"), "{ls:?}");
+    let a = accepted(&s, "secure");
+    assert_eq!(short(&a), ("False", "NginxRejected"), "{a:?}");
+
     // The certificate not live yet (not refused): the HTTPS listener is Pending.
     let mut live = all_served(&snap);
     live.origins.remove(&gateway_ref());
