@@ -104,3 +104,31 @@ fn has_auth(s: &Secret) -> bool {
             .as_ref()
             .is_some_and(|d| d.contains_key("auth"))
 }
+
+/// The objects' allocations, sorted (order-free identity of a list of shared objects).
+fn ptrs<T>(v: &[Arc<T>]) -> Vec<usize> {
+    let mut p: Vec<usize> = v.iter().map(|a| Arc::as_ptr(a) as usize).collect();
+    p.sort_unstable();
+    p
+}
+
+impl Snapshot {
+    /// Whether `other` holds exactly the same objects: the same allocations (a reflector
+    /// store keeps an unchanged object's `Arc`, and replaces a changed one), in any order, and
+    /// equal reports. Only meaningful while `self` is alive (it keeps its allocations from
+    /// being reused); a false `false` only costs a recomputation.
+    pub fn same_objects(&self, other: &Snapshot) -> bool {
+        ptrs(&self.services) == ptrs(&other.services)
+            && ptrs(&self.ingresses) == ptrs(&other.ingresses)
+            && ptrs(&self.ingress_classes) == ptrs(&other.ingress_classes)
+            && ptrs(&self.endpoint_slices) == ptrs(&other.endpoint_slices)
+            && ptrs(&self.secrets) == ptrs(&other.secrets)
+            && ptrs(&self.gateway_classes) == ptrs(&other.gateway_classes)
+            && ptrs(&self.gateways) == ptrs(&other.gateways)
+            && ptrs(&self.http_routes) == ptrs(&other.http_routes)
+            && ptrs(&self.grpc_routes) == ptrs(&other.grpc_routes)
+            && ptrs(&self.reference_grants) == ptrs(&other.reference_grants)
+            && ptrs(&self.namespaces) == ptrs(&other.namespaces)
+            && self.reports == other.reports
+    }
+}

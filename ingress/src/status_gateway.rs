@@ -10,10 +10,12 @@
 //! one of our Gateways). Each write is a JSON merge patch of the status subresource carrying
 //! the `resourceVersion` it was computed from: a concurrent change (another controller's
 //! parent entry) makes it fail with 409 and it is recomputed at the next round instead of
-//! overwriting. An object is not written again while it still shows the resourceVersion we
+//! overwriting. The statuses are computed again only when the snapshot's objects, the served
+//! set or the addresses changed ([`StatusCache`]). An object is not written again while it still shows the resourceVersion we
 //! wrote from or the one our write produced (a lagging store must not cause a second write).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -194,6 +196,73 @@ pub fn plan(snapshot: &Snapshot, mut want: GatewayStatuses, controller: &str) ->
     out
 }
 
+/// The last round's statuses and what they were computed from. A round whose snapshot holds
+/// the same objects ([`Snapshot::same_objects`]: the reflector stores keep an unchanged
+/// object's allocation), with the same served set and addresses, reuses them instead of
+/// translating the whole snapshot again (at rest every renewal is such a round).
+#[derive(Default)]
+pub struct StatusCache {
+    last: Option<Computed>,
+    /// How many rounds computed the statuses (the others reused them).
+    pub computed: u64,
+}
+
+struct Computed {
+    /// Held, so its objects' allocations cannot be reused by others meanwhile.
+    snapshot: Snapshot,
+    serving: Arc<Serving>,
+    addresses: Vec<GatewayStatusAddress>,
+    want: GatewayStatuses,
+}
+
+impl StatusCache {
+    /// The statuses of `snapshot` with `serving` and `addresses` (see [`gateway::statuses`]),
+    /// computed again only when one of them changed. A reused condition gets `now` as its time,
+    /// as a computed one would (the writer keeps the stored time while the status is unchanged).
+    pub fn want(
+        &mut self,
+        snapshot: &Snapshot,
+        config: &TranslateConfig,
+        serving: &Arc<Serving>,
+        addresses: Vec<GatewayStatusAddress>,
+        now: &Time,
+    ) -> GatewayStatuses {
+        if let Some(c) = &self.last
+            && (Arc::ptr_eq(&c.serving, serving) || c.serving == *serving)
+            && c.addresses == addresses
+            && c.snapshot.same_objects(snapshot)
+        {
+            let mut want = c.want.clone();
+            restamp(&mut want, now);
+            return want;
+        }
+        let want = gateway::statuses(snapshot, config, &addresses, serving, now);
+        self.computed += 1;
+        self.last = Some(Computed {
+            snapshot: snapshot.clone(),
+            serving: serving.clone(),
+            addresses,
+            want: want.clone(),
+        });
+        want
+    }
+}
+
+/// Every condition's `lastTransitionTime` set to `now`.
+fn restamp(s: &mut GatewayStatuses, now: &Time) {
+    let classes = s.classes.values_mut().flat_map(|c| &mut c.conditions);
+    let gateways = s.gateways.values_mut().flat_map(|g| {
+        let listeners = g.listeners.iter_mut().flat_map(|l| &mut l.conditions);
+        g.conditions.iter_mut().chain(listeners)
+    });
+    let routes = (s.http_routes.values_mut().chain(s.grpc_routes.values_mut()))
+        .flat_map(|r| &mut r.parents)
+        .flat_map(|p| &mut p.conditions);
+    for c in classes.chain(gateways).chain(routes) {
+        c.last_transition_time = now.clone();
+    }
+}
+
 /// (kind, namespace, name).
 type ObjectKey = (StatusKind, Option<String>, String);
 /// (resourceVersion written from, resourceVersion our write produced, status written).
@@ -204,6 +273,7 @@ pub struct GatewayStatusWriter {
     client: Client,
     config: TranslateConfig,
     written: HashMap<ObjectKey, Written>,
+    cache: StatusCache,
 }
 
 fn is_gone_or_conflict(e: &kube::Error) -> bool {
@@ -216,6 +286,7 @@ impl GatewayStatusWriter {
             client,
             config,
             written: HashMap::new(),
+            cache: StatusCache::default(),
         }
     }
 
@@ -245,12 +316,12 @@ impl GatewayStatusWriter {
     pub async fn sync(
         &mut self,
         snapshot: &Snapshot,
-        serving: &Serving,
+        serving: &Arc<Serving>,
         published: &[String],
     ) -> Result<usize, kube::Error> {
         let now = Time(Timestamp::now());
         let addresses = addresses(published);
-        let want = gateway::statuses(snapshot, &self.config, &addresses, serving, &now);
+        let want = (self.cache).want(snapshot, &self.config, serving, addresses, &now);
         let mut writes = 0;
         for w in plan(snapshot, want, &self.config.gateway_controller_name) {
             let key = (w.kind, w.namespace.clone(), w.name.clone());

@@ -181,6 +181,69 @@ fn published_addresses_become_typed_gateway_addresses() {
     assert_eq!(a[2].value, "lb.example.com");
 }
 
+/// A status round recomputes only when the snapshot's objects, the served set or the
+/// addresses changed; a reused result carries the round's time.
+#[test]
+fn statuses_are_computed_again_only_when_an_input_changed() {
+    let manifests = format!(
+        "{}{}",
+        crate::gateway::status_tests::BASE,
+        crate::gateway::status_tests::route(
+            "gw",
+            "a",
+            "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]"
+        )
+    );
+    let snap = crate::gateway::status_tests::snapshot(&manifests);
+    let config = TranslateConfig::default();
+    let serving = Arc::new(crate::gateway::status_tests::all_served(&snap));
+    let addr = addresses(&["192.0.2.1".to_owned()]);
+    let mut cache = StatusCache::default();
+    let first = cache.want(
+        &snap,
+        &config,
+        &serving,
+        addr.clone(),
+        &time("2026-01-01T00:00:00Z"),
+    );
+    assert_eq!(cache.computed, 1);
+    // The same objects (another snapshot of the same store, in another order): reused, with
+    // the round's time.
+    let mut again = snap.clone();
+    again.services.reverse();
+    let later = time("2026-01-01T00:00:05Z");
+    let reused = cache.want(&again, &config, &serving, addr.clone(), &later);
+    assert_eq!(cache.computed, 1, "nothing changed: not computed again");
+    let mut expected = first.clone();
+    restamp(&mut expected, &later);
+    assert_eq!(reused, expected);
+    // An equal served set in a new Arc: reused too.
+    let copy = Arc::new((*serving).clone());
+    cache.want(&snap, &config, &copy, addr.clone(), &later);
+    assert_eq!(cache.computed, 1);
+    // A changed object (a new allocation, as the store holds after an event): computed.
+    let mut changed = snap.clone();
+    changed.http_routes[0] = Arc::new((*changed.http_routes[0]).clone());
+    cache.want(&changed, &config, &serving, addr.clone(), &later);
+    assert_eq!(cache.computed, 2);
+    // Another served set: computed, and it shows (the route is no longer served).
+    let mut unserved = (*serving).clone();
+    unserved.origins.clear();
+    let s = cache.want(&changed, &config, &Arc::new(unserved), addr.clone(), &later);
+    assert_eq!(cache.computed, 3);
+    let a = &s.http_routes[&("gw".to_owned(), "a".to_owned())].parents[0].conditions[0];
+    assert_eq!((a.status.as_str(), a.reason.as_str()), ("False", "Pending"));
+    // Other addresses: computed.
+    cache.want(
+        &changed,
+        &config,
+        &serving,
+        addresses(&["192.0.2.2".into()]),
+        &later,
+    );
+    assert_eq!(cache.computed, 4);
+}
+
 mod writer {
     //! [`GatewayStatusWriter`] against a mocked API server (tower-test): the patch carries the
     //! resourceVersion it was computed from; no second write while the store shows the version

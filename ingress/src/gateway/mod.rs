@@ -132,4 +132,4 @@ mod build_tests;
 #[cfg(test)]
 mod status_live_tests;
 #[cfg(test)]
-mod status_tests;
+pub(crate) mod status_tests;

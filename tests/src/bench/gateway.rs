@@ -2,6 +2,8 @@
 //! of 5) and the RSS of berth-ingress holding them through the files source (goal <= 64 MiB).
 //! One host per route (`gw-<i>.example.com`), a PathPrefix `/` rule; every tenth route also
 //! has a header-matched rule, so the config carries condition maps and internal locations too.
+//! Also the cost of the Gateway API statuses of those routes: computed (after a change) and a
+//! status round at rest (reused).
 
 use std::time::{Duration, Instant};
 
@@ -94,8 +96,64 @@ fn render_ms() -> Result<(f64, usize)> {
     Ok((best.as_secs_f64() * 1000.0, size))
 }
 
+/// Best of 5 Gateway API status computations for 10 000 HTTPRoutes in ms (a status round
+/// after a change), and best of 5 status rounds at rest in ms (every renewal, 5 s: the same
+/// objects, another snapshot of them; `StatusCache` reuses the last computation).
+fn statuses_ms() -> Result<(f64, f64)> {
+    use berth_ingress::serving::Serving;
+    use berth_ingress::source::Source as _;
+    use berth_ingress::source::files::FilesSource;
+    use berth_ingress::status_gateway::{StatusCache, addresses};
+    use berth_ingress::translate::{TranslateConfig, build};
+    let dir = crate::new_state_dir("bench-gateway-status")?;
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    write_routes(&dir, 80)?;
+    let snap = FilesSource::new(&dir).snapshot();
+    let config = TranslateConfig::default();
+    let serving = Serving::of(&build(&snap, &config));
+    // A meta/v1 Time, without naming k8s-openapi (a dev-dependency here).
+    let now = serde_json::from_value(json!("2026-01-01T00:00:00Z"))?;
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s = berth_ingress::gateway::statuses(&snap, &config, &[], &serving, &now);
+        best = best.min(t.elapsed());
+        ensure!(
+            s.http_routes.len() == ROUTES,
+            "{} route statuses",
+            s.http_routes.len()
+        );
+        std::hint::black_box(s);
+    }
+    let serving = std::sync::Arc::new(serving);
+    let addr = addresses(&["192.0.2.1".to_owned()]);
+    let mut cache = StatusCache::default();
+    cache.want(&snap, &config, &serving, addr.clone(), &now);
+    let mut rest = Duration::MAX;
+    for _ in 0..5 {
+        let again = snap.clone();
+        let t = Instant::now();
+        let s = cache.want(&again, &config, &serving, addr.clone(), &now);
+        rest = rest.min(t.elapsed());
+        std::hint::black_box(s);
+    }
+    ensure!(
+        cache.computed == 1,
+        "computed {} times at rest",
+        cache.computed
+    );
+    Ok((best.as_secs_f64() * 1000.0, rest.as_secs_f64() * 1000.0))
+}
+
 pub fn run() -> Result<Figures> {
     let (ms, size) = render_ms()?;
+    let (status_ms, rest_ms) = statuses_ms()?;
     let backend = Backend::start("rss")?;
     let ctl = Controller::start(|dir| write_routes(dir, backend.port))?;
     ctl.await_served("gw-9999.example.com", "rss /", Duration::from_secs(60))?;
@@ -114,6 +172,20 @@ pub fn run() -> Result<Figures> {
             "ms",
             "<= 50",
             Some(ms <= 50.0),
+        ),
+        figure(
+            "gateway_statuses_10k_httproutes_ms",
+            status_ms,
+            "ms",
+            "",
+            None,
+        ),
+        figure(
+            "gateway_status_round_at_rest_10k_httproutes_ms",
+            rest_ms,
+            "ms",
+            "",
+            None,
         ),
         figure(
             "config_10k_httproutes_mib",
