@@ -5,7 +5,9 @@
 //! Accepted, Gateway and its listener Programmed with the published address and
 //! attachedRoutes, HTTPRoute and GRPCRoute Accepted/ResolvedRefs with our controllerName; a cross-namespace backendRef refused
 //! (RefNotPermitted, not served) until a ReferenceGrant allows it; another controller's entry
-//! in a route's status.parents survives our writes; nothing is rewritten at rest.
+//! in a route's status.parents survives our writes; an HTTPS listener whose certificate nginx
+//! refuses (a P-192 CA in its chain: only `nginx -t` finds it) is not Programmed and its route
+//! not Accepted (`NginxRejected`); nothing is rewritten at rest.
 
 use super::*;
 
@@ -285,6 +287,8 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         },
     )
     .with_context(|| format!("last parent entry: {last}"))?;
+    refused_certificate(cp, dir)?;
+
     // At rest nothing is rewritten: over two renewals (5 s each, a status sync at each) the
     // resourceVersions stay (server-side defaults or fresh timestamps would change them).
     let versions = || {
@@ -294,6 +298,8 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
             &["httproute", "web", "-n", "default"],
             &["httproute", "cross", "-n", "other"],
             &["grpcroute", "grpc", "-n", "default"],
+            &["gateway", "p192", "-n", "default"],
+            &["httproute", "p192", "-n", "default"],
         ]
         .map(|what| get(cp, what)["metadata"]["resourceVersion"].clone())
     };
@@ -308,6 +314,133 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
     ensure!(
         !log.to_lowercase().contains("forbidden"),
         "refused by RBAC:\n{log}"
+    );
+    Ok(())
+}
+
+/// A leaf (P-256) signed by a P-192 CA, chain included: berth's checks pass it, the OpenSSL
+/// security level of nginx refuses it. (cert chain PEM, key PEM)
+fn p192_pair(dir: &Path) -> Result<(String, String)> {
+    let d = dir.join("p192");
+    std::fs::create_dir_all(&d)?;
+    let p = |f: &str| d.join(f).display().to_string();
+    let openssl = |args: &[&str]| berth_tests::proc::run(Command::new("openssl").args(args));
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime192v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("ca.key"),
+    ])?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-key",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-subj",
+        "/CN=p192 CA",
+        "-days",
+        "30",
+        "-sha256",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+        "-subj",
+        "/CN=p192.gw.test",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("leaf.pem"),
+        "-days",
+        "30",
+        "-sha256",
+    ])?;
+    let crt = std::fs::read_to_string(p("leaf.pem"))? + &std::fs::read_to_string(p("ca.pem"))?;
+    let key = std::fs::read_to_string(p("leaf.key"))?;
+    std::fs::remove_dir_all(&d)?;
+    Ok((crt, key))
+}
+
+/// Statuses follow what nginx took: a Gateway whose HTTPS listener's certificate nginx refuses
+/// (isolation drops it and the route served with it) says so, as does its route.
+fn refused_certificate(cp: &ControlPlane, dir: &Path) -> Result<()> {
+    let (crt, key) = p192_pair(dir)?;
+    cp.apply(&berth_tests::ingress_ctl::tls_secret("default", "p192", &crt, &key).to_string())?;
+    cp.apply(
+        &json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "p192", "namespace": "default"},
+            "spec": {"gatewayClassName": "berth",
+                     "listeners": [{"name": "https", "protocol": "HTTPS", "port": 443,
+                                    "hostname": "p192.gw.test",
+                                    "tls": {"certificateRefs": [{"name": "p192"}]}}]}})
+        .to_string(),
+    )?;
+    let t = Instant::now();
+    cp.apply(
+        &json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "p192", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "p192"}], "hostnames": ["p192.gw.test"],
+                     "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}})
+        .to_string(),
+    )?;
+    let mut last = (Value::Null, Value::Null);
+    wait_until(
+        "the refused certificate's listener not Programmed, its route not Accepted",
+        Duration::from_secs(30),
+        || {
+            let gw = get(cp, &["gateway", "p192", "-n", "default"]);
+            let route = our_parent(&get(cp, &["httproute", "p192", "-n", "default"]));
+            let ok = condition(&gw["status"]["listeners"][0]["conditions"], "Programmed")
+                == Some(("False".into(), "Invalid".into()))
+                && condition(&gw["status"]["conditions"], "Programmed")
+                    .is_some_and(|(s, _)| s == "False")
+                && condition(&route["conditions"], "Accepted")
+                    == Some(("False".into(), "NginxRejected".into()));
+            last = (gw["status"].clone(), route);
+            ok
+        },
+    )
+    .with_context(|| {
+        format!(
+            "last Gateway status: {}\nlast route entry: {}",
+            last.0, last.1
+        )
+    })?;
+    let message = last.1["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        message.contains("nginx"),
+        "the route's message names no refusal: {message}"
+    );
+    eprintln!(
+        "refused certificate -> listener Programmed False, route NginxRejected: {:.0?}",
+        t.elapsed()
     );
     Ok(())
 }
