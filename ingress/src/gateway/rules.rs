@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use super::grammar;
 use super::refs::{Grants, backend};
 use super::{
-    GRPCRouteRule, HTTPBackendRef, HTTPHeaderFilter, HTTPHeaderMatch, HTTPPathModifier,
-    HTTPRouteFilter, HTTPRouteRule,
+    GRPCRouteMatch, GRPCRouteRule, HTTPBackendRef, HTTPHeaderFilter, HTTPHeaderMatch,
+    HTTPPathModifier, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule,
 };
 use crate::model::{
     GwAction, GwEntry, GwProxy, GwRedirect, GwRule, HeaderMods, ObjectRef, PathKind, PathModifier,
@@ -285,45 +285,43 @@ fn action(
     Ok(GwAction::Proxy(proxy))
 }
 
-/// The entries of an HTTPRoute's rules.
-pub fn http(cx: &Ctx<'_, '_>, rules: &[HTTPRouteRule]) -> RouteRules {
+/// One match of a rule: where it lands and its conditions besides the path.
+struct Matched {
+    path: String,
+    kind: PathKind,
+    conditions: Conditions,
+}
+
+/// The entries of a route's rules, each given as (matches, filters, backendRefs): a rule
+/// without matches has one default match; `matched` turns a match into where it lands. A rule
+/// with a match or filter that cannot be served is dropped whole and reported.
+fn entries<'r, M: Default + 'r>(
+    cx: &Ctx<'_, '_>,
+    rules: &'r [impl RuleParts<M>],
+    grpc: bool,
+    matched: impl Fn(&M) -> Result<Matched, Invalid>,
+) -> RouteRules {
     let mut out = RouteRules {
         rules: rules.len(),
         ..RouteRules::default()
     };
     for (i, rule) in rules.iter().enumerate() {
-        let default = [super::HTTPRouteMatch::default()];
-        let matches = if rule.matches.is_empty() {
-            &default[..]
-        } else {
-            &rule.matches[..]
+        let default = [M::default()];
+        let matches = match rule.matches() {
+            [] => &default[..],
+            m => m,
         };
         let mut located = Vec::new();
         let result: Result<(), Invalid> = matches.iter().enumerate().try_for_each(|(j, m)| {
-            let pm = m.path.clone().unwrap_or_default();
-            let kind = match pm.type_.as_deref() {
-                None | Some("PathPrefix") => PathKind::Prefix,
-                Some("Exact") => PathKind::Exact,
-                Some(_) => {
-                    return Err(Invalid(
-                        "path match type RegularExpression is not supported (Exact, PathPrefix)"
-                            .into(),
-                    ));
-                }
-            };
-            let path = grammar::path(pm.value.as_deref().unwrap_or("/"), kind)?;
-            let (method, headers, query) =
-                conditions(m.method.as_deref(), &m.headers, &m.query_params)?;
-            let prefix = (kind == PathKind::Prefix).then_some(path.as_str());
-            let action = action(
-                cx,
-                &rule.filters,
-                &rule.backend_refs,
-                prefix,
-                false,
-                &mut out,
-                i,
-            )?;
+            let Matched {
+                path,
+                kind,
+                conditions: (method, headers, query),
+            } = matched(m)?;
+            // A URLRewrite / redirect prefix replacement cuts an HTTP PathPrefix match.
+            let prefix = (!grpc && kind == PathKind::Prefix).then_some(path.as_str());
+            let (filters, backend_refs) = (rule.filters(), rule.backend_refs());
+            let action = action(cx, filters, backend_refs, prefix, grpc, &mut out, i)?;
             let rule = Arc::new(GwRule {
                 id: rule_id(cx.origin, i, j),
                 origin: cx.origin.clone(),
@@ -350,71 +348,83 @@ pub fn http(cx: &Ctx<'_, '_>, rules: &[HTTPRouteRule]) -> RouteRules {
     out
 }
 
+/// What [`entries`] needs of a rule of either route kind.
+trait RuleParts<M> {
+    fn matches(&self) -> &[M];
+    fn filters(&self) -> &[HTTPRouteFilter];
+    fn backend_refs(&self) -> &[HTTPBackendRef];
+}
+
+impl RuleParts<HTTPRouteMatch> for HTTPRouteRule {
+    fn matches(&self) -> &[HTTPRouteMatch] {
+        &self.matches
+    }
+    fn filters(&self) -> &[HTTPRouteFilter] {
+        &self.filters
+    }
+    fn backend_refs(&self) -> &[HTTPBackendRef] {
+        &self.backend_refs
+    }
+}
+
+impl RuleParts<GRPCRouteMatch> for GRPCRouteRule {
+    fn matches(&self) -> &[GRPCRouteMatch] {
+        &self.matches
+    }
+    fn filters(&self) -> &[HTTPRouteFilter] {
+        &self.filters
+    }
+    fn backend_refs(&self) -> &[HTTPBackendRef] {
+        &self.backend_refs
+    }
+}
+
+/// The entries of an HTTPRoute's rules.
+pub fn http(cx: &Ctx<'_, '_>, rules: &[HTTPRouteRule]) -> RouteRules {
+    entries(cx, rules, false, |m: &HTTPRouteMatch| {
+        let pm = m.path.clone().unwrap_or_default();
+        let kind = match pm.type_.as_deref() {
+            None | Some("PathPrefix") => PathKind::Prefix,
+            Some("Exact") => PathKind::Exact,
+            Some(_) => {
+                return Err(Invalid(
+                    "path match type RegularExpression is not supported (Exact, PathPrefix)".into(),
+                ));
+            }
+        };
+        Ok(Matched {
+            path: grammar::path(pm.value.as_deref().unwrap_or("/"), kind)?,
+            kind,
+            conditions: conditions(m.method.as_deref(), &m.headers, &m.query_params)?,
+        })
+    })
+}
+
 /// The entries of a GRPCRoute's rules: a method match is the path `/service/method` (Exact)
 /// or `/service/` (Prefix, service only); no match: every path.
 pub fn grpc(cx: &Ctx<'_, '_>, rules: &[GRPCRouteRule]) -> RouteRules {
-    let mut out = RouteRules {
-        rules: rules.len(),
-        ..RouteRules::default()
-    };
-    for (i, rule) in rules.iter().enumerate() {
-        let default = [super::GRPCRouteMatch::default()];
-        let matches = if rule.matches.is_empty() {
-            &default[..]
-        } else {
-            &rule.matches[..]
-        };
-        let mut located = Vec::new();
-        let result: Result<(), Invalid> = matches.iter().enumerate().try_for_each(|(j, m)| {
-            let mm = m.method.clone().unwrap_or_default();
-            if mm.type_.as_deref().is_some_and(|t| t != "Exact") {
+    entries(cx, rules, true, |m: &GRPCRouteMatch| {
+        let mm = m.method.clone().unwrap_or_default();
+        if mm.type_.as_deref().is_some_and(|t| t != "Exact") {
+            return Err(Invalid(
+                "gRPC method match RegularExpression is not supported".into(),
+            ));
+        }
+        let (path, kind) = match (mm.service.as_deref(), mm.method.as_deref()) {
+            (None, None) => ("/".to_owned(), PathKind::Prefix),
+            (Some(s), None) => (format!("/{s}"), PathKind::Prefix),
+            (Some(s), Some(me)) => (format!("/{s}/{me}"), PathKind::Exact),
+            (None, Some(_)) => {
                 return Err(Invalid(
-                    "gRPC method match RegularExpression is not supported".into(),
+                    "a gRPC method match without service is not supported".into(),
                 ));
             }
-            let (path, kind) = match (mm.service.as_deref(), mm.method.as_deref()) {
-                (None, None) => ("/".to_owned(), PathKind::Prefix),
-                (Some(s), None) => (format!("/{s}"), PathKind::Prefix),
-                (Some(s), Some(me)) => (format!("/{s}/{me}"), PathKind::Exact),
-                (None, Some(_)) => {
-                    return Err(Invalid(
-                        "a gRPC method match without service is not supported".into(),
-                    ));
-                }
-            };
-            let path = grammar::path(&path, kind)?;
-            let (_, headers, _) = conditions(None, &m.headers, &[])?;
-            let action = action(
-                cx,
-                &rule.filters,
-                &rule.backend_refs,
-                None,
-                true,
-                &mut out,
-                i,
-            )?;
-            let rule = Arc::new(GwRule {
-                id: rule_id(cx.origin, i, j),
-                origin: cx.origin.clone(),
-                action,
-            });
-            located.push(Located {
-                path,
-                kind,
-                entry: GwEntry {
-                    method: None,
-                    headers,
-                    query: Vec::new(),
-                    rule,
-                },
-                order: (i, j),
-            });
-            Ok(())
-        });
-        match result {
-            Ok(()) => out.located.extend(located),
-            Err(e) => out.problems.push((format!("spec.rules[{i}]"), e.0)),
-        }
-    }
-    out
+        };
+        let (_, headers, _) = conditions(None, &m.headers, &[])?;
+        Ok(Matched {
+            path: grammar::path(&path, kind)?,
+            kind,
+            conditions: (None, headers, Vec::new()),
+        })
+    })
 }
