@@ -2,8 +2,9 @@
 //!
 //! - GatewayClass: `Accepted`.
 //! - Gateway: `Accepted`, `Programmed` (some listener usable), `addresses` (the published
-//!   ones), per listener `Accepted`, `ResolvedRefs`, `Programmed`, `supportedKinds` and
-//!   `attachedRoutes` (routes with at least one accepted attachment to it).
+//!   ones), per listener `Accepted`, `ResolvedRefs`, `Programmed`, `Conflicted` (see
+//!   [`conflict`]), `supportedKinds` and `attachedRoutes` (routes with at least one accepted
+//!   attachment to it).
 //! - Route, per parentRef to one of our Gateways: `Accepted` (attachment, or a refused rule:
 //!   `UnsupportedValue`; every host lost to an Ingress/Service: `HostnameConflict`, see
 //!   `coexist.rs`) and `ResolvedRefs` (every backendRef resolves).
@@ -15,13 +16,13 @@
 //! through, and isolation dropped it. A listener is `Programmed` only once a config was
 //! applied (`Pending` before) and, for HTTPS, while its Gateway's certificate is not refused
 //! (`Invalid`, nginx's message) nor missing from the live config (`Pending`); the Gateway is
-//! `Programmed` when one of its listeners is and nginx refused nothing of the Gateway.
+//! `Programmed` when one of its listeners is and nginx refused none of its certificates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
-use super::attach::{Parents, key};
+use super::attach::{ListenerInfo, Parents, key};
 use super::refs::{Grants, backend};
 use super::rules::{Ctx, RouteRules};
 use super::{
@@ -84,6 +85,39 @@ impl Live<'_> {
         }
         (true, "Programmed", String::new())
     }
+}
+
+/// Listener `i`'s conflict with another accepted listener of its Gateway on the same port:
+/// the other kind (HTTP vs HTTPS: `ProtocolConflict`), or the same kind and hostname
+/// (`HostnameConflict`). Reported only: berth serves HTTP listeners on its HTTP port and
+/// HTTPS ones on its TLS port whatever their `port`, so neither is ambiguous to nginx.
+fn conflict(listeners: &[ListenerInfo], i: usize) -> Option<(&'static str, String)> {
+    let l = &listeners[i];
+    if l.accepted.is_err() {
+        return None;
+    }
+    let others = listeners
+        .iter()
+        .enumerate()
+        .filter(|(j, o)| *j != i && o.accepted.is_ok() && o.port == l.port);
+    let mut hostname = None;
+    for (_, o) in others {
+        if o.https != l.https {
+            let m = format!(
+                "listener {} on port {} has another protocol",
+                o.name, l.port
+            );
+            return Some(("ProtocolConflict", m));
+        }
+        if o.hostname == l.hostname && hostname.is_none() {
+            let m = format!(
+                "listener {} on port {} has the same hostname",
+                o.name, l.port
+            );
+            hostname = Some(("HostnameConflict", m));
+        }
+    }
+    hostname
 }
 
 /// What statuses need to know about one route.
@@ -305,7 +339,10 @@ impl Parents<'_> {
                     } else {
                         condition("Programmed", false, "Invalid", "", gen_, now)
                     });
-                    conditions.push(condition("Conflicted", false, "NoConflicts", "", gen_, now));
+                    conditions.push(match conflict(&g.listeners, i) {
+                        Some((reason, m)) => condition("Conflicted", true, reason, m, gen_, now),
+                        None => condition("Conflicted", false, "NoConflicts", "", gen_, now),
+                    });
                     ListenerStatus {
                         name: l.name.clone(),
                         supported_kinds: l.kinds.clone(),
@@ -319,7 +356,12 @@ impl Parents<'_> {
                 c.is_some_and(|c| c.status == "True")
             });
             let usable = g.listeners.iter().any(|l| l.usable());
-            let (ok, reason, m) = match live.serving.refused.get(&gw_ref) {
+            // nginx refused its certificate: the Gateway, or the routes served with it.
+            let https_refused = (g.listeners.iter().enumerate())
+                .filter(|(_, l)| l.https)
+                .find_map(|(i, _)| refused_via.get(&(k.clone(), i)));
+            let refused = live.serving.refused.get(&gw_ref).or(https_refused);
+            let (ok, reason, m) = match refused {
                 _ if !usable => (false, "Invalid", "no usable listener"),
                 _ if !live.serving.applied => (false, "Pending", "no nginx config applied yet"),
                 Some(m) => (false, "Invalid", m.as_str()),

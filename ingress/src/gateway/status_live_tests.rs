@@ -208,12 +208,13 @@ fn a_refused_https_listener_certificate_is_not_programmed() {
     live.origins.remove(&route_ref("secure"));
     live.refused.insert(route_ref("secure"), why.into());
     let s = with_serving(&snap, &live);
-    let (_, ls) = programmed(&s);
+    let (gw, ls) = programmed(&s);
     assert_eq!(short(&ls[1]), ("False", "Invalid"), "{ls:?}");
     assert!(
         ls[1].2.contains("HTTPRoute/gw/secure") && ls[1].2.contains("SSL_CTX"),
         "{ls:?}"
     );
+    assert_eq!(short(&gw), ("False", "Invalid"), "{gw:?}");
     assert_eq!(short(&ls[0]), ("True", "Programmed"), "{ls:?}");
     let a = accepted(&s, "secure");
     assert_eq!(short(&a), ("False", "NginxRejected"), "{a:?}");
@@ -223,4 +224,63 @@ fn a_refused_https_listener_certificate_is_not_programmed() {
     live.origins.remove(&gateway_ref());
     let (_, ls) = programmed(&with_serving(&snap, &live));
     assert_eq!(short(&ls[1]), ("False", "Pending"), "{ls:?}");
+}
+
+/// `Conflicted`: two accepted listeners on one port with another protocol, or with the same
+/// protocol and hostname; distinct hostnames (or ports) do not conflict, nor does a listener
+/// that is not accepted.
+#[test]
+fn listeners_on_one_port_conflict_by_protocol_or_hostname() {
+    let snap = snapshot(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: berth}
+spec: {controllerName: berth.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: c, namespace: gw, generation: 1}
+spec:
+  gatewayClassName: berth
+  listeners:
+  - {name: a, port: 80, protocol: HTTP, hostname: a.test}
+  - {name: a-again, port: 80, protocol: HTTP, hostname: a.test}
+  - {name: b, port: 80, protocol: HTTP, hostname: b.test}
+  - {name: any, port: 8080, protocol: HTTP}
+  - {name: tls, port: 8080, protocol: HTTPS, tls: {certificateRefs: [{name: missing}]}}
+  - {name: tcp, port: 9000, protocol: TCP}
+  - {name: other, port: 9000, protocol: HTTP}
+"#,
+    );
+    let s = with_serving(&snap, &all_served(&snap));
+    let g = &s.gateways[&("gw".to_owned(), "c".to_owned())];
+    let got: Vec<(&str, &str, &str)> = g
+        .listeners
+        .iter()
+        .map(|l| {
+            let c = l.conditions.iter().find(|c| c.type_ == "Conflicted");
+            let c = c.expect("Conflicted");
+            (l.name.as_str(), c.status.as_str(), c.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", "True", "HostnameConflict"),
+            ("a-again", "True", "HostnameConflict"),
+            ("b", "False", "NoConflicts"),
+            ("any", "True", "ProtocolConflict"),
+            ("tls", "True", "ProtocolConflict"),
+            ("tcp", "False", "NoConflicts"),
+            ("other", "False", "NoConflicts"),
+        ]
+    );
+    let any = &g.listeners[3].conditions;
+    let m = &any
+        .iter()
+        .find(|c| c.type_ == "Conflicted")
+        .unwrap()
+        .message;
+    assert!(m.contains("tls") && m.contains("8080"), "{m}");
 }

@@ -415,7 +415,7 @@ fn refused_certificate(cp: &ControlPlane, dir: &Path) -> Result<()> {
             let ok = condition(&gw["status"]["listeners"][0]["conditions"], "Programmed")
                 == Some(("False".into(), "Invalid".into()))
                 && condition(&gw["status"]["conditions"], "Programmed")
-                    .is_some_and(|(s, _)| s == "False")
+                    == Some(("False".into(), "Invalid".into()))
                 && condition(&route["conditions"], "Accepted")
                     == Some(("False".into(), "NginxRejected".into()));
             last = (gw["status"].clone(), route);
