@@ -34,15 +34,6 @@ impl Serving {
         }
     }
 
-    /// An applied config serving exactly `origins` (tests, `check`).
-    pub fn applied(origins: BTreeSet<ObjectRef>) -> Self {
-        Self {
-            applied: true,
-            origins,
-            refused: BTreeMap::new(),
-        }
-    }
-
     pub fn serves(&self, o: &ObjectRef) -> bool {
         self.origins.contains(o)
     }
