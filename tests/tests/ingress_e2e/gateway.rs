@@ -389,7 +389,14 @@ pub fn weighted_backends_and_tls_listener() -> Result<()> {
         r.body
     );
     // Over TLS, /plain is the HTTPS listener's route (`/`), not the longer /plain of HTTP.
-    let tls = curl_https("secure.test", ctl.https_port, &ca_file, "/plain")?;
+    // (Waited for: a worker of the config before the grant may still take a connection or
+    // two while the reload completes, and answer with the catch-all's certificate.)
+    let mut tls = Err(anyhow::anyhow!("not asked"));
+    let _ = wait_until("/plain over TLS", SERVED_WITHIN, || {
+        tls = curl_https("secure.test", ctl.https_port, &ca_file, "/plain");
+        tls.is_ok()
+    });
+    let tls = tls?;
     ensure!(
         tls.0 == 200 && tls.1.starts_with("v1 /plain"),
         "the HTTP listener's route over TLS: {tls:?}"
