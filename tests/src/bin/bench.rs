@@ -30,7 +30,7 @@ enum Subject {
     IngressScale,
     /// berth-ingress RSS holding 10 000 Ingresses only (also part of `ingress`).
     IngressRss,
-    /// berth-ingress Gateway API: render 10 000 HTTPRoutes, RSS holding them.
+    /// berth-ingress Gateway API: render 10 000 HTTPRoutes, RSS holding them, status rounds.
     Gateway,
     /// All of the above, one after the other.
     All,
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
         Subject::IngressScale => &["ingress-scale"],
         Subject::IngressRss => &["ingress-rss"],
         Subject::Gateway => &["gateway"],
-        Subject::All => &["csi", "node", "ingress"],
+        Subject::All => &["csi", "node", "ingress", "gateway"],
     };
     let mut json = serde_json::Map::new();
     for &name in subjects {
