@@ -35,6 +35,7 @@ pub mod netns;
 pub mod nginx;
 pub mod node_fixture;
 pub mod proc;
+pub mod refused_tls;
 pub mod suite;
 pub mod sweep;
 pub mod tcp_proxy;

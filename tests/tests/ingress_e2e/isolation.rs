@@ -6,118 +6,14 @@
 //! - a chain whose CA has a P-192 EC key (`ca key too small`): berth's check (digests, RSA
 //!   size) accepts it, so only isolation (`nginx -t` + bisection) can find the object.
 
-use std::path::Path;
-use std::process::Command;
-
 use anyhow::{Context, Result, ensure};
 use berth_tests::backend::Backend;
 use berth_tests::ingress_ctl::{IngressCtl, local_service, tls_secret};
-use berth_tests::proc::{run, wait_until};
+use berth_tests::proc::wait_until;
+use berth_tests::refused_tls::{Refused, refused_pair};
 use serde_json::{Value, json};
 
 use super::{SERVED_WITHIN, get, ingress_rule, served, started};
-
-/// Which certificate nginx will refuse.
-#[derive(Clone, Copy, Debug)]
-enum Refused {
-    /// Leaf signed with SHA-1 by a private RSA CA.
-    Sha1Signed,
-    /// Leaf (P-256) signed with SHA-256 by a CA whose key is P-192; the CA is in the chain.
-    TinyCaKey,
-}
-
-/// (tls.crt, tls.key) PEM of a chain nginx refuses, made in `dir` with the openssl CLI.
-fn refused_pair(dir: &Path, kind: Refused) -> Result<(String, String)> {
-    let d = dir.join(format!("{kind:?}"));
-    std::fs::create_dir_all(&d)?;
-    let p = |f: &str| d.join(f).display().to_string();
-    let openssl = |args: &[&str]| run(Command::new("openssl").args(args));
-    match kind {
-        Refused::Sha1Signed => {
-            let (key, ca) = (p("ca.key"), p("ca.pem"));
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &ca,
-                "-subj",
-                "/CN=sha1 test CA",
-                "-days",
-                "30",
-                "-sha256",
-            ])?;
-        }
-        Refused::TinyCaKey => {
-            let (key, ca) = (p("ca.key"), p("ca.pem"));
-            openssl(&[
-                "ecparam",
-                "-name",
-                "prime192v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                &key,
-            ])?;
-            openssl(&[
-                "req",
-                "-x509",
-                "-key",
-                &key,
-                "-out",
-                &ca,
-                "-subj",
-                "/CN=p192 test CA",
-                "-days",
-                "30",
-                "-sha256",
-            ])?;
-        }
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &p("leaf.key"),
-        "-out",
-        &p("leaf.csr"),
-        "-subj",
-        "/CN=refused.test",
-    ])?;
-    let digest = match kind {
-        Refused::Sha1Signed => "-sha1",
-        Refused::TinyCaKey => "-sha256",
-    };
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("leaf.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p("leaf.pem"),
-        "-days",
-        "30",
-        digest,
-    ])?;
-    let mut crt = std::fs::read_to_string(p("leaf.pem"))?;
-    if let Refused::TinyCaKey = kind {
-        crt.push_str(&std::fs::read_to_string(p("ca.pem"))?);
-    }
-    Ok((crt, std::fs::read_to_string(p("leaf.key"))?))
-}
 
 /// An Ingress whose only content is `spec.tls` for `host` with Secret `secret`.
 fn tls_only(ns: &str, name: &str, host: &str, secret: &str) -> Value {
@@ -162,7 +58,7 @@ pub fn tls_only_refused_certificate_blocks_nobody() -> Result<()> {
         &[],
     )?;
     served(&ctl, "first.test", "/", 200, Some("good /"))?;
-    let (crt, key) = refused_pair(&ctl.dir, Refused::Sha1Signed)?;
+    let (crt, key) = refused_pair(&ctl.dir, Refused::Sha1Signed, "refused.test")?;
     ctl.write("sha1-secret", &tls_secret("evil", "sha1", &crt, &key))?;
     ctl.write("sha1-ing", &tls_only("evil", "sha1", "sha1.test", "sha1"))?;
     good(&ctl, "second", "second.test", b.port)?;
@@ -176,7 +72,7 @@ pub fn tls_only_refused_certificate_blocks_nobody() -> Result<()> {
     })
     .with_context(|| ctl.log_text())?;
 
-    let (crt, key) = refused_pair(&ctl.dir, Refused::TinyCaKey)?;
+    let (crt, key) = refused_pair(&ctl.dir, Refused::TinyCaKey, "refused.test")?;
     ctl.write("p192-secret", &tls_secret("evil", "p192", &crt, &key))?;
     ctl.write("p192-ing", &tls_only("evil", "p192", "p192.test", "p192"))?;
     good(&ctl, "third", "third.test", b.port)?;
@@ -199,7 +95,7 @@ pub fn twenty_refused_objects_do_not_block_the_rest() -> Result<()> {
     const BAD: usize = 20;
     let b = Backend::start("good")?;
     let ctl = started(&[("web", local_service("good", "web", b.port))], &[])?;
-    let (crt, key) = refused_pair(&ctl.dir, Refused::TinyCaKey)?;
+    let (crt, key) = refused_pair(&ctl.dir, Refused::TinyCaKey, "refused.test")?;
     for i in 0..BAD {
         let (ns, name, host) = (format!("bad{i}"), format!("bad{i}"), format!("bad{i}.test"));
         ctl.write(&format!("{name}-svc"), &local_service(&ns, "web", b.port))?;
@@ -237,7 +133,7 @@ pub fn twenty_refused_objects_do_not_block_the_rest() -> Result<()> {
 pub fn startup_with_a_refused_object_serves_the_rest() -> Result<()> {
     let b = Backend::start("good")?;
     let dir = berth_tests::new_state_dir("ingress-certs")?;
-    let pair = refused_pair(&dir, Refused::TinyCaKey);
+    let pair = refused_pair(&dir, Refused::TinyCaKey, "refused.test");
     berth_tests::sweep::directory(&dir);
     let (crt, key) = pair?;
     let ctl = started(

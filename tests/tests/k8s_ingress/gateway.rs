@@ -287,7 +287,7 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
         },
     )
     .with_context(|| format!("last parent entry: {last}"))?;
-    refused_certificate(cp, dir)?;
+    refused_certificate(cp)?;
 
     // At rest nothing is rewritten: over two renewals (5 s each, a status sync at each) the
     // resourceVersions stay (server-side defaults or fresh timestamps would change them).
@@ -318,75 +318,18 @@ pub fn gateway_api(cp: &ControlPlane, dir: &Path, sa: &Path, want: &str) -> Resu
     Ok(())
 }
 
-/// A leaf (P-256) signed by a P-192 CA, chain included: berth's checks pass it, the OpenSSL
-/// security level of nginx refuses it. (cert chain PEM, key PEM)
-fn p192_pair(dir: &Path) -> Result<(String, String)> {
-    let d = dir.join("p192");
-    std::fs::create_dir_all(&d)?;
-    let p = |f: &str| d.join(f).display().to_string();
-    let openssl = |args: &[&str]| berth_tests::proc::run(Command::new("openssl").args(args));
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime192v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p("ca.key"),
-    ])?;
-    openssl(&[
-        "req",
-        "-x509",
-        "-key",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
-        "-subj",
-        "/CN=p192 CA",
-        "-days",
-        "30",
-        "-sha256",
-    ])?;
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &p("leaf.key"),
-        "-out",
-        &p("leaf.csr"),
-        "-subj",
-        "/CN=p192.gw.test",
-    ])?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("leaf.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p("leaf.pem"),
-        "-days",
-        "30",
-        "-sha256",
-    ])?;
-    let crt = std::fs::read_to_string(p("leaf.pem"))? + &std::fs::read_to_string(p("ca.pem"))?;
-    let key = std::fs::read_to_string(p("leaf.key"))?;
-    std::fs::remove_dir_all(&d)?;
-    Ok((crt, key))
-}
-
 /// Statuses follow what nginx took: a Gateway whose HTTPS listener's certificate nginx refuses
 /// (isolation drops it and the route served with it) says so, as does its route.
-fn refused_certificate(cp: &ControlPlane, dir: &Path) -> Result<()> {
-    let (crt, key) = p192_pair(dir)?;
+fn refused_certificate(cp: &ControlPlane) -> Result<()> {
+    // A leaf signed by a P-192 CA, chain included: berth's checks pass it, nginx refuses it.
+    let certs = berth_tests::new_state_dir("gateway-p192")?;
+    let pair = berth_tests::refused_tls::refused_pair(
+        &certs,
+        berth_tests::refused_tls::Refused::TinyCaKey,
+        "p192.gw.test",
+    );
+    berth_tests::sweep::directory(&certs);
+    let (crt, key) = pair?;
     cp.apply(&berth_tests::ingress_ctl::tls_secret("default", "p192", &crt, &key).to_string())?;
     cp.apply(
         &json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
