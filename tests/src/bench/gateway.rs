@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+use berth_ingress::snapshot::Snapshot;
 use serde_json::{Value, json};
 
 use super::ingress::{Controller, service};
@@ -61,23 +62,24 @@ fn write_routes(dir: &std::path::Path, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Best of 5 renders of 10 000 HTTPRoutes in ms, and the config's size in bytes.
-fn render_ms() -> Result<(f64, usize)> {
-    use berth_ingress::render::{RenderConfig, render};
+/// The snapshot the files source reads from `ROUTES` HTTPRoutes (written to a state dir that
+/// is gone again once read).
+fn routes_snapshot() -> Result<Snapshot> {
     use berth_ingress::source::Source as _;
     use berth_ingress::source::files::FilesSource;
-    use berth_ingress::translate::{TranslateConfig, build};
     let dir = crate::new_state_dir("bench-gateway")?;
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(dir.clone());
-    write_routes(&dir, 80)?;
+    let written = write_routes(&dir, 80);
     let snap = FilesSource::new(&dir).snapshot();
-    let model = build(&snap, &TranslateConfig::default());
+    _ = std::fs::remove_dir_all(&dir);
+    written?;
+    Ok(snap)
+}
+
+/// Best of 5 renders of 10 000 HTTPRoutes in ms, and the config's size in bytes.
+fn render_ms(snap: &Snapshot) -> Result<(f64, usize)> {
+    use berth_ingress::render::{RenderConfig, render};
+    use berth_ingress::translate::{TranslateConfig, build};
+    let model = build(snap, &TranslateConfig::default());
     ensure!(
         model.gateway.len() == ROUTES,
         "{} Gateway API hosts: {:?}",
@@ -99,30 +101,18 @@ fn render_ms() -> Result<(f64, usize)> {
 /// Best of 5 Gateway API status computations for 10 000 HTTPRoutes in ms (a status round
 /// after a change), and best of 5 status rounds at rest in ms (every renewal, 5 s: the same
 /// objects, another snapshot of them; `StatusCache` reuses the last computation).
-fn statuses_ms() -> Result<(f64, f64)> {
+fn statuses_ms(snap: &Snapshot) -> Result<(f64, f64)> {
     use berth_ingress::serving::Serving;
-    use berth_ingress::source::Source as _;
-    use berth_ingress::source::files::FilesSource;
     use berth_ingress::status_gateway::{StatusCache, addresses};
     use berth_ingress::translate::{TranslateConfig, build};
-    let dir = crate::new_state_dir("bench-gateway-status")?;
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(dir.clone());
-    write_routes(&dir, 80)?;
-    let snap = FilesSource::new(&dir).snapshot();
     let config = TranslateConfig::default();
-    let serving = Serving::of(&build(&snap, &config));
+    let serving = Serving::of(&build(snap, &config));
     // A meta/v1 Time, without naming k8s-openapi (a dev-dependency here).
     let now = serde_json::from_value(json!("2026-01-01T00:00:00Z"))?;
     let mut best = Duration::MAX;
     for _ in 0..5 {
         let t = Instant::now();
-        let s = berth_ingress::gateway::statuses(&snap, &config, &[], &serving, &now);
+        let s = berth_ingress::gateway::statuses(snap, &config, &[], &serving, &now);
         best = best.min(t.elapsed());
         ensure!(
             s.http_routes.len() == ROUTES,
@@ -134,7 +124,7 @@ fn statuses_ms() -> Result<(f64, f64)> {
     let serving = std::sync::Arc::new(serving);
     let addr = addresses(&["192.0.2.1".to_owned()]);
     let mut cache = StatusCache::default();
-    cache.want(&snap, &config, &serving, addr.clone(), &now);
+    cache.want(snap, &config, &serving, addr.clone(), &now);
     let mut rest = Duration::MAX;
     for _ in 0..5 {
         let again = snap.clone();
@@ -152,8 +142,10 @@ fn statuses_ms() -> Result<(f64, f64)> {
 }
 
 pub fn run() -> Result<Figures> {
-    let (ms, size) = render_ms()?;
-    let (status_ms, rest_ms) = statuses_ms()?;
+    let snap = routes_snapshot()?;
+    let (ms, size) = render_ms(&snap)?;
+    let (status_ms, rest_ms) = statuses_ms(&snap)?;
+    drop(snap);
     let backend = Backend::start("rss")?;
     let ctl = Controller::start(|dir| write_routes(dir, backend.port))?;
     ctl.await_served("gw-9999.example.com", "rss /", Duration::from_secs(60))?;
