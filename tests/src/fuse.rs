@@ -12,6 +12,8 @@ use crate::proc::{require, run, spawn_tied, wait_until};
 
 /// How long a busy fuse mount may take to become free after its loop device is detached.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How long rbd-fuse gets to close the image and exit once its mount is gone.
+const EXIT_WAIT: Duration = Duration::from_secs(20);
 
 /// An image attached through rbd-fuse + loop. Drop unmounts filesystems on the device,
 /// detaches the loop device, unmounts the fuse mount and stops rbd-fuse.
@@ -80,10 +82,20 @@ impl Attachment {
         let unmounted = wait_until("the fuse mount to be free", BUSY_WAIT, || {
             run(Command::new("umount").arg(&self.fuse_dir)).is_ok()
         });
+        let unmounted_ok = unmounted.is_ok();
         if let Err(e) = unmounted {
             first_err.get_or_insert(e);
         }
-        let _ = child.kill();
+        // Unmounted, rbd-fuse closes the image and exits on its own; killed, it would leave its
+        // watch on the image for the OSD's 30 s (and berth-csi's node fence would see it).
+        let exited = unmounted_ok
+            && wait_until("rbd-fuse to exit", EXIT_WAIT, || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            })
+            .is_ok();
+        if !exited {
+            let _ = child.kill();
+        }
         let _ = child.wait();
         let _ = std::fs::remove_dir(&self.fuse_dir);
         first_err.map_or(Ok(()), Err)

@@ -21,6 +21,11 @@ fn main() {
                 ceph_image_lifecycle,
             ),
             trial("fuse_loop_ext4_data_survives_reattach", c, fuse_reattach),
+            trial(
+                "a_detached_attachment_leaves_no_watch",
+                c,
+                detach_leaves_no_watch,
+            ),
             plain("nginx_serves_reloads_serves", nginx_reload),
             plain("berth_csi_binary_answers_identity", csi_identity),
             plain("sweep_removes_leftovers_of_dead_runs", sweep_leftovers),
@@ -93,6 +98,26 @@ fn fuse_reattach(c: &Cluster) -> Result<()> {
         "loop device left attached"
     );
     c.rbd(&["rm", "--no-progress", &format!("{}/{image}", c.pool)])?;
+    Ok(())
+}
+
+/// The harness's rbd-fuse closes the image when detached: a killed rbd-fuse would keep its
+/// watch for the OSD's 30 s, and berth-csi's node fence would refuse the next stage.
+fn detach_leaves_no_watch(c: &Cluster) -> Result<()> {
+    let image = "env-watch";
+    let spec = format!("{}/{image}", c.pool);
+    c.rbd(&["create", "--size", "64M", &spec])?;
+    for round in 0..5 {
+        Attachment::attach(c, image)?.detach()?;
+        let status: serde_json::Value =
+            serde_json::from_str(&c.rbd(&["status", "--format", "json", &spec])?)?;
+        let watchers = status["watchers"].as_array().map_or(0, Vec::len);
+        ensure!(
+            watchers == 0,
+            "round {round}: {watchers} watcher(s) right after detach: {status}"
+        );
+    }
+    c.rbd(&["rm", "--no-progress", &spec])?;
     Ok(())
 }
 
