@@ -435,3 +435,36 @@ impl Model {
         self.servers.iter().find(|s| s.host.is_none())
     }
 }
+
+/// A model with one default server holding a location `/<name>` of `kind` per Ingress `ns/<name>`,
+/// all proxying to an empty upstream `u`: the fixture of the sync and quarantine tests.
+#[cfg(test)]
+pub(crate) fn one_server_model<S: Into<String>>(
+    kind: PathKind,
+    names: impl IntoIterator<Item = S>,
+) -> Model {
+    let locations = names
+        .into_iter()
+        .map(|n| {
+            let name: String = n.into();
+            Location {
+                path: format!("/{name}"),
+                kind,
+                upstream: "u".into(),
+                origin: ObjectRef::new(Kind::Ingress, "ns", name),
+                options: Default::default(),
+            }
+        })
+        .collect();
+    Model {
+        servers: vec![Server {
+            locations,
+            ..Server::new(None)
+        }],
+        upstreams: vec![Upstream {
+            name: "u".into(),
+            endpoints: vec![],
+        }],
+        ..Model::default()
+    }
+}

@@ -207,7 +207,7 @@ pub async fn isolate<A: Apply>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Kind, Location, PathKind, Server, Upstream};
+    use crate::model::{Kind, PathKind, Server, one_server_model};
 
     /// Refuses any config containing one of the marker paths.
     struct Picky {
@@ -229,26 +229,7 @@ mod tests {
     }
 
     fn model(n: usize) -> Model {
-        let locations = (0..n)
-            .map(|i| Location {
-                path: format!("/obj{i:03}"),
-                kind: PathKind::Exact,
-                upstream: "u".into(),
-                origin: ObjectRef::new(Kind::Ingress, "ns", format!("obj{i:03}")),
-                options: Default::default(),
-            })
-            .collect();
-        Model {
-            servers: vec![Server {
-                locations,
-                ..Server::new(None)
-            }],
-            upstreams: vec![Upstream {
-                name: "u".into(),
-                endpoints: vec![],
-            }],
-            ..Model::default()
-        }
+        one_server_model(PathKind::Exact, (0..n).map(|i| format!("obj{i:03}")))
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::*;
-use crate::model::{Kind, Location, ObjectRef, PathKind, Server, Upstream};
+use crate::model::{PathKind, one_server_model};
 use crate::snapshot::Snapshot;
 
 /// Records applied configs; refuses any text containing a marker.
@@ -41,27 +41,7 @@ fn config() -> SyncConfig {
 }
 
 fn model(names: &[&str]) -> Model {
-    let locations = names
-        .iter()
-        .map(|n| Location {
-            path: format!("/{n}"),
-            kind: PathKind::Prefix,
-            upstream: "u".into(),
-            origin: ObjectRef::new(Kind::Ingress, "ns", *n),
-            options: Default::default(),
-        })
-        .collect();
-    Model {
-        servers: vec![Server {
-            locations,
-            ..Server::new(None)
-        }],
-        upstreams: vec![Upstream {
-            name: "u".into(),
-            endpoints: vec![],
-        }],
-        ..Model::default()
-    }
+    one_server_model(PathKind::Prefix, names.iter().copied())
 }
 
 #[tokio::test]
