@@ -147,7 +147,12 @@ pub fn facts<'a>(
     grants: &Grants<'_>,
     backends: &Backends<'_>,
 ) -> Vec<RouteFacts<'a>> {
-    let problems = |kind: Kind, meta: &ObjectMeta, f: &dyn Fn(&Ctx<'_, '_>) -> RouteRules| {
+    let route = |kind: Kind,
+                 meta: &'a ObjectMeta,
+                 hostnames: &'a [String],
+                 parent_refs: &'a [ParentReference],
+                 backend_refs: Vec<&'a HTTPBackendRef>,
+                 check: &dyn Fn(&Ctx<'_, '_>) -> RouteRules| {
         let ns = meta.namespace.as_deref().unwrap_or("default");
         let origin = ObjectRef::new(kind, ns, meta.name.as_deref().unwrap_or(""));
         let cx = Ctx {
@@ -157,41 +162,42 @@ pub fn facts<'a>(
             grants,
             backends,
         };
-        let rr = f(&cx);
-        let p: Vec<String> = rr
-            .problems
-            .into_iter()
-            .map(|(f, m)| format!("{f}: {m}"))
-            .collect();
-        (p, rr.rules)
+        let rr = check(&cx);
+        RouteFacts {
+            kind: kind.as_str(),
+            meta,
+            hostnames,
+            parent_refs,
+            backend_refs,
+            problems: rr
+                .problems
+                .into_iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect(),
+            rules: rr.rules,
+        }
     };
     let http = snapshot.http_routes.iter().map(|r| {
-        let (problems, rules) = problems(Kind::HTTPRoute, &r.metadata, &|cx| {
-            super::rules::http(cx, &r.spec.rules)
-        });
-        RouteFacts {
-            kind: "HTTPRoute",
-            meta: &r.metadata,
-            hostnames: &r.spec.hostnames,
-            parent_refs: &r.spec.parent_refs,
-            backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
-            problems,
-            rules,
-        }
+        let refs = r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect();
+        route(
+            Kind::HTTPRoute,
+            &r.metadata,
+            &r.spec.hostnames,
+            &r.spec.parent_refs,
+            refs,
+            &|cx| super::rules::http(cx, &r.spec.rules),
+        )
     });
     let grpc = snapshot.grpc_routes.iter().map(|r| {
-        let (problems, rules) = problems(Kind::GRPCRoute, &r.metadata, &|cx| {
-            super::rules::grpc(cx, &r.spec.rules)
-        });
-        RouteFacts {
-            kind: "GRPCRoute",
-            meta: &r.metadata,
-            hostnames: &r.spec.hostnames,
-            parent_refs: &r.spec.parent_refs,
-            backend_refs: r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect(),
-            problems,
-            rules,
-        }
+        let refs = r.spec.rules.iter().flat_map(|x| &x.backend_refs).collect();
+        route(
+            Kind::GRPCRoute,
+            &r.metadata,
+            &r.spec.hostnames,
+            &r.spec.parent_refs,
+            refs,
+            &|cx| super::rules::grpc(cx, &r.spec.rules),
+        )
     });
     http.chain(grpc).collect()
 }
