@@ -67,31 +67,24 @@ pub fn snapshot_lifecycle(c: &Cluster) -> Result<()> {
             &format!("{}/{}", c.pool, sid.image),
         ])?;
         ensure!(snaps.contains(&sid.snap), "rbd snapshot missing: {snaps}");
-        ensure!(
-            code(&cl.controller.create_snapshot(snap_req(c, &n, &b)).await) == Code::AlreadyExists,
-            "other source"
-        );
-        ensure!(
-            code(&cl.controller.create_snapshot(snap_req(c, "", &a)).await)
-                == Code::InvalidArgument,
-            "no name"
-        );
-        ensure!(
-            code(
-                &cl.controller
-                    .create_snapshot(snap_req(c, &name("x"), ""))
-                    .await
-            ) == Code::InvalidArgument,
-            "no source"
-        );
-        ensure!(
-            code(
-                &cl.controller
-                    .create_snapshot(snap_req(c, &name("x"), "fake-vol-id-1234"))
-                    .await
-            ) == Code::NotFound,
-            "bad source"
-        );
+        let refused = [
+            (snap_req(c, &n, &b), Code::AlreadyExists, "other source"),
+            (snap_req(c, "", &a), Code::InvalidArgument, "no name"),
+            (
+                snap_req(c, &name("x"), ""),
+                Code::InvalidArgument,
+                "no source",
+            ),
+            (
+                snap_req(c, &name("x"), "fake-vol-id-1234"),
+                Code::NotFound,
+                "bad source",
+            ),
+        ];
+        for (req, want, what) in refused {
+            let got = code(&cl.controller.create_snapshot(req).await);
+            ensure!(got == want, "{what}: {got:?}, expected {want:?}");
+        }
         // A second snapshot of b; list by id, by source, all with pagination.
         let s2 = cl
             .controller
