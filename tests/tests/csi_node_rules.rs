@@ -126,6 +126,47 @@ async fn argument_errors(e: &mut NodeEnv<'_>) -> Result<()> {
             Code::NotFound,
         ),
     ];
+    let staging_path: String = staging.to_string_lossy().into();
+    let target_path: String = target.to_string_lossy().into();
+    let unstage_cases = [
+        (
+            NodeUnstageVolumeRequest {
+                volume_id: id.clone(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            NodeUnstageVolumeRequest {
+                staging_target_path: staging_path.clone(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            NodeUnstageVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: staging_path,
+            },
+            Code::Ok,
+        ),
+    ];
+    let unpublish_cases = [
+        (
+            NodeUnpublishVolumeRequest {
+                volume_id: id.clone(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            NodeUnpublishVolumeRequest {
+                volume_id: id.clone(),
+                target_path,
+            },
+            Code::Ok,
+        ),
+    ];
     for _ in 0..10 {
         for (req, want) in &stage_cases {
             let got = code(e.csi.node.node_stage_volume(req.clone()).await);
@@ -143,52 +184,14 @@ async fn argument_errors(e: &mut NodeEnv<'_>) -> Result<()> {
                 req.volume_id
             );
         }
-        let n = &mut e.csi.node;
-        ensure!(
-            code(
-                n.node_unstage_volume(NodeUnstageVolumeRequest {
-                    volume_id: id.clone(),
-                    ..Default::default()
-                })
-                .await
-            ) == Code::InvalidArgument
-        );
-        ensure!(
-            code(
-                n.node_unstage_volume(NodeUnstageVolumeRequest {
-                    staging_target_path: staging.to_string_lossy().into(),
-                    ..Default::default()
-                })
-                .await
-            ) == Code::InvalidArgument
-        );
-        ensure!(
-            code(
-                n.node_unstage_volume(NodeUnstageVolumeRequest {
-                    volume_id: id.clone(),
-                    staging_target_path: staging.to_string_lossy().into()
-                })
-                .await
-            ) == Code::Ok
-        );
-        ensure!(
-            code(
-                n.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: id.clone(),
-                    ..Default::default()
-                })
-                .await
-            ) == Code::InvalidArgument
-        );
-        ensure!(
-            code(
-                n.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: id.clone(),
-                    target_path: target.to_string_lossy().into()
-                })
-                .await
-            ) == Code::Ok
-        );
+        for (req, want) in &unstage_cases {
+            let got = code(e.csi.node.node_unstage_volume(req.clone()).await);
+            ensure!(got == *want, "unstage {req:?}: {got:?}, want {want:?}");
+        }
+        for (req, want) in &unpublish_cases {
+            let got = code(e.csi.node.node_unpublish_volume(req.clone()).await);
+            ensure!(got == *want, "unpublish {req:?}: {got:?}, want {want:?}");
+        }
         ensure!(
             code(
                 e.stats("fake-vol-id-1234", std::path::Path::new("some/path"))
