@@ -22,6 +22,17 @@ fn snap_req(c: &Cluster, name: &str, source: &str) -> CreateSnapshotRequest {
     }
 }
 
+/// `rbd snap ls` of an image of the pool, as JSON text.
+fn rbd_snaps(c: &Cluster, image: &str) -> Result<String> {
+    c.rbd(&[
+        "snap",
+        "ls",
+        "--format",
+        "json",
+        &format!("{}/{image}", c.pool),
+    ])
+}
+
 async fn volume(cl: &mut CsiClient, c: &Cluster, prefix: &str) -> Result<String> {
     Ok(cl
         .controller
@@ -59,13 +70,7 @@ pub fn snapshot_lifecycle(c: &Cluster) -> Result<()> {
         }
         ensure!(ids.iter().all(|i| *i == ids[0]), "snapshot ids differ");
         let sid = SnapshotId::decode(&ids[0])?;
-        let snaps = c.rbd(&[
-            "snap",
-            "ls",
-            "--format",
-            "json",
-            &format!("{}/{}", c.pool, sid.image),
-        ])?;
+        let snaps = rbd_snaps(c, &sid.image)?;
         ensure!(snaps.contains(&sid.snap), "rbd snapshot missing: {snaps}");
         let refused = [
             (snap_req(c, &n, &b), Code::AlreadyExists, "other source"),
@@ -191,13 +196,7 @@ pub fn snapshot_lifecycle(c: &Cluster) -> Result<()> {
             ) == Code::InvalidArgument,
             "empty"
         );
-        let snaps = c.rbd(&[
-            "snap",
-            "ls",
-            "--format",
-            "json",
-            &format!("{}/{}", c.pool, sid.image),
-        ])?;
+        let snaps = rbd_snaps(c, &sid.image)?;
         ensure!(!snaps.contains(&sid.snap), "snapshot not removed: {snaps}");
         let g = cl
             .controller
