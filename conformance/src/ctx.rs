@@ -328,7 +328,26 @@ impl Ctx {
                     volume_id: id.clone(),
                     secrets: self.secrets(SecretFor::DeleteVolume),
                 };
-                ok(ctl.delete_volume(req).await, "DeleteVolume")?;
+                // A CO retries a DeleteVolume refused as still in use: after NodeUnstage a
+                // node's storage client may take a moment to let go of the volume. Said on
+                // stderr each time, so a driver that is slow to let go is seen.
+                let started = std::time::Instant::now();
+                loop {
+                    match ctl.delete_volume(req.clone()).await {
+                        Err(s)
+                            if s.code() == tonic::Code::FailedPrecondition
+                                && started.elapsed() < IN_USE_RETRY =>
+                        {
+                            eprintln!(
+                                "conformance: DeleteVolume {id} after {:?}: {} (retrying)",
+                                started.elapsed(),
+                                s.message()
+                            );
+                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        }
+                        r => break ok(r, "DeleteVolume").map(drop)?,
+                    }
+                }
             }
             Resource::Snapshot(_) | Resource::Volume(_) => {}
             Resource::Dir(dir) => remove_dir(dir)?,
@@ -336,6 +355,9 @@ impl Ctx {
         Ok(())
     }
 }
+
+/// How long cleanup retries a DeleteVolume refused with FAILED_PRECONDITION (in use).
+const IN_USE_RETRY: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Remove a directory the suite created; a mount or a file left inside is the driver's leak.
 fn remove_dir(dir: &Path) -> Result<()> {
