@@ -1,5 +1,5 @@
 //! gRPC over a Unix socket: bind (removing a stale socket), serve the selected CSI services,
-//! shut down gracefully on a signal or an injected future.
+//! shut down gracefully (bounded by [`SHUTDOWN_GRACE`]) on a signal or an injected future.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -23,6 +23,9 @@ use crate::metrics::Metrics;
 /// Tokio worker threads: CSI traffic is a handful of RPCs at a time and blocking Ceph calls go
 /// to the blocking pool, so two workers keep RSS small without queueing RPCs.
 pub const WORKER_THREADS: usize = 2;
+
+/// How long in-flight RPCs and open connections get once the shutdown signal came.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Bind the CSI socket. A leftover socket file from a previous run is removed, but only when
 /// nothing answers on it (two live drivers must not steal each other's socket).
@@ -64,7 +67,8 @@ pub struct Config {
     pub metrics: Arc<Metrics>,
 }
 
-/// Serve until `shutdown` completes, then finish in-flight RPCs and return.
+/// Serve until `shutdown` completes, then finish in-flight RPCs (for at most
+/// [`SHUTDOWN_GRACE`]) and return.
 pub async fn serve(
     listener: UnixListener,
     config: Config,
@@ -116,14 +120,35 @@ pub async fn serve(
         )),
         None => None,
     };
-    Server::builder()
+    // Graceful, but bounded: CSI calls are idempotent and the CO retries them, so a client
+    // that never lets go of its connection (a hung sidecar) must not keep the plugin up.
+    let (signalled, grace) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    };
+    let server = Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_optional_service(node)
         .add_optional_service(controller)
         .add_optional_service(group)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
-        .map_err(Error::Serve)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    let grace_over = async {
+        match grace.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(Error::Serve),
+        () = grace_over => {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "clients still connected when the shutdown grace ran out: stopping anyway"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -194,4 +219,50 @@ pub async fn run_from_args(args: Args) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&path);
     tracing::info!("stopped");
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    /// A client that opens an HTTP/2 connection and then never reads nor answers (a hung
+    /// sidecar) must not hold the plugin up after the shutdown signal.
+    #[tokio::test]
+    async fn a_hung_client_does_not_hold_up_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("csi.sock");
+        let listener = bind(&path).unwrap();
+        let config = Config {
+            driver_name: "test.berth.dev".into(),
+            controller: false,
+            node: false,
+            controller_opts: controller::Options::default(),
+            node_config: None,
+            topology_aware: false,
+            metrics: Arc::default(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let mut hung = tokio::net::UnixStream::connect(&path).await.unwrap();
+        // The HTTP/2 preface and an empty SETTINGS frame; then silence.
+        hung.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        hung.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t0 = Instant::now();
+        stop.send(()).unwrap();
+        let done = tokio::time::timeout(SHUTDOWN_GRACE * 3, server).await;
+        assert!(
+            done.is_ok(),
+            "still serving {:?} after the shutdown signal",
+            t0.elapsed()
+        );
+        assert!(t0.elapsed() < SHUTDOWN_GRACE * 2, "{:?}", t0.elapsed());
+        drop(hung);
+    }
 }
